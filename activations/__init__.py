@@ -1,0 +1,50 @@
+"""Activation registry: every activation speedlab can swap into a model, looked up by one name.
+
+`names()` lists what is registered, `create(name)` returns a fresh `nn.Module`. Implementations register themselves
+with `@register("name")` in their own module; this package imports nothing from speedlab.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+_REGISTRY: dict[str, Callable[[], nn.Module]] = {}
+
+
+class UnknownActivationError(KeyError):
+    """Raised for a name that is not registered; its message lists the valid names."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0])
+
+
+def register(name: str) -> Callable[[Callable[[], nn.Module]], Callable[[], nn.Module]]:
+    """Register a zero-argument factory (usually an nn.Module class) under `name`."""
+
+    def decorator(factory: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
+        if name in _REGISTRY:
+            raise ValueError(f"activation {name!r} is registered twice")
+        _REGISTRY[name] = factory
+        return factory
+
+    return decorator
+
+
+def names() -> list[str]:
+    """The registered activation names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def create(name: str) -> nn.Module:
+    """A fresh module for the activation registered as `name`."""
+    try:
+        factory = _REGISTRY[name]
+    except KeyError:
+        raise UnknownActivationError(f"unknown activation {name!r}; valid names: {', '.join(names())}") from None
+    return factory()
+
+
+# Importing the implementation modules registers them.
+from activations import builtin, fastswish  # noqa: E402,F401

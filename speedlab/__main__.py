@@ -1,0 +1,101 @@
+"""speedlab's command line: `python -m speedlab <command> [hydra overrides and flags...]`.
+
+Picks the command from the first argument and hands everything after it to the command (for most commands: to
+Hydra, so overrides, `--cfg job`, `-m` and `--help` work as usual).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from speedlab.errors import SpeedlabError
+
+
+@dataclass(frozen=True)
+class Command:
+    summary: str
+    entry: str | None = None  # "module:function" taking argv and returning an exit code; None until it is built
+    issue: int | None = None  # the issue that builds it, named while it is missing
+    hydra: bool = True  # composes a Hydra config (so `--cfg job` works even before the command is built)
+
+
+COMMANDS: dict[str, Command] = {
+    "train": Command("train a model with the chosen speed levers (torch.compile, AMP, channels_last, ...)", issue=3),
+    "bench": Command("inference latency sweep over backends x batch sizes x precisions", issue=6),
+    "export": Command("export ONNX / INT8 / TensorRT artifacts and check their parity", issue=5),
+    "profile": Command("per-op forward/backward time tables and a Chrome trace", issue=6),
+    "report": Command("tables and plots from result.json files under artifacts/", issue=6),
+    "inspect": Command("summarise an ONNX file or engine and serve it with netron", issue=5, hydra=False),
+    "data": Command("download / synth / prepare (decode-cache) datasets", entry="speedlab.data.cli:main", hydra=False),
+}
+
+# Hydra flags that only print (config, help, info) and so never start a run.
+_PRINT_ONLY_FLAGS = {"--cfg", "-c", "--help", "-h", "--hydra-help", "--info", "-i", "--resolve", "--package", "-p"}
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [
+        "usage: python -m speedlab <command> [overrides...] [hydra flags]",
+        "",
+        "commands:",
+        *(f"  {name:<{width}}  {cmd.summary}" for name, cmd in COMMANDS.items()),
+        "",
+        "Examples:",
+        "  python -m speedlab train +exp=tc_amp +preset=quick",
+        "  python -m speedlab train '+exp=glob(*)' --cfg job -m   # compose every experiment",
+        "  python -m speedlab data synth --out /tmp/fake-tin",
+        "",
+        "`python -m speedlab <command> --help` shows a command's own options.",
+    ]
+    return "\n".join(lines)
+
+
+def _not_built(name: str, cmd: Command) -> int:
+    print(
+        f"speedlab {name}: not built yet (it arrives with issue {cmd.issue}); nothing was run.",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def dispatch(argv: Sequence[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0 if argv else 2
+    name, rest = argv[0], list(argv[1:])
+    cmd = COMMANDS.get(name)
+    if cmd is None:
+        print(f"speedlab: unknown command {name!r}; valid commands: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    if cmd.entry is None:
+        if cmd.hydra and _PRINT_ONLY_FLAGS.intersection(rest):
+            from speedlab import config
+
+            config.run_hydra(name, rest, lambda ctx: _not_built(name, cmd))
+            return 0
+        if cmd.hydra:  # bad overrides are reported as such, even before the command exists
+            from speedlab import config
+
+            config.compose(name, [a for a in rest if not a.startswith("-")])
+        return _not_built(name, cmd)
+    module, func = cmd.entry.split(":")
+    return getattr(importlib.import_module(module), func)(rest) or 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return dispatch(sys.argv[1:] if argv is None else argv)
+    except SpeedlabError as err:
+        print(f"speedlab: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("speedlab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

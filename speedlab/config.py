@@ -1,0 +1,255 @@
+"""Typed configuration for every speedlab command.
+
+Dataclass schemas registered in Hydra's ConfigStore give each key a type, so a misspelt key, a wrong type or an
+unknown choice fails at composition with the key's name. Values live in `conf/` (YAML). This is the only module that
+touches Hydra or OmegaConf objects: commands receive plain dataclasses (`SpeedlabCfg` and its parts) and a plain dict
+of the resolved config for result.json.
+"""
+
+from __future__ import annotations
+
+import enum
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+import activations
+from speedlab.errors import SpeedlabError
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+class Choice(str, enum.Enum):
+    """A config choice: OmegaConf validates against it (naming the valid values in its error); it compares equal
+    to, prints as and serialises as its plain string value."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+def _choices(name: str, values: Sequence[str]) -> type[Choice]:
+    return Choice(name, {v: v for v in values})  # type: ignore[return-value]
+
+
+# Built from the registry, so a newly registered activation is a valid choice without touching this file.
+ActivationName = _choices("ActivationName", activations.names())
+ModelName = _choices("ModelName", ["convnext", "timm"])
+InitName = _choices("InitName", ["torch_default", "kaiming", "trunc_normal"])
+DataName = _choices("DataName", ["tinyimagenet", "synthetic", "imagefolder"])
+Pipeline = _choices("Pipeline", ["device", "classic"])
+CompileMode = _choices("CompileMode", ["default", "reduce-overhead", "max-autotune"])
+AmpDtype = _choices("AmpDtype", ["bf16", "fp16"])
+
+
+@dataclass
+class ModelCfg:
+    name: ModelName = ModelName.convnext
+    activation: ActivationName = ActivationName.gelu
+    init: InitName = InitName.trunc_normal
+    depths: list[int] = field(default_factory=lambda: [3, 3, 9, 3])
+    dims: list[int] = field(default_factory=lambda: [80, 160, 320, 640])
+    drop_path: float = 0.1
+    layer_scale_init: float = 1e-6
+    timm_name: str = "convnext_tiny"
+
+
+@dataclass
+class DataCfg:
+    name: DataName = DataName.tinyimagenet
+    root: str = "data"
+    resolution: int = 224  # size the model sees (reference: 64 px upsampled to 224)
+    image_size: int = 64  # size images are decoded and cached at
+    pipeline: Pipeline = Pipeline.device
+    augment: bool = True  # random-resized-crop + horizontal flip on the training split
+    # synthetic: number of images per split; other datasets: an optional cap (None = all)
+    train_size: int | None = None
+    val_size: int | None = None
+    num_classes: int = 200  # synthetic only; file datasets take it from their class list
+    synthetic_seed: int = 0  # fixes the synthetic classes' patterns, independent of the run's seed
+    skip_corrupt: bool = False
+    cache_dir: str | None = None  # default: <root>/speedlab_cache
+    # classic pipeline only
+    workers: int = 2
+    pin_memory: bool = True
+    prefetch_factor: int = 2
+
+
+@dataclass
+class TrainerCfg:
+    epochs: int = 10
+    batch_size: int = 128
+    max_steps: int | None = None  # cap on optimiser steps per epoch (quick runs, smoke tests)
+    channels_last: bool = False
+    cudnn_benchmark: bool = False
+    tf32: bool = False
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+
+@dataclass
+class OptimCfg:
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    fused: bool | None = None
+    foreach: bool | None = None
+
+
+@dataclass
+class CompileCfg:
+    enabled: bool = False
+    mode: CompileMode = CompileMode.default
+    fullgraph: bool = False
+    dynamic: bool | None = None
+
+
+@dataclass
+class AmpCfg:
+    enabled: bool = False
+    dtype: AmpDtype = AmpDtype.bf16
+
+
+@dataclass
+class BenchCfg:
+    # Validated against the backend registry by the bench command, so a new backend needs no edit here.
+    backends: list[str] = field(default_factory=lambda: ["eager", "inductor", "onnxruntime", "tensorrt"])
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 64])
+
+
+@dataclass
+class SpeedlabCfg:
+    seed: int = 0
+    name: str = "default"  # the experiment's name; exp configs set it, run directories carry it
+    model: ModelCfg = field(default_factory=ModelCfg)
+    data: DataCfg = field(default_factory=DataCfg)
+    trainer: TrainerCfg = field(default_factory=TrainerCfg)
+    optim: OptimCfg = field(default_factory=OptimCfg)
+    compile: CompileCfg = field(default_factory=CompileCfg)
+    amp: AmpCfg = field(default_factory=AmpCfg)
+    bench: BenchCfg = field(default_factory=BenchCfg)
+
+
+ConfigStore.instance().store(name="speedlab_schema", node=SpeedlabCfg)
+
+# One primary config per Hydra-driven command, all sharing conf/speedlab.yaml.
+HYDRA_COMMANDS = ("train", "bench", "export", "profile", "report", "data_prepare")
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a command gets: the typed config, the resolved config as plain data, and its run directory."""
+
+    cfg: SpeedlabCfg
+    resolved: dict[str, Any]
+    run_dir: Path
+    choices: dict[str, str]  # Hydra's group choices (exp, preset, data) for naming and reports
+
+
+def typed(cfg: DictConfig) -> SpeedlabCfg:
+    """Convert a composed config to dataclasses (the edge: nothing past here sees OmegaConf)."""
+    return OmegaConf.to_object(cfg)  # type: ignore[return-value]
+
+
+def resolved_dict(cfg: DictConfig) -> dict[str, Any]:
+    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # type: ignore[return-value]
+
+
+def _explain(err: BaseException) -> str:
+    """Hydra's message plus its direct cause's (which names the key and, for choices, the valid values), without
+    OmegaConf's message templates and Hydra's search-path listing."""
+    text = str(err).strip()
+    cause = err.__cause__
+    if cause is not None and str(cause).strip() not in text:
+        text += "\n" + str(cause).strip()
+    text = text.split("Config search path:")[0]
+    return "\n".join(line for line in text.splitlines() if "$VALUE" not in line).strip()
+
+
+def compose(command: str, overrides: Sequence[str] = ()) -> SpeedlabCfg:
+    """Compose a command's config without starting a run; a bad override raises SpeedlabError naming it."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return typed(hydra_compose(config_name=command, overrides=list(overrides)))
+    except (HydraException, OmegaConfBaseException) as err:
+        raise SpeedlabError(f"invalid configuration for {command}:\n{_explain(err)}") from None
+
+
+def _split_print_sweep(argv: Sequence[str]) -> tuple[str, list[str]] | None:
+    """For `--cfg X -m` (which Hydra itself refuses): the cfg type and the overrides; None for any other argv."""
+    args = list(argv)
+    if not {"-m", "--multirun"} & set(args) or not {"-c", "--cfg"} & set(args):
+        return None
+    cfg_type, overrides = "job", []
+    it = iter(args)
+    for arg in it:
+        if arg in ("-m", "--multirun", "--resolve"):
+            continue
+        if arg in ("-c", "--cfg"):
+            cfg_type = next(it, "job")
+        elif arg.startswith("-"):
+            raise SpeedlabError(f"flag {arg!r} cannot be combined with --cfg and --multirun")
+        else:
+            overrides.append(arg)
+    return cfg_type, overrides
+
+
+def print_sweep_configs(command: str, cfg_type: str, overrides: Sequence[str]) -> int:
+    """Compose and print every job of a sweep, as `--cfg` does for a single run; returns the number of jobs."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if cfg_type not in ("job", "hydra", "all"):
+        raise SpeedlabError(f"--cfg {cfg_type!r}: valid values are job, hydra, all")
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        # The same expansion the basic sweeper does (glob() over a group's options, comma lists, ranges).
+        parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
+        jobs = [
+            job
+            for batch in BasicSweeper.split_arguments(parser.parse_overrides(list(overrides)), None)
+            for job in batch
+        ]
+        for num, job in enumerate(jobs):
+            cfg = hydra_compose(config_name=command, overrides=job, return_hydra_config=cfg_type != "job")
+            if cfg_type == "hydra":
+                cfg = cfg.hydra
+            elif cfg_type == "all":
+                cfg.hydra.job.num = num
+            print(f"# job {num}: {' '.join(job) or '(no overrides)'}")
+            print(OmegaConf.to_yaml(cfg))
+    return len(jobs)
+
+
+def run_hydra(command: str, argv: Sequence[str], task: Callable[[RunContext], int | None]) -> None:
+    """Hand `argv` (overrides and Hydra flags) to Hydra for `command`; call `task` once per composed run."""
+    print_sweep = _split_print_sweep(argv)
+    if print_sweep is not None:
+        print_sweep_configs(command, *print_sweep)
+        return
+
+    def hydra_task(cfg: DictConfig) -> None:
+        runtime = HydraConfig.get().runtime
+        ctx = RunContext(
+            cfg=typed(cfg),
+            resolved=resolved_dict(cfg),
+            run_dir=Path(runtime.output_dir),
+            choices={k: str(v) for k, v in runtime.choices.items() if not k.startswith("hydra/")},
+        )
+        code = task(ctx)
+        if code:
+            sys.exit(code)
+
+    sys.argv = [f"speedlab {command}", *argv]
+    hydra.main(config_path=str(CONF_DIR), config_name=command, version_base="1.3")(hydra_task)()

@@ -1,0 +1,194 @@
+"""Run records: each run's result.json (kind, status, config, environment, results), written atomically.
+
+This is the only module that builds output paths inside a run directory. Every result.json describes itself: the
+resolved config, library versions, the device, the git commit and the global speed flags in force.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from speedlab.errors import SpeedlabError
+from speedlab.fsutil import atomic_write_json
+
+RESULT_FILE = "result.json"
+STATUSES = ("ok", "failed", "interrupted", "skipped")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def result_path(run_dir: Path) -> Path:
+    return Path(run_dir) / RESULT_FILE
+
+
+def artifacts_root() -> Path:
+    """Where outputs go: $SPEEDLAB_ARTIFACTS or ./artifacts (conf/speedlab.yaml points Hydra at the same place)."""
+    return Path(os.environ.get("SPEEDLAB_ARTIFACTS", "artifacts"))
+
+
+def new_run_dir(name: str) -> Path:
+    """A fresh run directory for entry points outside Hydra (benchmark scripts), named like Hydra's runs."""
+    run_dir = artifacts_root() / "runs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def _dist_version(name: str) -> str | None:
+    """Installed version without importing the package (importing tensorrt or triton is slow or may fail)."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _gpu_info() -> dict[str, Any] | None:
+    if not torch.cuda.is_available():
+        return None
+    index = torch.cuda.current_device()
+    info: dict[str, Any] = {
+        "name": torch.cuda.get_device_name(index),
+        "count": torch.cuda.device_count(),
+        "capability": ".".join(map(str, torch.cuda.get_device_capability(index))),
+        "memory_bytes": torch.cuda.get_device_properties(index).total_memory,
+        "driver": None,
+    }
+    try:
+        import pynvml  # from nvidia-ml-py
+
+        pynvml.nvmlInit()
+        info["driver"] = pynvml.nvmlSystemGetDriverVersion()
+        pynvml.nvmlShutdown()
+    except Exception:  # noqa: BLE001 - the driver version is a nicety; NVML may be absent in containers
+        pass
+    return info
+
+
+def git_commit() -> dict[str, Any]:
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def speed_flags() -> dict[str, Any]:
+    """Process-wide switches that change speed (and sometimes numerics), as they are at the time of the call."""
+    return {
+        "num_threads": torch.get_num_threads(),
+        "num_interop_threads": torch.get_num_interop_threads(),
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "cuda_matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        "cudnn_deterministic": torch.backends.cudnn.deterministic,
+    }
+
+
+def environment() -> dict[str, Any]:
+    """Versions, device and flags for result.json."""
+    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cuda_available": torch.cuda.is_available(),
+        "cudnn": cudnn,
+        "triton": _dist_version("triton"),
+        "onnxruntime": _dist_version("onnxruntime") or _dist_version("onnxruntime-gpu"),
+        "tensorrt": _dist_version("tensorrt"),
+        "torchvision": _dist_version("torchvision"),
+        "timm": _dist_version("timm"),
+        "gpu": _gpu_info(),
+        "cpu": {"model": _cpu_model(), "logical_cores": os.cpu_count(), "affinity": len(os.sched_getaffinity(0))},
+        "git": git_commit(),
+        "flags": speed_flags(),
+        "argv": sys.argv,
+    }
+
+
+class RunRecord:
+    """The contents of one run's result.json; `save()` writes it atomically, as often as the run likes."""
+
+    def __init__(self, run_dir: Path, kind: str, config: dict[str, Any]) -> None:
+        self.run_dir = Path(run_dir)
+        self.path = result_path(self.run_dir)
+        self.data: dict[str, Any] = {
+            "kind": kind,
+            "status": "running",
+            "reason": None,
+            "config": config,
+            "env": environment(),
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        self._t0 = time.perf_counter()
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.data[key] = value
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def set_status(self, status: str, reason: str | None = None) -> None:
+        if status not in STATUSES:
+            raise ValueError(f"status {status!r} is not one of {STATUSES}")
+        self.data["status"], self.data["reason"] = status, reason
+
+    def save(self) -> Path:
+        self.data["wall_time_s"] = round(time.perf_counter() - self._t0, 3)
+        atomic_write_json(self.path, self.data)
+        return self.path
+
+
+@contextmanager
+def recording(run_dir: Path, kind: str, config: dict[str, Any]) -> Iterator[RunRecord]:
+    """Record a run: status `ok` unless the block sets another, `failed` on an error, `interrupted` on Ctrl-C.
+
+    result.json is written whatever happens, so an interrupted or failed run says so instead of vanishing.
+    """
+    record = RunRecord(run_dir, kind, config)
+    record.save()
+    try:
+        yield record
+    except KeyboardInterrupt:
+        record.set_status("interrupted", "interrupted by the user (Ctrl-C / SIGINT)")
+        record.save()
+        print(f"\ninterrupted: partial results in {record.path}", file=sys.stderr)
+        raise
+    except SpeedlabError as err:
+        record.set_status("failed", str(err))
+        record.save()
+        raise
+    except BaseException as err:
+        record.set_status("failed", f"{type(err).__name__}: {err}")
+        record.save()
+        raise
+    else:
+        if record["status"] == "running":
+            record.set_status("ok")
+        record.save()
