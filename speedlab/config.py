@@ -247,7 +247,11 @@ def run_hydra(command: str, argv: Sequence[str], task: Callable[[RunContext], in
             run_dir=Path(runtime.output_dir),
             choices={k: str(v) for k, v in runtime.choices.items() if not k.startswith("hydra/")},
         )
-        code = task(ctx)
+        try:
+            code = task(ctx)
+        except SpeedlabError as err:  # bad input: one clear message, no traceback (result.json says failed)
+            print(f"speedlab: error: {err}", file=sys.stderr)
+            sys.exit(1)
         if code:
             sys.exit(code)
 

@@ -31,8 +31,12 @@ class DataBundle:
 
     def record(self) -> dict[str, Any]:
         """What result.json says about the data, including corrupt images skipped so far."""
-        return {**self.info, "skipped_corrupt": self.train.skipped_corrupt + self.val.skipped_corrupt
-                + self.info.get("skipped_in_cache", 0)}
+        return {
+            **self.info,
+            "skipped_corrupt": self.train.skipped_corrupt
+            + self.val.skipped_corrupt
+            + self.info.get("skipped_in_cache", 0),
+        }
 
 
 def cache_dir_for(cfg: DataCfg, dataset: sources.FileDataset) -> Path:
@@ -42,7 +46,11 @@ def cache_dir_for(cfg: DataCfg, dataset: sources.FileDataset) -> Path:
 def _open_files(cfg: DataCfg) -> sources.FileDataset:
     dataset = sources.tinyimagenet(cfg.root) if cfg.name == "tinyimagenet" else sources.imagefolder(cfg.root)
     return sources.FileDataset(
-        dataset.name, dataset.base, dataset.classes, dataset.train.subset(cfg.train_size), dataset.val.subset(cfg.val_size)
+        dataset.name,
+        dataset.base,
+        dataset.classes,
+        dataset.train.subset(cfg.train_size),
+        dataset.val.subset(cfg.val_size),
     )
 
 
@@ -74,8 +82,13 @@ def decoded_arrays(cfg: DataCfg, workers: int | None = None) -> tuple[dict[str, 
         "root": str(dataset.base),
         "cache_dir": str(cache_dir),
         "cache": {
-            split: {"path": str(d.path), "built": d.built, "build_time_s": round(d.build_time_s, 3),
-                    "rebuild_reason": d.rebuild_reason, "skipped": d.skipped}
+            split: {
+                "path": str(d.path),
+                "built": d.built,
+                "build_time_s": round(d.build_time_s, 3),
+                "rebuild_reason": d.rebuild_reason,
+                "skipped": d.skipped,
+            }
             for split, d in decoded.items()
         },
         "skipped_in_cache": sum(len(d.skipped) for d in decoded.values()),
@@ -117,21 +130,33 @@ def build_data(
         def loader(split: str, train: bool) -> DeviceLoader:
             images, labels = arrays[split]
             return DeviceLoader(
-                images, labels, batch_size=batch_size if train else eval_batch_size,
+                images,
+                labels,
+                batch_size=batch_size if train else eval_batch_size,
                 transform=DeviceBatchTransform(cfg.resolution, train=train, augment=cfg.augment),
-                shuffle=train, drop_last=train, **common,
+                shuffle=train,
+                drop_last=train,
+                **common,
             )
     else:
 
         def loader(split: str, train: bool) -> ClassicLoader:
             source = arrays[split] if arrays is not None else getattr(files, split)
             dataset = ImageDataset(
-                source, cfg.image_size, classic_transform(cfg.resolution, train=train, augment=cfg.augment),
+                source,
+                cfg.image_size,
+                classic_transform(cfg.resolution, train=train, augment=cfg.augment),
                 cfg.skip_corrupt,
             )
             return ClassicLoader(
-                dataset, batch_size=batch_size if train else eval_batch_size, shuffle=train, drop_last=train,
-                workers=cfg.workers, pin_memory=cfg.pin_memory, prefetch_factor=cfg.prefetch_factor, **common,
+                dataset,
+                batch_size=batch_size if train else eval_batch_size,
+                shuffle=train,
+                drop_last=train,
+                workers=cfg.workers,
+                pin_memory=cfg.pin_memory,
+                prefetch_factor=cfg.prefetch_factor,
+                **common,
             )
 
     train, val = loader("train", True), loader("val", False)

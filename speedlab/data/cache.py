@@ -156,7 +156,13 @@ def _build(
 
 
 def load_or_build(
-    split: FileSplit, *, stem: str, cache_dir: Path, image_size: int, skip_corrupt: bool, workers: int = 2,
+    split: FileSplit,
+    *,
+    stem: str,
+    cache_dir: Path,
+    image_size: int,
+    skip_corrupt: bool,
+    workers: int = 2,
 ) -> DecodedSplit:
     """The decoded cache of `split`, built first if missing or stale."""
     paths = _paths(Path(cache_dir), stem)

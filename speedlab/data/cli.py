@@ -47,8 +47,10 @@ def prepare(ctx: config.RunContext) -> int:
         decoded, classes, info = decoded_arrays(cfg)
         rec["data"] = {**info, "num_classes": len(classes), "skipped_corrupt": info["skipped_in_cache"]}
         rec["prepare_time_s"] = round(time.perf_counter() - t0, 3)
-        rows = [(split, len(d.labels), len(d.skipped), "built" if d.built else "reused", d.path)
-                for split, d in decoded.items()]
+        rows = [
+            (split, len(d.labels), len(d.skipped), "built" if d.built else "reused", d.path)
+            for split, d in decoded.items()
+        ]
     print(f"\n{'split':<6} {'images':>8} {'skipped':>8} {'cache':>7}  path")
     for split, n, skipped, how, path in rows:
         print(f"{split:<6} {n:>8} {skipped:>8} {how:>7}  {path}")
@@ -75,8 +77,12 @@ def main(argv: Sequence[str]) -> int:
     from speedlab.data.fake import write_fake_tinyimagenet
 
     path = write_fake_tinyimagenet(
-        args.out, classes=args.classes, train_per_class=args.train_per_class, val_per_class=args.val_per_class,
-        seed=args.seed, make_zip=args.zip,
+        args.out,
+        classes=args.classes,
+        train_per_class=args.train_per_class,
+        val_per_class=args.val_per_class,
+        seed=args.seed,
+        make_zip=args.zip,
     )
     print(f"wrote {path}" + (f" and {path}.zip" if args.zip else ""))
     return 0

@@ -31,11 +31,14 @@ def _fetch(url: str, dest: Path, timeout: float) -> None:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - the user chose the URL
             total = int(response.headers.get("Content-Length") or 0) or None
-            with atomic_path(dest, suffix=".zip") as tmp, open(tmp, "wb") as out:
-                with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {dest.name}") as bar:
-                    while chunk := response.read(1 << 20):
-                        out.write(chunk)
-                        bar.update(len(chunk))
+            with (
+                atomic_path(dest, suffix=".zip") as tmp,
+                open(tmp, "wb") as out,
+                tqdm(total=total, unit="B", unit_scale=True, desc=f"download {dest.name}") as bar,
+            ):
+                while chunk := response.read(1 << 20):
+                    out.write(chunk)
+                    bar.update(len(chunk))
     except (urllib.error.URLError, OSError, TimeoutError) as err:
         reason = getattr(err, "reason", err)
         raise DataError(
@@ -105,6 +108,8 @@ def download(source: str | None, root: str | Path, *, md5: str | None = None, ti
             raise DataError(f"no such zip file: {archive}")
     # The official zip has a known size and hash; another source is checked against --md5 when one is given.
     known_official = official or archive.stat().st_size == OFFICIAL_SIZE
-    digest = verify(archive, size=OFFICIAL_SIZE if official else None, md5=md5 or (OFFICIAL_MD5 if known_official else None))
+    digest = verify(
+        archive, size=OFFICIAL_SIZE if official else None, md5=md5 or (OFFICIAL_MD5 if known_official else None)
+    )
     print(f"{archive}: {archive.stat().st_size} bytes, MD5 {digest}")
     return unpack(archive, root)

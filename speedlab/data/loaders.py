@@ -73,8 +73,14 @@ class DeviceLoader:
 
     def batches(self, epoch: int) -> list[np.ndarray]:
         return batch_indices(
-            len(self.labels), self.batch_size, seed=self.seed, epoch=epoch, shuffle=self.shuffle,
-            drop_last=self.drop_last, rank=self.rank, world=self.world,
+            len(self.labels),
+            self.batch_size,
+            seed=self.seed,
+            epoch=epoch,
+            shuffle=self.shuffle,
+            drop_last=self.drop_last,
+            rank=self.rank,
+            world=self.world,
         )
 
     def __len__(self) -> int:
@@ -87,7 +93,10 @@ class DeviceLoader:
             x = torch.from_numpy(np.ascontiguousarray(self.images[idx]))
             y = torch.from_numpy(self.labels[idx])
             if cuda:  # uint8 over the bus: 4x fewer bytes than float
-                x, y = x.pin_memory().to(self.device, non_blocking=True), y.pin_memory().to(self.device, non_blocking=True)
+                x, y = (
+                    x.pin_memory().to(self.device, non_blocking=True),
+                    y.pin_memory().to(self.device, non_blocking=True),
+                )
             else:
                 x, y = x.to(self.device), y.to(self.device)
             yield self.transform(x, generator), y
@@ -165,8 +174,14 @@ class ClassicLoader:
 
     def batches(self, epoch: int) -> list[np.ndarray]:
         return batch_indices(
-            len(self.dataset), self.batch_size, seed=self.seed, epoch=epoch, shuffle=self.shuffle,
-            drop_last=self.drop_last, rank=self.rank, world=self.world,
+            len(self.dataset),
+            self.batch_size,
+            seed=self.seed,
+            epoch=epoch,
+            shuffle=self.shuffle,
+            drop_last=self.drop_last,
+            rank=self.rank,
+            world=self.world,
         )
 
     def __len__(self) -> int:

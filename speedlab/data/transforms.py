@@ -26,7 +26,9 @@ def sample_crop_boxes(n: int, height: int, width: int, generator: torch.Generato
     torchvision's RandomResizedCrop draws them (10 attempts, then a centre crop clamped to the ratio range)."""
     area = height * width
     target = area * torch.empty(n, CROP_ATTEMPTS).uniform_(*CROP_SCALE, generator=generator)
-    log_ratio = torch.empty(n, CROP_ATTEMPTS).uniform_(math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1]), generator=generator)
+    log_ratio = torch.empty(n, CROP_ATTEMPTS).uniform_(
+        math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1]), generator=generator
+    )
     aspect = torch.exp(log_ratio)
     w = torch.sqrt(target * aspect).round()
     h = torch.sqrt(target / aspect).round()
@@ -124,8 +126,10 @@ def classic_transform(resolution: int, *, train: bool, augment: bool = True) -> 
     """Per-image torchvision transforms for DataLoader workers (input: PIL image or uint8 C x H x W tensor)."""
     steps: list = []
     if train and augment:
-        steps += [v2.RandomResizedCrop(resolution, scale=CROP_SCALE, ratio=CROP_RATIO, antialias=True),
-                  v2.RandomHorizontalFlip()]
+        steps += [
+            v2.RandomResizedCrop(resolution, scale=CROP_SCALE, ratio=CROP_RATIO, antialias=True),
+            v2.RandomHorizontalFlip(),
+        ]
     else:
         steps += [v2.Resize((resolution, resolution), antialias=True)]
     steps += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]

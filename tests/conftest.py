@@ -1,0 +1,52 @@
+"""Shared fixtures: a small fake TinyImageNet on disk, and a runner for the real command line."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from speedlab.data.fake import write_fake_tinyimagenet
+
+REPO = Path(__file__).resolve().parent.parent
+FAKE_CLASSES, FAKE_TRAIN, FAKE_VAL = 6, 12, 4  # per class; small enough to write in well under a second
+
+
+@pytest.fixture(scope="session")
+def fake_tin_pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fake TinyImageNet (real JPEGs) plus its zip; never modified, copy it with `fake_tin` to change it."""
+    root = tmp_path_factory.mktemp("fake_tin")
+    write_fake_tinyimagenet(
+        root, classes=FAKE_CLASSES, train_per_class=FAKE_TRAIN, val_per_class=FAKE_VAL, make_zip=True
+    )
+    return root
+
+
+@pytest.fixture
+def fake_tin(fake_tin_pristine: Path, tmp_path: Path) -> Path:
+    """A private copy of the fake TinyImageNet (without its zip) that a test may corrupt or touch."""
+    root = tmp_path / "data"
+    shutil.copytree(fake_tin_pristine / "tiny-imagenet-200", root / "tiny-imagenet-200")
+    return root
+
+
+@pytest.fixture
+def run_cli(tmp_path: Path):
+    """Run `python -m speedlab ...` in a subprocess, with outputs under tmp_path/artifacts."""
+
+    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+        full_env = {**os.environ, "SPEEDLAB_ARTIFACTS": str(tmp_path / "artifacts"), **(env or {})}
+        return subprocess.run(
+            [sys.executable, "-m", "speedlab", *args],
+            cwd=REPO,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return run

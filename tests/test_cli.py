@@ -1,0 +1,77 @@
+"""The command line: help, unknown and unbuilt commands, Hydra flags after the command, composition errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from speedlab.__main__ import COMMANDS
+
+EXPERIMENTS = sorted(p.stem for p in (Path(__file__).resolve().parent.parent / "conf" / "exp").glob("*.yaml"))
+REFERENCE_ROWS = ["vanilla", "tc", "amp", "tc_amp", "hardswish", "relu", "fastswish", "tc_hardswish", "tc_relu",
+                  "tc_fastswish"]  # fmt: skip
+
+
+def test_help_lists_every_command_one_line_each(run_cli):
+    out = run_cli("--help")
+    assert out.returncode == 0
+    for name in ("train", "bench", "export", "profile", "report", "inspect", "data"):
+        assert sum(line.strip().startswith(f"{name} ") for line in out.stdout.splitlines()) == 1, name
+
+
+def test_unknown_command_exits_2_naming_the_valid_ones(run_cli):
+    out = run_cli("trian")
+    assert out.returncode == 2
+    assert "unknown command 'trian'" in out.stderr
+    assert all(name in out.stderr for name in COMMANDS)
+
+
+def test_unbuilt_command_says_so_and_fails(run_cli):
+    unbuilt = [name for name, cmd in COMMANDS.items() if cmd.entry is None]
+    if not unbuilt:
+        pytest.skip("every command is built")
+    out = run_cli(unbuilt[0])
+    assert out.returncode != 0
+    assert "not built yet" in out.stderr
+
+
+def test_reference_rows_ship_as_experiments():
+    assert set(REFERENCE_ROWS) <= set(EXPERIMENTS)
+
+
+def test_glob_multirun_composes_every_experiment(run_cli):
+    out = run_cli("train", "+exp=glob(*)", "--cfg", "job", "-m")
+    assert out.returncode == 0, out.stderr
+    names = [line.split(":", 1)[1].strip() for line in out.stdout.splitlines() if line.startswith("name:")]
+    assert sorted(names) == EXPERIMENTS
+
+
+def test_cfg_job_prints_the_composed_config(run_cli):
+    out = run_cli("train", "+exp=tc_amp", "+preset=quick", "--cfg", "job")
+    assert out.returncode == 0, out.stderr
+    assert "name: tc_amp" in out.stdout and "resolution: 64" in out.stdout
+
+
+def test_hydra_help_works_after_the_command(run_cli):
+    out = run_cli("train", "--help")
+    assert out.returncode == 0
+    assert "exp" in out.stdout and "preset" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("model.activation=gleu", ["model.activation", "'gleu'", "gelu, gelu_tanh, hardswish, relu, silu"]),
+        ("amp.enabled=maybe", ["amp.enabled", "'maybe'", "not a valid bool"]),
+        ("model.activaton=relu", ["model.activaton", "not in 'ModelCfg'"]),
+        ("data=imgnet", ["data/imgnet", "imagefolder", "synthetic", "tinyimagenet"]),
+        ("data.pipeline=fast", ["data.pipeline", "'fast'", "device, classic"]),
+    ],
+)
+def test_bad_config_fails_before_any_work_naming_the_key(run_cli, override, expected):
+    out = run_cli("train", override)
+    assert out.returncode == 1
+    assert "not built yet" not in out.stderr  # composition comes first
+    for text in expected:
+        assert text in out.stderr, (text, out.stderr)
