@@ -44,7 +44,7 @@ def test_tinyimagenet_index_reads_the_official_layout(fake_tin):
     annotations = dict(
         line.split("\t")[:2] for line in (fake_tin / TIN / "val" / "val_annotations.txt").read_text().splitlines()
     )
-    assert all(annotations[Path(f).name] == ds.classes[y] for f, y in zip(ds.val.files, ds.val.labels, strict=False))
+    assert all(annotations[Path(f).name] == ds.classes[y] for f, y in zip(ds.val.files, ds.val.labels, strict=True))
 
 
 def test_missing_root_names_the_path_and_the_download_command(tmp_path):
@@ -176,8 +176,8 @@ def test_same_seed_same_batches_other_seed_other_order(fake_tin):
         return [x for x, _ in data.train.epoch(0)]
 
     a, b, c = run(0), run(0), run(1)
-    assert all(torch.equal(p, q) for p, q in zip(a, b, strict=False))
-    assert not all(torch.equal(p, q) for p, q in zip(a, c, strict=False))
+    assert all(torch.equal(p, q) for p, q in zip(a, b, strict=True))
+    assert not all(torch.equal(p, q) for p, q in zip(a, c, strict=True))
 
 
 def test_rank_shards_are_disjoint_and_equal_sized(fake_tin):

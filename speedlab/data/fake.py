@@ -52,7 +52,7 @@ def write_fake_tinyimagenet(
         (tmp / "train" / wnid / "images").mkdir(parents=True)
     boxes: dict[str, list[str]] = {w: [] for w in wnids}
     for img, label in tqdm(
-        zip(train_x, train_y, strict=False), total=len(train_y), desc="fake train", unit="img", leave=False
+        zip(train_x, train_y, strict=True), total=len(train_y), desc="fake train", unit="img", leave=False
     ):
         wnid = wnids[label]
         name = f"{wnid}_{counters[label]}.JPEG"
@@ -62,7 +62,7 @@ def write_fake_tinyimagenet(
     for wnid, lines in boxes.items():
         (tmp / "train" / wnid / f"{wnid}_boxes.txt").write_text("".join(lines))
     annotations = []
-    for i, (img, label) in enumerate(zip(val_x, val_y, strict=False)):
+    for i, (img, label) in enumerate(zip(val_x, val_y, strict=True)):
         _save(img, tmp / "val" / "images" / f"val_{i}.JPEG")
         annotations.append(f"val_{i}.JPEG\t{wnids[label]}\t0\t0\t{size - 1}\t{size - 1}\n")
     (tmp / "val" / "val_annotations.txt").write_text("".join(annotations))
