@@ -183,7 +183,8 @@ def test_same_seed_same_batches_other_seed_other_order(fake_tin):
 def test_rank_shards_are_disjoint_and_equal_sized(fake_tin):
     cfg = data_cfg(fake_tin)
     shards = [build_data(cfg, seed=0, batch_size=4, rank=r, world=2).train for r in (0, 1)]
-    idx = [np.concatenate(s.batches(0)) for s in shards]
+    idx = [np.concatenate(s.plan.batches(0)) for s in shards]
+    assert len(shards[0]) == len(shards[0].plan.batches(0))
     assert len(idx[0]) == len(idx[1]) and not set(idx[0]) & set(idx[1])
 
 
@@ -303,3 +304,12 @@ def test_data_prepare_on_a_missing_root_fails_with_one_clear_error(run_cli, tmp_
     assert out.returncode == 1
     assert "TinyImageNet not found" in out.stderr and "Traceback" not in out.stderr
     assert json.loads((tmp_path / "run" / "result.json").read_text())["status"] == "failed"
+
+
+def test_data_prepare_multirun_writes_one_result_per_job(run_cli, fake_tin_pristine, tmp_path):
+    out = run_cli("data", "prepare", "-m", f"data.root={fake_tin_pristine}", f"data.cache_dir={tmp_path / 'cache'}",
+                  "data.image_size=32,48")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    results = sorted((tmp_path / "artifacts" / "sweeps").glob("*-data_prepare/*/result.json"))
+    assert len(results) == 2
+    assert {json.loads(r.read_text())["config"]["data"]["image_size"] for r in results} == {32, 48}

@@ -14,7 +14,7 @@ import torch
 
 from speedlab.config import DataCfg
 from speedlab.data import cache, sources, synthetic
-from speedlab.data.loaders import ClassicLoader, DeviceLoader, ImageDataset
+from speedlab.data.loaders import BatchPlan, ClassicLoader, DeviceLoader, ImageDataset
 from speedlab.data.transforms import DeviceBatchTransform, classic_transform
 from speedlab.errors import DataError
 
@@ -63,9 +63,12 @@ def _synthetic_arrays(cfg: DataCfg) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     }
 
 
-def decoded_arrays(cfg: DataCfg, workers: int | None = None) -> tuple[dict[str, cache.DecodedSplit], list[str], dict]:
-    """The decoded cache of both splits of a file dataset (built when missing or stale)."""
-    dataset = _open_files(cfg)
+def decoded_arrays(
+    cfg: DataCfg, dataset: sources.FileDataset | None = None
+) -> tuple[dict[str, cache.DecodedSplit], list[str], dict]:
+    """The decoded cache of both splits of a file dataset (built when missing or stale); `dataset` is its index
+    when the caller already has it."""
+    dataset = dataset or _open_files(cfg)
     cache_dir = cache_dir_for(cfg, dataset)
     decoded = {
         split: cache.load_or_build(
@@ -74,7 +77,7 @@ def decoded_arrays(cfg: DataCfg, workers: int | None = None) -> tuple[dict[str, 
             cache_dir=cache_dir,
             image_size=cfg.image_size,
             skip_corrupt=cfg.skip_corrupt,
-            workers=workers if workers is not None else max(1, cfg.workers),
+            workers=max(1, cfg.workers),
         )
         for split in ("train", "val")
     }
@@ -109,7 +112,13 @@ def build_data(
     """Train and val loaders for `cfg` on `device`; rank/world shard both splits for distributed training."""
     device = torch.device(device)
     eval_batch_size = eval_batch_size or batch_size
-    common = {"device": device, "seed": seed, "rank": rank, "world": world}
+
+    def plan(num_samples: int, train: bool) -> BatchPlan:
+        return BatchPlan(
+            num_samples, batch_size if train else eval_batch_size, seed=seed, shuffle=train, drop_last=train,
+            rank=rank, world=world,
+        )  # fmt: skip
+
     info: dict[str, Any] = {"name": str(cfg.name), "pipeline": str(cfg.pipeline), "resolution": cfg.resolution}
 
     if cfg.name == "synthetic":
@@ -123,21 +132,14 @@ def build_data(
 
     if cfg.pipeline == "device":
         if arrays is None:
-            decoded, classes, cache_info = decoded_arrays(cfg)
+            decoded, classes, cache_info = decoded_arrays(cfg, files)
             info.update(cache_info)
             arrays = {split: (d.images, d.labels) for split, d in decoded.items()}
 
         def loader(split: str, train: bool) -> DeviceLoader:
             images, labels = arrays[split]
-            return DeviceLoader(
-                images,
-                labels,
-                batch_size=batch_size if train else eval_batch_size,
-                transform=DeviceBatchTransform(cfg.resolution, train=train, augment=cfg.augment),
-                shuffle=train,
-                drop_last=train,
-                **common,
-            )
+            transform = DeviceBatchTransform(cfg.resolution, train=train, augment=cfg.augment)
+            return DeviceLoader(images, labels, plan=plan(len(labels), train), transform=transform, device=device)
     else:
 
         def loader(split: str, train: bool) -> ClassicLoader:
@@ -150,19 +152,17 @@ def build_data(
             )
             return ClassicLoader(
                 dataset,
-                batch_size=batch_size if train else eval_batch_size,
-                shuffle=train,
-                drop_last=train,
+                plan=plan(len(dataset), train),
+                device=device,
                 workers=cfg.workers,
                 pin_memory=cfg.pin_memory,
                 prefetch_factor=cfg.prefetch_factor,
-                **common,
             )
 
     train, val = loader("train", True), loader("val", False)
     info.update(
-        train_images=len(train.dataset) if isinstance(train, ClassicLoader) else len(train.labels),
-        val_images=len(val.dataset) if isinstance(val, ClassicLoader) else len(val.labels),
+        train_images=train.plan.num_samples,
+        val_images=val.plan.num_samples,
         num_classes=len(classes),
     )
     return DataBundle(train=train, val=val, num_classes=len(classes), classes=classes, info=info)

@@ -12,6 +12,7 @@ pipeline and every experiment sees the same mini-batches for the same seed.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -32,71 +33,63 @@ def epoch_order(n: int, seed: int, epoch: int, shuffle: bool = True) -> np.ndarr
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
-def batch_indices(
-    n: int, batch_size: int, *, seed: int, epoch: int, shuffle: bool, drop_last: bool, rank: int = 0, world: int = 1
-) -> list[np.ndarray]:
-    """This rank's batches for one epoch. Each rank takes every world-th sample of the shared order, cut to an
-    equal count so all ranks run the same number of steps. Indices within a batch are sorted (reads from the
-    memory map stay sequential; a batch is a set)."""
-    order = epoch_order(n, seed, epoch, shuffle)
-    per_rank = len(order) // world if world > 1 else len(order)
-    mine = order[rank::world][:per_rank]
-    stop = len(mine) - len(mine) % batch_size if drop_last else len(mine)
-    return [np.sort(mine[i : i + batch_size]) for i in range(0, stop, batch_size)]
+@dataclass(frozen=True)
+class BatchPlan:
+    """Which samples each of this rank's batches holds, epoch by epoch.
 
+    Each rank takes every world-th sample of the shared order, cut to an equal count so all ranks run the same
+    number of steps. Indices within a batch are sorted (reads from the memory map stay sequential; a batch is a
+    set, so the order inside it does not matter)."""
 
-def _augment_seed(seed: int, epoch: int, rank: int) -> int:
-    return int(np.random.default_rng([seed, epoch, rank, 0xA06]).integers(2**62))
+    num_samples: int
+    batch_size: int
+    seed: int
+    shuffle: bool
+    drop_last: bool
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def per_rank(self) -> int:
+        return self.num_samples // self.world if self.world > 1 else self.num_samples
+
+    def __len__(self) -> int:
+        full, rest = divmod(self.per_rank, self.batch_size)
+        return full + (1 if rest and not self.drop_last else 0)
+
+    def batches(self, epoch: int) -> list[np.ndarray]:
+        mine = epoch_order(self.num_samples, self.seed, epoch, self.shuffle)[self.rank :: self.world][: self.per_rank]
+        stop = len(mine) - len(mine) % self.batch_size if self.drop_last else len(mine)
+        return [np.sort(mine[i : i + self.batch_size]) for i in range(0, stop, self.batch_size)]
+
+    def augment_seed(self, epoch: int) -> int:
+        """Seed of this rank's augmentation randomness in `epoch`."""
+        return int(np.random.default_rng([self.seed, epoch, self.rank, 0xA06]).integers(2**62))
 
 
 class DeviceLoader:
     """Batches from uint8 arrays (N x 3 x S x S), transformed batched on `device`."""
 
     def __init__(
-        self,
-        images: np.ndarray,
-        labels: np.ndarray,
-        *,
-        batch_size: int,
-        transform: DeviceBatchTransform,
+        self, images: np.ndarray, labels: np.ndarray, *, plan: BatchPlan, transform: DeviceBatchTransform,
         device: torch.device,
-        seed: int,
-        shuffle: bool,
-        drop_last: bool,
-        rank: int = 0,
-        world: int = 1,
-    ) -> None:
-        self.images, self.labels = images, labels
-        self.batch_size, self.transform, self.device = batch_size, transform, torch.device(device)
-        self.seed, self.shuffle, self.drop_last, self.rank, self.world = seed, shuffle, drop_last, rank, world
-        self.skipped_corrupt = 0
-
-    def batches(self, epoch: int) -> list[np.ndarray]:
-        return batch_indices(
-            len(self.labels),
-            self.batch_size,
-            seed=self.seed,
-            epoch=epoch,
-            shuffle=self.shuffle,
-            drop_last=self.drop_last,
-            rank=self.rank,
-            world=self.world,
-        )
+    ) -> None:  # fmt: skip
+        self.images, self.labels, self.plan = images, labels, plan
+        self.transform, self.device = transform, torch.device(device)
+        self.skipped_corrupt = 0  # corrupt files never reach the cache (see cache.py)
 
     def __len__(self) -> int:
-        return len(self.batches(0))
+        return len(self.plan)
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
-        generator = torch.Generator().manual_seed(_augment_seed(self.seed, epoch, self.rank))
+        generator = torch.Generator().manual_seed(self.plan.augment_seed(epoch))
         cuda = self.device.type == "cuda"
-        for idx in self.batches(epoch):
+        for idx in self.plan.batches(epoch):
             x = torch.from_numpy(np.ascontiguousarray(self.images[idx]))
             y = torch.from_numpy(self.labels[idx])
             if cuda:  # uint8 over the bus: 4x fewer bytes than float
-                x, y = (
-                    x.pin_memory().to(self.device, non_blocking=True),
-                    y.pin_memory().to(self.device, non_blocking=True),
-                )
+                x = x.pin_memory().to(self.device, non_blocking=True)
+                y = y.pin_memory().to(self.device, non_blocking=True)
             else:
                 x, y = x.to(self.device), y.to(self.device)
             yield self.transform(x, generator), y
@@ -149,22 +142,10 @@ class ClassicLoader:
     """torch DataLoader over `ImageDataset`, with workers, pinned memory and prefetching."""
 
     def __init__(
-        self,
-        dataset: ImageDataset,
-        *,
-        batch_size: int,
-        device: torch.device,
-        seed: int,
-        shuffle: bool,
-        drop_last: bool,
-        workers: int,
-        pin_memory: bool,
+        self, dataset: ImageDataset, *, plan: BatchPlan, device: torch.device, workers: int, pin_memory: bool,
         prefetch_factor: int,
-        rank: int = 0,
-        world: int = 1,
-    ) -> None:
-        self.dataset, self.batch_size, self.device = dataset, batch_size, torch.device(device)
-        self.seed, self.shuffle, self.drop_last, self.rank, self.world = seed, shuffle, drop_last, rank, world
+    ) -> None:  # fmt: skip
+        self.dataset, self.plan, self.device = dataset, plan, torch.device(device)
         self.workers, self.pin_memory, self.prefetch_factor = workers, pin_memory, prefetch_factor
         self._skipped: set[int] = set()
 
@@ -172,34 +153,23 @@ class ClassicLoader:
     def skipped_corrupt(self) -> int:
         return len(self._skipped)
 
-    def batches(self, epoch: int) -> list[np.ndarray]:
-        return batch_indices(
-            len(self.dataset),
-            self.batch_size,
-            seed=self.seed,
-            epoch=epoch,
-            shuffle=self.shuffle,
-            drop_last=self.drop_last,
-            rank=self.rank,
-            world=self.world,
-        )
-
     def __len__(self) -> int:
-        return len(self.batches(0))
+        return len(self.plan)
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
-        # A fresh loader per epoch: the generator seeds each worker's augmentation RNG from (seed, epoch, rank).
+        # A fresh loader per epoch: its generator seeds each worker's augmentation RNG from (seed, epoch, rank).
+        seed = self.plan.augment_seed(epoch)
         loader = DataLoader(
             self.dataset,
-            batch_sampler=[b.tolist() for b in self.batches(epoch)],
+            batch_sampler=[b.tolist() for b in self.plan.batches(epoch)],
             num_workers=self.workers,
             pin_memory=self.pin_memory and self.device.type == "cuda",
             prefetch_factor=self.prefetch_factor if self.workers > 0 else None,
             collate_fn=_collate,
-            generator=torch.Generator().manual_seed(_augment_seed(self.seed, epoch, self.rank)),
+            generator=torch.Generator().manual_seed(seed),
         )
         if self.workers == 0:
-            torch.manual_seed(_augment_seed(self.seed, epoch, self.rank))
+            torch.manual_seed(seed)
         non_blocking = self.device.type == "cuda"
         for x, y in loader:
             good = y >= 0
