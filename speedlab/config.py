@@ -147,7 +147,6 @@ class RunContext:
     cfg: SpeedlabCfg
     resolved: dict[str, Any]
     run_dir: Path
-    choices: dict[str, str]  # Hydra's group choices (exp, preset, data) for naming and reports
 
 
 def typed(cfg: DictConfig) -> SpeedlabCfg:
@@ -240,12 +239,8 @@ def run_hydra(command: str, argv: Sequence[str], task: Callable[[RunContext], in
         return
 
     def hydra_task(cfg: DictConfig) -> None:
-        runtime = HydraConfig.get().runtime
         ctx = RunContext(
-            cfg=typed(cfg),
-            resolved=resolved_dict(cfg),
-            run_dir=Path(runtime.output_dir),
-            choices={k: str(v) for k, v in runtime.choices.items() if not k.startswith("hydra/")},
+            cfg=typed(cfg), resolved=resolved_dict(cfg), run_dir=Path(HydraConfig.get().runtime.output_dir)
         )
         try:
             code = task(ctx)

@@ -51,7 +51,7 @@ class BatchPlan:
 
     @property
     def per_rank(self) -> int:
-        return self.num_samples // self.world if self.world > 1 else self.num_samples
+        return self.num_samples // self.world
 
     def __len__(self) -> int:
         full, rest = divmod(self.per_rank, self.batch_size)
