@@ -1,9 +1,9 @@
-# Two commands for a newcomer: `make setup` (optional) and `make test`.
+# A newcomer needs two commands: `make demo` (a quick tc_amp training run) and `make test`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.speedlab-installed
 
-.PHONY: setup test test-slow lint format bench-data clean
+.PHONY: setup demo test test-slow lint format bench-data bench-train clean
 
 setup: $(STAMP)
 
@@ -13,6 +13,10 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
+
+# torch.compile + bf16 AMP on the ~1M-parameter quick preset; prints the summary table.
+demo: setup
+	$(PY) -m speedlab train +exp=tc_amp +preset=quick
 
 test: setup
 	$(PY) -m pytest -m "not slow" -q
@@ -31,6 +35,10 @@ format: setup
 
 bench-data: setup
 	$(PY) scripts/bench_data.py
+
+# The reference study's four training rows on the quick preset, repeated; prints speed-ups against vanilla.
+bench-train: setup
+	$(PY) scripts/bench_train.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

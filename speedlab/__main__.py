@@ -23,7 +23,10 @@ class Command:
 
 
 COMMANDS: dict[str, Command] = {
-    "train": Command("train a model with the chosen speed levers (torch.compile, AMP, channels_last, ...)", issue=3),
+    "train": Command(
+        "train a model with the chosen speed levers (torch.compile, AMP, channels_last, ...)",
+        entry="speedlab.train:main",
+    ),
     "bench": Command("inference latency sweep over backends x batch sizes x precisions", issue=6),
     "export": Command("export ONNX / INT8 / TensorRT artifacts and check their parity", issue=5),
     "profile": Command("per-op forward/backward time tables and a Chrome trace", issue=6),
@@ -31,9 +34,6 @@ COMMANDS: dict[str, Command] = {
     "inspect": Command("summarise an ONNX file or engine and serve it with netron", issue=5, hydra=False),
     "data": Command("download / synth / prepare (decode-cache) datasets", entry="speedlab.data.cli:main", hydra=False),
 }
-
-# Hydra flags that only print (config, help, info) and so never start a run.
-_PRINT_ONLY_FLAGS = {"--cfg", "-c", "--help", "-h", "--hydra-help", "--info", "-i", "--resolve", "--package", "-p"}
 
 
 def usage() -> str:
@@ -72,15 +72,13 @@ def dispatch(argv: Sequence[str]) -> int:
         print(f"speedlab: unknown command {name!r}; valid commands: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     if cmd.entry is None:
-        if cmd.hydra and _PRINT_ONLY_FLAGS.intersection(rest):
-            from speedlab import config
+        from speedlab import config
 
+        if cmd.hydra and config.PRINT_ONLY_FLAGS.intersection(rest):
             config.run_hydra(name, rest, lambda ctx: _not_built(name, cmd))
             return 0
         if cmd.hydra:  # bad overrides are reported as such, even before the command exists
-            from speedlab import config
-
-            config.compose(name, [a for a in rest if not a.startswith("-")])
+            config.validate(name, rest)
         return _not_built(name, cmd)
     module, func = cmd.entry.split(":")
     return getattr(importlib.import_module(module), func)(rest) or 0

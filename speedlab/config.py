@@ -9,6 +9,7 @@ of the resolved config for result.json.
 from __future__ import annotations
 
 import enum
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import Any
 import hydra
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 import activations
@@ -46,6 +48,7 @@ DataName = _choices("DataName", ["tinyimagenet", "synthetic", "imagefolder"])
 Pipeline = _choices("Pipeline", ["device", "classic"])
 CompileMode = _choices("CompileMode", ["default", "reduce-overhead", "max-autotune"])
 AmpDtype = _choices("AmpDtype", ["bf16", "fp16"])
+Schedule = _choices("Schedule", ["cosine", "constant"])
 
 
 @dataclass
@@ -53,7 +56,7 @@ class ModelCfg:
     name: ModelName = ModelName.convnext
     activation: ActivationName = ActivationName.gelu
     init: InitName = InitName.trunc_normal
-    depths: list[int] = field(default_factory=lambda: [3, 3, 9, 3])
+    depths: list[int] = field(default_factory=lambda: [3, 3, 7, 3])
     dims: list[int] = field(default_factory=lambda: [80, 160, 320, 640])
     drop_path: float = 0.1
     layer_scale_init: float = 1e-6
@@ -90,14 +93,19 @@ class TrainerCfg:
     cudnn_benchmark: bool = False
     tf32: bool = False
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    # Steps run (and undone) before the first epoch so compilation and first-call costs are timed on their own.
+    timing_warmup: int = 3
+    checkpoint: bool = True  # write checkpoint.pt (atomically) after every epoch
 
 
 @dataclass
 class OptimCfg:
     lr: float = 1e-3
     weight_decay: float = 0.05
-    fused: bool | None = None
+    fused: bool | None = None  # None: torch's default for the device
     foreach: bool | None = None
+    schedule: Schedule = Schedule.cosine  # per step, over the whole run
+    lr_warmup_steps: int = 0  # linear warm-up from 0 before the schedule
 
 
 @dataclass
@@ -125,6 +133,7 @@ class BenchCfg:
 class SpeedlabCfg:
     seed: int = 0
     name: str = "default"  # the experiment's name; exp configs set it, run directories carry it
+    resume: str | None = None  # train: a checkpoint.pt, or a run directory holding one, to continue from
     model: ModelCfg = field(default_factory=ModelCfg)
     data: DataCfg = field(default_factory=DataCfg)
     trainer: TrainerCfg = field(default_factory=TrainerCfg)
@@ -135,6 +144,11 @@ class SpeedlabCfg:
 
 
 ConfigStore.instance().store(name="speedlab_schema", node=SpeedlabCfg)
+
+# Hydra flags that only print (config, help, info) and so never start a run.
+PRINT_ONLY_FLAGS = frozenset(
+    {"--cfg", "-c", "--help", "-h", "--hydra-help", "--info", "-i", "--resolve", "--package", "-p"}
+)
 
 # One primary config per Hydra-driven command, all sharing conf/speedlab.yaml.
 HYDRA_COMMANDS = ("train", "bench", "export", "profile", "report", "data_prepare")
@@ -147,6 +161,7 @@ class RunContext:
     cfg: SpeedlabCfg
     resolved: dict[str, Any]
     run_dir: Path
+    multirun: bool = False  # one job of a sweep: a job this machine cannot run is recorded as skipped
 
 
 def typed(cfg: DictConfig) -> SpeedlabCfg:
@@ -202,24 +217,28 @@ def _split_print_sweep(argv: Sequence[str]) -> tuple[str, list[str]] | None:
     return cfg_type, overrides
 
 
-def print_sweep_configs(command: str, cfg_type: str, overrides: Sequence[str]) -> int:
-    """Compose and print every job of a sweep, as `--cfg` does for a single run; returns the number of jobs."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+def _sweep_jobs(overrides: Sequence[str]) -> list[list[str]]:
+    """The overrides of each job of a sweep: the expansion the basic sweeper does (glob() over a group's options,
+    comma lists, ranges). Call inside an initialised Hydra context."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
+    return [
+        job for batch in BasicSweeper.split_arguments(parser.parse_overrides(list(overrides)), None) for job in batch
+    ]
+
+
+def print_sweep_configs(command: str, cfg_type: str, overrides: Sequence[str]) -> int:
+    """Compose and print every job of a sweep, as `--cfg` does for a single run; returns the number of jobs."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
     if cfg_type not in ("job", "hydra", "all"):
         raise SpeedlabError(f"--cfg {cfg_type!r}: valid values are job, hydra, all")
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        # The same expansion the basic sweeper does (glob() over a group's options, comma lists, ranges).
-        parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
-        jobs = [
-            job
-            for batch in BasicSweeper.split_arguments(parser.parse_overrides(list(overrides)), None)
-            for job in batch
-        ]
+        jobs = _sweep_jobs(overrides)
         for num, job in enumerate(jobs):
             cfg = hydra_compose(config_name=command, overrides=job, return_hydra_config=cfg_type != "job")
             if cfg_type == "hydra":
@@ -231,6 +250,28 @@ def print_sweep_configs(command: str, cfg_type: str, overrides: Sequence[str]) -
     return len(jobs)
 
 
+def validate(command: str, argv: Sequence[str]) -> None:
+    """Compose every job `argv` asks for, so a bad override fails as one `speedlab: error:` before any run starts
+    (Hydra itself would report it in its own format, and in a sweep only when that job's turn comes)."""
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if PRINT_ONLY_FLAGS & set(argv):
+        return  # Hydra reports a bad override itself while printing
+    overrides = [a for a in argv if not a.startswith("-")]
+    if not {"-m", "--multirun"} & set(argv):
+        compose(command, overrides)
+        return
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            jobs = _sweep_jobs(overrides)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise SpeedlabError(f"invalid sweep for {command}:\n{_explain(err)}") from None
+    for job in jobs:
+        compose(command, job)
+
+
 def run_hydra(command: str, argv: Sequence[str], task: Callable[[RunContext], int | None]) -> None:
     """Hand `argv` (overrides and Hydra flags) to Hydra for `command`; call `task` once per composed run."""
     print_sweep = _split_print_sweep(argv)
@@ -239,8 +280,12 @@ def run_hydra(command: str, argv: Sequence[str], task: Callable[[RunContext], in
         return
 
     def hydra_task(cfg: DictConfig) -> None:
+        hydra_cfg = HydraConfig.get()
         ctx = RunContext(
-            cfg=typed(cfg), resolved=resolved_dict(cfg), run_dir=Path(HydraConfig.get().runtime.output_dir)
+            cfg=typed(cfg),
+            resolved=resolved_dict(cfg),
+            run_dir=Path(hydra_cfg.runtime.output_dir),
+            multirun=hydra_cfg.mode == RunMode.MULTIRUN,
         )
         try:
             code = task(ctx)
@@ -250,5 +295,8 @@ def run_hydra(command: str, argv: Sequence[str], task: Callable[[RunContext], in
         if code:
             sys.exit(code)
 
+    if int(os.environ.get("RANK", "0")) > 0:
+        # Under torchrun only rank 0 writes: the other ranks get no run directory, .hydra/ or log file.
+        argv = [*argv, "hydra.run.dir=.", "hydra.output_subdir=null", "hydra/job_logging=disabled"]
     sys.argv = [f"speedlab {command}", *argv]
     hydra.main(config_path=str(CONF_DIR), config_name=command, version_base="1.3")(hydra_task)()

@@ -23,12 +23,27 @@ from speedlab.errors import SpeedlabError
 from speedlab.fsutil import atomic_write_json
 
 RESULT_FILE = "result.json"
+CHECKPOINT_FILE = "checkpoint.pt"
 STATUSES = ("ok", "failed", "interrupted", "skipped")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def result_path(run_dir: Path) -> Path:
     return Path(run_dir) / RESULT_FILE
+
+
+def checkpoint_path(run_dir: Path) -> Path:
+    return Path(run_dir) / CHECKPOINT_FILE
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """A checkpoint given as the file itself or as the run directory that holds it."""
+    path = Path(path).expanduser()
+    candidate = checkpoint_path(path) if path.is_dir() else path
+    if not candidate.is_file():
+        where = f"{path} holds no {CHECKPOINT_FILE}" if path.is_dir() else f"{path} does not exist"
+        raise SpeedlabError(f"resume={path}: {where} (give a checkpoint file or a train run directory)")
+    return candidate
 
 
 def artifacts_root() -> Path:
@@ -41,6 +56,11 @@ def new_run_dir(name: str) -> Path:
     run_dir = artifacts_root() / "runs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
+
+
+def job_dir(parent: Path, name: str) -> Path:
+    """The run directory of one job that a benchmark script starts inside its own run directory."""
+    return Path(parent) / name
 
 
 def _dist_version(name: str) -> str | None:
@@ -153,6 +173,12 @@ class RunRecord:
 
     def __getitem__(self, key: str) -> Any:
         return self.data[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.data
+
+    def update(self, values: dict[str, Any]) -> None:
+        self.data.update(values)
 
     def set_status(self, status: str, reason: str | None = None) -> None:
         if status not in STATUSES:

@@ -1,0 +1,158 @@
+"""The speed levers of a training run: device, AMP, compile, channels_last, cuDNN/TF32 flags and the optimizer.
+
+`check` refuses a combination this machine cannot run, naming the key, the value and what to use instead, before
+any data is loaded; nothing is ever silently swapped for something else. The other functions apply one lever each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from speedlab.config import AmpCfg, CompileCfg, OptimCfg, SpeedlabCfg, TrainerCfg
+from speedlab.errors import SpeedlabError
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class UnsupportedHere(SpeedlabError):
+    """A valid setting this machine cannot run (a sweep records it as skipped; a single run fails)."""
+
+
+def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
+    """`auto` picks this rank's GPU when there is one, else the CPU; an explicit CUDA device must exist."""
+    if spec == "auto":
+        return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise SpeedlabError(f"trainer.device={spec!r} is not a device; valid: auto, cpu, cuda, cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise SpeedlabError(f"trainer.device={spec!r}: valid devices are auto, cpu, cuda, cuda:N")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UnsupportedHere(f"trainer.device={spec}: this machine has no CUDA GPU; use trainer.device=cpu")
+        if device.index is None:
+            device = torch.device("cuda", local_rank)
+        if device.index >= torch.cuda.device_count():
+            raise UnsupportedHere(f"trainer.device={spec}: only {torch.cuda.device_count()} GPU(s) here")
+    return device
+
+
+def check_values(cfg: SpeedlabCfg) -> None:
+    """Values no machine can run: fail before any work with the key and the valid range."""
+    positive = {
+        "trainer.batch_size": cfg.trainer.batch_size,
+        "trainer.epochs": cfg.trainer.epochs,
+        "trainer.max_steps": cfg.trainer.max_steps,
+        "data.resolution": cfg.data.resolution,
+    }
+    for key, value in positive.items():
+        if value is not None and value < 1:
+            raise SpeedlabError(f"{key}={value}: must be a whole number >= 1")
+    if cfg.trainer.timing_warmup < 1:
+        raise SpeedlabError(f"trainer.timing_warmup={cfg.trainer.timing_warmup}: must be >= 1 (the compile step)")
+    if not cfg.optim.lr > 0 or not math.isfinite(cfg.optim.lr):
+        raise SpeedlabError(f"optim.lr={cfg.optim.lr}: must be a positive number")
+    if cfg.optim.fused and cfg.optim.foreach:
+        raise SpeedlabError("optim.fused=true and optim.foreach=true exclude each other; set one of them")
+
+
+def check_device(cfg: SpeedlabCfg, device: torch.device) -> list[str]:
+    """Refuse what `device` cannot run; return notes on settings that run but do less here than on a GPU."""
+    cuda = device.type == "cuda"
+    if cfg.amp.enabled and cfg.amp.dtype == "fp16" and not cuda:
+        raise UnsupportedHere(
+            "amp.dtype=fp16 needs a CUDA GPU (fp16 autocast with GradScaler); on the CPU use amp.dtype=bf16"
+        )
+    if cfg.amp.enabled and cfg.amp.dtype == "bf16" and cuda and not torch.cuda.is_bf16_supported():
+        raise UnsupportedHere(f"amp.dtype=bf16: {torch.cuda.get_device_name(device)} has no bf16; use amp.dtype=fp16")
+    for key, on in (("trainer.cudnn_benchmark", cfg.trainer.cudnn_benchmark), ("trainer.tf32", cfg.trainer.tf32)):
+        if on and not cuda:
+            raise UnsupportedHere(f"{key}=true needs CUDA (it is a cuDNN/cuBLAS flag); this run is on {device.type}")
+    notes = []
+    if cfg.compile.enabled and cfg.compile.mode == "reduce-overhead" and not cuda:
+        notes.append("compile.mode=reduce-overhead: CUDA graphs need a GPU; on the CPU it compiles like `default`")
+    if cfg.data.pipeline == "classic" and cfg.data.pin_memory and not cuda:
+        notes.append("data.pin_memory=true has no effect without CUDA")
+    return notes
+
+
+def apply_backend_flags(cfg: TrainerCfg, device: torch.device) -> None:
+    """Set (not just enable) the process-wide flags, so runs of one sweep never inherit each other's."""
+    cuda = device.type == "cuda"
+    torch.backends.cudnn.benchmark = cuda and cfg.cudnn_benchmark
+    torch.backends.cuda.matmul.allow_tf32 = cuda and cfg.tf32
+    torch.backends.cudnn.allow_tf32 = cuda and cfg.tf32
+    torch.set_float32_matmul_precision("high" if cuda and cfg.tf32 else "highest")
+
+
+def autocast(cfg: AmpCfg, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
+    """A factory of the forward pass's autocast context (a no-op context when AMP is off)."""
+    if not cfg.enabled:
+        return contextlib.nullcontext
+    dtype = AMP_DTYPES[str(cfg.dtype)]
+    return lambda: torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def grad_scaler(cfg: AmpCfg, device: torch.device) -> torch.amp.GradScaler | None:
+    """fp16 needs loss scaling against gradient underflow; bf16 has fp32's range and needs none."""
+    if cfg.enabled and cfg.dtype == "fp16":
+        return torch.amp.GradScaler(device.type)
+    return None
+
+
+def optimizer(model: nn.Module, cfg: OptimCfg) -> torch.optim.AdamW:
+    # No weight decay on norms, biases and layer scales (1-d parameters), as in the ConvNeXt recipe.
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, fused=cfg.fused, foreach=cfg.foreach)
+
+
+def learning_rate(cfg: OptimCfg, step: int, total_steps: int) -> float:
+    """The learning rate at optimiser step `step` (0-based): a pure function of the step, so a resumed run
+    continues the exact schedule without scheduler state."""
+    warm = min(cfg.lr_warmup_steps, total_steps)
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    if cfg.schedule == "constant":
+        return cfg.lr
+    progress = (step - warm) / max(1, total_steps - warm)
+    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def compiled(model: nn.Module, cfg: CompileCfg) -> nn.Module:
+    if not cfg.enabled:
+        return model
+    return torch.compile(model, mode=str(cfg.mode), fullgraph=cfg.fullgraph, dynamic=cfg.dynamic)
+
+
+def changes_label(cfg: SpeedlabCfg) -> str:
+    """The reference table's "Changes" column: the levers this run pulls, or "Vanilla"."""
+    parts = []
+    if cfg.compile.enabled:
+        parts.append("TC" if cfg.compile.mode == "default" else f"TC ({cfg.compile.mode})")
+    if cfg.amp.enabled:
+        parts.append(f"AMP ({cfg.amp.dtype})")
+    if cfg.trainer.channels_last:
+        parts.append("channels_last")
+    if cfg.optim.fused:
+        parts.append("fused AdamW")
+    elif cfg.optim.foreach:
+        parts.append("foreach AdamW")
+    if cfg.trainer.cudnn_benchmark:
+        parts.append("cudnn.benchmark")
+    if cfg.trainer.tf32:
+        parts.append("TF32")
+    if cfg.data.pipeline != "device":
+        parts.append(f"{cfg.data.pipeline} data")
+    if cfg.model.name == "timm":
+        parts.append(f"timm {cfg.model.timm_name}")
+    elif cfg.model.activation != "gelu":
+        parts.append(str(cfg.model.activation))
+    return " + ".join(parts) or "Vanilla"

@@ -1,0 +1,179 @@
+"""The training loop: one optimiser step, one epoch, an evaluation pass and the timing warm-up.
+
+Timing is honest: the clock brackets only the epoch's steps, the device is synchronised before each reading, and
+compilation and first-call costs happen in a warm-up whose effects on weights, optimizer and RNG are undone.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from speedlab.data.build import DataBundle
+from speedlab.train import checkpoint, distributed
+from speedlab.train.distributed import Dist
+from speedlab.train.monitor import dynamo_frames_compiled, inductor_cache_counts, synchronize
+from speedlab.train.progress import Progress
+
+
+@dataclass
+class Trainer:
+    model: nn.Module  # what runs: possibly compiled and/or DDP-wrapped
+    module: nn.Module  # the plain model underneath, whose state_dict checkpoints hold
+    optimizer: torch.optim.Optimizer
+    data: DataBundle
+    device: torch.device
+    autocast: Callable[[], AbstractContextManager]
+    lr_at: Callable[[int], float]  # learning rate of a global optimiser step
+    scaler: torch.amp.GradScaler | None = None
+    channels_last: bool = False
+    max_steps: int | None = None
+    dist: Dist = field(default_factory=Dist)
+    progress: Progress = field(default_factory=lambda: Progress(enabled=False))
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return min(len(self.data.train), self.max_steps or len(self.data.train))
+
+    def _input(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:
+        """One optimiser step; returns the loss as a device tensor (no host sync)."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with self.autocast():
+            loss = F.cross_entropy(self.model(self._input(x)), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()
+        return loss.detach()
+
+    def train_epoch(self, epoch: int, total_epochs: int) -> dict[str, Any]:
+        """Train one epoch (1-based `epoch`); returns its time, throughput and mean loss over all ranks."""
+        self.model.train()
+        steps, first_step = self.steps_per_epoch, (epoch - 1) * self.steps_per_epoch
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        images = done = 0
+        self.progress.start_batches(epoch, total_epochs, steps)
+        synchronize(self.device)
+        start = time.perf_counter()
+        batches = self.data.train.epoch(epoch)
+        for i, (x, y) in enumerate(batches):
+            if i == steps:
+                break
+            loss = self.step(x, y, self.lr_at(first_step + i))
+            loss_sum += loss
+            images += len(y)
+            done += 1
+            # Reading the loss syncs the device: only now and then, for the bar.
+            self.progress.step(**({"loss": f"{loss.item():.3f}"} if i % 20 == 0 else {}))
+        synchronize(self.device)
+        elapsed = time.perf_counter() - start
+        self.progress.end_batches()
+        totals = distributed.all_reduce_sum(
+            torch.tensor([loss_sum.item(), images, done], dtype=torch.float64, device=self.device),
+            self.dist,
+        ).tolist()
+        return {
+            "train_time_s": round(elapsed, 4),
+            "images_per_s": round(totals[1] / elapsed, 2),
+            "train_loss": totals[0] / max(1.0, totals[2]),
+            "steps": done,
+            "images": int(totals[1]),
+            "lr_last": self.lr_at(first_step + steps - 1),
+        }
+
+    @torch.no_grad()
+    def evaluate(self, epoch: int) -> dict[str, Any]:
+        """Loss, top-1 and top-5 accuracy (%) on the validation split, summed over all ranks' shards."""
+        self.model.eval()
+        k = min(5, self.data.num_classes)
+        sums = torch.zeros(4, dtype=torch.float64, device=self.device)  # loss, top-1, top-k, images
+        start = time.perf_counter()
+        for x, y in self.data.val.epoch(epoch):
+            with self.autocast():
+                logits = self.model(self._input(x))
+            topk = logits.topk(k, dim=1).indices
+            sums[0] += F.cross_entropy(logits.float(), y, reduction="sum")
+            sums[1] += (topk[:, 0] == y).sum()
+            sums[2] += (topk == y[:, None]).any(dim=1).sum()
+            sums[3] += len(y)
+        synchronize(self.device)
+        elapsed = time.perf_counter() - start
+        loss, top1, topk, n = distributed.all_reduce_sum(sums, self.dist).tolist()
+        self.model.train()
+        n = max(n, 1.0)
+        return {"val_loss": loss / n, "val_acc": 100 * top1 / n, "val_top5": 100 * topk / n, "eval_time_s": elapsed}
+
+    def warm_up(self, epoch: int, steps: int) -> dict[str, Any]:
+        """Run `steps` training steps and the evaluation shapes once each, timed, then undo their effects.
+
+        The first call of each compiles (torch.compile) or pays first-call costs (allocator, kernels); that excess
+        over a steady call is `compile_time_s`. Weights, optimizer, GradScaler and RNG are restored afterwards, so
+        the run trains exactly as if the warm-up had not happened.
+        """
+        saved = self._snapshot()
+        frames_before, cache_before = dynamo_frames_compiled(), inductor_cache_counts()
+        start = time.perf_counter()
+        batches = self.data.train.epoch(epoch)
+        x, y = next(iter(batches))
+        batches.close()
+        train_times = [self._timed(lambda: self.step(x, y, self.lr_at(0))) for _ in range(max(1, steps))]
+        eval_excess = 0.0
+        self.model.eval()
+        with torch.no_grad():
+            vx, _ = next(iter(self.data.val.epoch(epoch)))
+            tail = self.data.val.plan.per_rank % self.data.val.plan.batch_size
+            for shape_x in (vx, vx[:tail]) if tail else (vx,):
+                first, second = (self._timed(lambda s=shape_x: self.model(self._input(s))) for _ in range(2))
+                eval_excess += max(0.0, first - second)
+        self.model.train()
+        self._restore(saved)
+        steady = statistics.median(train_times[1:]) if len(train_times) > 1 else 0.0
+        return {
+            "compile_time_s": round(max(0.0, train_times[0] - steady) + eval_excess, 3),
+            "warmup_time_s": round(time.perf_counter() - start, 3),
+            "warmup_steps": len(train_times),
+            "first_step_s": round(train_times[0], 4),
+            "steady_step_s": round(steady, 4),
+            "frames_compiled": dynamo_frames_compiled() - frames_before,
+            "inductor_cache": {k: v - cache_before[k] for k, v in inductor_cache_counts().items()},
+        }
+
+    def _timed(self, fn: Callable[[], Any]) -> float:
+        synchronize(self.device)
+        start = time.perf_counter()
+        with self.autocast():
+            fn()
+        synchronize(self.device)
+        return time.perf_counter() - start
+
+    def _snapshot(self) -> dict[str, Any]:
+        return {
+            "model": copy.deepcopy(self.module.state_dict()),
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "rng": checkpoint.rng_states(),
+        }
+
+    def _restore(self, saved: dict[str, Any]) -> None:
+        self.module.load_state_dict(saved["model"])  # copies in place: compiled graphs keep their parameters
+        self.optimizer.load_state_dict(saved["optimizer"])
+        if self.scaler is not None:
+            self.scaler.load_state_dict(saved["scaler"])
+        checkpoint.set_rng_states(saved["rng"])
