@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.speedlab-installed
 
-.PHONY: setup demo test test-slow lint format bench-data bench-train clean
+.PHONY: setup demo test test-slow lint format bench-data bench-train bench-activations clean
 
 setup: $(STAMP)
 
@@ -39,6 +39,10 @@ bench-data: setup
 # The reference study's four training rows on the quick preset, repeated; prints speed-ups against vanilla.
 bench-train: setup
 	$(PY) scripts/bench_train.py
+
+# Saved-for-backward bytes, speed (eager and compiled) and step memory of every activation, FastSwish variants included.
+bench-activations: setup
+	$(PY) scripts/bench_activations.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import nn
 
 _REGISTRY: dict[str, Callable[[], nn.Module]] = {}
@@ -46,5 +47,12 @@ def create(name: str) -> nn.Module:
     return factory()
 
 
+def implementation(name: str, device: torch.device | str, dtype: torch.dtype = torch.float32) -> str:
+    """Which implementation `name` runs for tensors of `device` and `dtype` (for result.json): the module's own
+    answer when it has several (fastswish_triton: Triton or its fallback), else "pytorch"."""
+    module = create(name)
+    return module.implementation(device, dtype) if hasattr(module, "implementation") else "pytorch"
+
+
 # Importing the implementation modules registers them.
-from activations import builtin, fastswish  # noqa: E402,F401
+from activations import builtin, fastswish, fastswish_triton  # noqa: E402,F401

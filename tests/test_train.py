@@ -44,6 +44,7 @@ def test_result_json_holds_what_the_issue_asks(tmp_path, capsys):
         assert result[key] is not None, key
     assert result["peak_memory_kind"] == "process_peak_rss" and result["peak_memory_bytes"] > 10_000_000
     assert result["params"] > 10_000 and result["changes"] == "Vanilla"
+    assert result["activation_implementation"] == "pytorch"
     assert result["config"]["trainer"]["epochs"] == 2 and result["env"]["torch"] == torch.__version__
     out = capsys.readouterr().out
     assert "| Changes | Train epoch time | Val accuracy | Images/s | Compile time | Peak memory |" in out

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+import activations
 from speedlab import config, models, record
 from speedlab.config import RunContext, SpeedlabCfg
 from speedlab.data.build import build_data
@@ -163,6 +164,13 @@ def _describe(cfg: SpeedlabCfg, trainer: Trainer, data: Any, info: Dist, plan: _
     return {
         "name": cfg.name,
         "changes": levers.changes_label(cfg),
+        "activation_implementation": activations.implementation(
+            str(cfg.model.activation),
+            trainer.device,
+            levers.AMP_DTYPES[str(cfg.amp.dtype)] if cfg.amp.enabled else torch.float32,
+        )
+        if cfg.model.name == "convnext"
+        else None,
         "params": models.count_params(trainer.module),
         "device": str(trainer.device),
         "data": data.record(),
