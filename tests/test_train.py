@@ -186,6 +186,9 @@ def test_ctrl_c_leaves_the_last_checkpoint_and_an_interrupted_result(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "speedlab", "train", *TINY, "trainer.epochs=500", f"hydra.run.dir={run_dir}"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # A shell without job control starts background jobs with SIGINT ignored, and Python then never turns it
+        # into KeyboardInterrupt: restore the default, as a terminal's Ctrl-C would find it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     deadline = time.monotonic() + 120
     while not (run_dir / "checkpoint.pt").exists() and time.monotonic() < deadline and proc.poll() is None:
