@@ -174,9 +174,6 @@ class RunRecord:
     def __getitem__(self, key: str) -> Any:
         return self.data[key]
 
-    def __contains__(self, key: str) -> bool:
-        return key in self.data
-
     def update(self, values: dict[str, Any]) -> None:
         self.data.update(values)
 

@@ -164,13 +164,7 @@ def _describe(cfg: SpeedlabCfg, trainer: Trainer, data: Any, info: Dist, plan: _
     return {
         "name": cfg.name,
         "changes": levers.changes_label(cfg),
-        "activation_implementation": activations.implementation(
-            str(cfg.model.activation),
-            trainer.device,
-            levers.AMP_DTYPES[str(cfg.amp.dtype)] if cfg.amp.enabled else torch.float32,
-        )
-        if cfg.model.name == "convnext"
-        else None,
+        "activation_implementation": _activation_implementation(cfg, trainer.device),
         "params": models.count_params(trainer.module),
         "device": str(trainer.device),
         "data": data.record(),
@@ -180,6 +174,14 @@ def _describe(cfg: SpeedlabCfg, trainer: Trainer, data: Any, info: Dist, plan: _
         "resumed_from": str(plan.resume_path) if plan.resume_path else None,
         "resumed_at_epoch": int(plan.resume_state["epoch"]) if plan.resume_state else None,
     }
+
+
+def _activation_implementation(cfg: SpeedlabCfg, device: torch.device) -> str | None:
+    """Which implementation the activation runs (e.g. Triton or its fallback); timm models bring their own."""
+    if cfg.model.name != "convnext":
+        return None
+    dtype = levers.AMP_DTYPES[str(cfg.amp.dtype)] if cfg.amp.enabled else torch.float32
+    return activations.implementation(str(cfg.model.activation), device, dtype)
 
 
 def _epoch(trainer: Trainer, epoch: int, total: int) -> dict[str, Any]:

@@ -106,8 +106,7 @@ class Trainer:
         sums = torch.zeros(4, dtype=torch.float64, device=self.device)  # loss, top-1, top-k, images
         start = time.perf_counter()
         for x, y in self.data.val.epoch(epoch):
-            with self.autocast():
-                logits = self.model(self._input(x))
+            logits = self._eval_forward(x)
             topk = logits.topk(k, dim=1).indices
             sums[0] += F.cross_entropy(logits.float(), y, reduction="sum")
             sums[1] += (topk[:, 0] == y).sum()
@@ -140,7 +139,7 @@ class Trainer:
             vx, _ = next(iter(self.data.val.epoch(epoch)))
             tail = self.data.val.plan.per_rank % self.data.val.plan.batch_size
             for shape_x in (vx, vx[:tail]) if tail else (vx,):
-                first, second = (self._timed(lambda s=shape_x: self.model(self._input(s))) for _ in range(2))
+                first, second = (self._timed(lambda s=shape_x: self._eval_forward(s)) for _ in range(2))
                 eval_excess += max(0.0, first - second)
         self.model.train()
         self._restore(saved)
@@ -155,11 +154,14 @@ class Trainer:
             "inductor_cache": {k: v - cache_before[k] for k, v in inductor_cache_counts().items()},
         }
 
+    def _eval_forward(self, x: torch.Tensor) -> torch.Tensor:
+        with self.autocast():
+            return self.model(self._input(x))
+
     def _timed(self, fn: Callable[[], Any]) -> float:
         synchronize(self.device)
         start = time.perf_counter()
-        with self.autocast():
-            fn()
+        fn()
         synchronize(self.device)
         return time.perf_counter() - start
 
