@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import resource
 import threading
 from typing import Any
 
@@ -51,9 +50,6 @@ class PeakMemory:
             return int(torch.cuda.max_memory_allocated(self.device))
         self._peak = max(self._peak, self._process.memory_info().rss)
         return self._peak
-
-    def lifetime_peak_rss_bytes(self) -> int:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
 def dynamo_frames_compiled() -> int:
