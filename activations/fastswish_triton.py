@@ -20,7 +20,7 @@ import functools
 import torch
 from torch import nn
 
-from activations import register
+from activations import register, register_onnx
 from activations.fastswish import ALPHA, _upcast, fastswish_derivative, fastswish_reference
 
 try:
@@ -135,6 +135,16 @@ def _backward(ctx, grad: torch.Tensor) -> torch.Tensor:
 
 
 fastswish_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+@register_onnx("speedlab::fastswish")
+def _fastswish_onnx(node, scalar, x):
+    """The same piecewise math in standard ONNX ops, so an exported model needs no custom-op library."""
+    three, minus_three = scalar(3.0, x), scalar(-3.0, x)
+    middle = node("Div", node("Mul", x, node("Add", x, scalar(ALPHA, x))), scalar(ALPHA + 3.0, x))
+    clamped = node("Min", x, minus_three)  # keeps the unused branch finite, as the kernels do
+    left = node("Neg", node("Reciprocal", node("Mul", clamped, clamped)))
+    return node("Where", node("Greater", x, three), x, node("Where", node("Less", x, minus_three), left, middle))
 
 
 @register("fastswish_triton")
