@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.speedlab-installed
 
-.PHONY: setup demo test test-slow lint format bench-data bench-train bench-activations clean
+.PHONY: setup demo test test-slow lint format bench-data bench-train bench-activations bench-export clean
 
 setup: $(STAMP)
 
@@ -43,6 +43,10 @@ bench-train: setup
 # Saved-for-backward bytes, speed (eager and compiled) and step memory of every activation, FastSwish variants included.
 bench-activations: setup
 	$(PY) scripts/bench_activations.py
+
+# Export time, file size and parity of ONNX fp32 and INT8 per activation and exporter, on trained quick models.
+bench-export: setup
+	$(PY) scripts/bench_export.py --trained
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

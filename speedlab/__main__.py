@@ -28,10 +28,14 @@ COMMANDS: dict[str, Command] = {
         entry="speedlab.train:main",
     ),
     "bench": Command("inference latency sweep over backends x batch sizes x precisions", issue=6),
-    "export": Command("export ONNX / INT8 / TensorRT artifacts and check their parity", issue=5),
+    "export": Command("export ONNX / INT8 / TensorRT artifacts and check their parity", entry="speedlab.export:main"),
     "profile": Command("per-op forward/backward time tables and a Chrome trace", issue=6),
     "report": Command("tables and plots from result.json files under artifacts/", issue=6),
-    "inspect": Command("summarise an ONNX file or engine and serve it with netron", issue=5, hydra=False),
+    "inspect": Command(
+        "summarise an ONNX file or engine and serve it with netron",
+        entry="speedlab.export.inspection:main",
+        hydra=False,
+    ),
     "data": Command("download / synth / prepare (decode-cache) datasets", entry="speedlab.data.cli:main", hydra=False),
 }
 

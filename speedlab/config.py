@@ -49,6 +49,10 @@ Pipeline = _choices("Pipeline", ["device", "classic"])
 CompileMode = _choices("CompileMode", ["default", "reduce-overhead", "max-autotune"])
 AmpDtype = _choices("AmpDtype", ["bf16", "fp16"])
 Schedule = _choices("Schedule", ["cosine", "constant"])
+ExportFormat = _choices("ExportFormat", ["onnx", "int8", "tensorrt"])
+OnnxExporter = _choices("OnnxExporter", ["dynamo", "torchscript"])
+TrtPrecision = _choices("TrtPrecision", ["fp32", "fp16", "bf16", "int8"])
+CalibrationMethod = _choices("CalibrationMethod", ["minmax", "entropy", "percentile"])
 
 
 @dataclass
@@ -130,10 +134,55 @@ class BenchCfg:
 
 
 @dataclass
+class ParityCfg:
+    """Limits an exported artifact must meet against the eager fp32 model on the fixed batch; None: not checked."""
+
+    max_abs_error: float | None = None
+    max_rel_error: float | None = 1e-4  # max |difference| over the largest |reference logit|
+    min_cosine: float = 0.99999
+    min_top1_agreement: float = 0.99
+
+
+@dataclass
+class ParityLimits:
+    fp32: ParityCfg = field(default_factory=ParityCfg)
+    half: ParityCfg = field(  # fp16 and bf16 engines
+        default_factory=lambda: ParityCfg(max_rel_error=0.05, min_cosine=0.999, min_top1_agreement=0.95)
+    )
+    int8: ParityCfg = field(
+        default_factory=lambda: ParityCfg(max_rel_error=None, min_cosine=0.99, min_top1_agreement=0.90)
+    )
+
+
+@dataclass
+class ExportCfg:
+    # ONNX fp32 is always exported: INT8 and TensorRT are built from it.
+    formats: list[ExportFormat] = field(
+        default_factory=lambda: [ExportFormat.onnx, ExportFormat.int8, ExportFormat.tensorrt]
+    )
+    onnx_exporter: OnnxExporter = OnnxExporter.dynamo
+    opset: int = 18
+    dynamic_batch: bool = True
+    external_data: bool | None = None  # None: only when the weights pass 1 GiB (protobuf caps a file at 2 GiB)
+    parity_batch_size: int = 256  # the fixed batch: the first images of the val split (top-1 agreement needs many)
+    parity: ParityLimits = field(default_factory=ParityLimits)
+    # INT8: ONNX Runtime static quantisation (QDQ), calibrated on training images without augmentation
+    calibration_batches: int = 8
+    calibration_batch_size: int = 32
+    calibration_method: CalibrationMethod = CalibrationMethod.minmax
+    per_channel: bool = True
+    int8_head: bool = False  # quantise the classifier head too (costs top-1 agreement; see export/quantize.py)
+    # TensorRT: one engine per precision; its optimisation profile spans bench.batch_sizes
+    tensorrt_precisions: list[TrtPrecision] = field(default_factory=lambda: [TrtPrecision.fp32, TrtPrecision.fp16])
+    workspace_gib: float = 4.0
+
+
+@dataclass
 class SpeedlabCfg:
     seed: int = 0
     name: str = "default"  # the experiment's name; exp configs set it, run directories carry it
     resume: str | None = None  # train: a checkpoint.pt, or a run directory holding one, to continue from
+    checkpoint: str | None = None  # export: the trained weights (checkpoint.pt or its run directory); None: fresh
     model: ModelCfg = field(default_factory=ModelCfg)
     data: DataCfg = field(default_factory=DataCfg)
     trainer: TrainerCfg = field(default_factory=TrainerCfg)
@@ -141,6 +190,7 @@ class SpeedlabCfg:
     compile: CompileCfg = field(default_factory=CompileCfg)
     amp: AmpCfg = field(default_factory=AmpCfg)
     bench: BenchCfg = field(default_factory=BenchCfg)
+    export: ExportCfg = field(default_factory=ExportCfg)
 
 
 ConfigStore.instance().store(name="speedlab_schema", node=SpeedlabCfg)

@@ -35,3 +35,24 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+@contextmanager
+def staged_files(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield `path`'s name inside a fresh temporary directory beside it. When the block finishes, every file written
+    there moves beside `path`, companions first (ONNX external data) and `path` itself last, so a reader never finds
+    the main file without its companions; on an error nothing moves and the directory is removed."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield staging / target.name
+        written = sorted(staging.iterdir(), key=lambda p: p.name == target.name)
+        for file in written:
+            with open(file, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(file, target.parent / file.name)
+    finally:
+        for leftover in staging.iterdir():
+            leftover.unlink()
+        staging.rmdir()

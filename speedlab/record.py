@@ -36,14 +36,31 @@ def checkpoint_path(run_dir: Path) -> Path:
     return Path(run_dir) / CHECKPOINT_FILE
 
 
-def find_checkpoint(path: str | Path) -> Path:
-    """A checkpoint given as the file itself or as the run directory that holds it."""
+def find_checkpoint(path: str | Path, key: str = "resume") -> Path:
+    """A checkpoint given as the file itself or as the run directory that holds it; `key` names the setting."""
     path = Path(path).expanduser()
     candidate = checkpoint_path(path) if path.is_dir() else path
     if not candidate.is_file():
         where = f"{path} holds no {CHECKPOINT_FILE}" if path.is_dir() else f"{path} does not exist"
-        raise SpeedlabError(f"resume={path}: {where} (give a checkpoint file or a train run directory)")
+        raise SpeedlabError(f"{key}={path}: {where} (give a checkpoint file or a train run directory)")
     return candidate
+
+
+def artifact_path(run_dir: Path, stem: str, suffix: str) -> Path:
+    """An exported artifact in its run directory, e.g. model-int8.onnx or model-fp16.engine."""
+    return Path(run_dir) / f"{stem}{suffix}"
+
+
+def sidecar_path(artifact: Path) -> Path:
+    """The JSON that describes a binary artifact (a TensorRT engine's version, GPU, precision and profile)."""
+    return artifact.with_name(artifact.name + ".json")
+
+
+def tensorrt_timing_cache_path(gpu_name: str, tensorrt_version: str) -> Path:
+    """TensorRT's timing cache, shared by every build on this GPU and TensorRT version (a cache made by another
+    GPU or version would be rejected, so each gets its own file)."""
+    slug = "".join(c if c.isalnum() else "-" for c in gpu_name.lower()).strip("-")
+    return artifacts_root() / "cache" / "tensorrt" / f"timing-{slug}-trt{tensorrt_version}.cache"
 
 
 def artifacts_root() -> Path:

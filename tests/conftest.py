@@ -15,6 +15,12 @@ from speedlab.data.fake import write_fake_tinyimagenet
 REPO = Path(__file__).resolve().parent.parent
 FAKE_CLASSES, FAKE_TRAIN, FAKE_VAL = 6, 12, 4  # per class; small enough to write in well under a second
 
+# Overrides for a model and data small enough for a whole training run in about a second on 2 CPU cores.
+TINY = [
+    "+preset=quick", "data.train_size=192", "data.val_size=80", "data.num_classes=10", "data.image_size=32",
+    "data.resolution=32", "model.depths=[1,1,1,1]", "model.dims=[8,16,32,64]", "trainer.batch_size=32",
+]  # fmt: skip
+
 
 @pytest.fixture(scope="session")
 def fake_tin_pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:

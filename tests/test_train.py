@@ -16,13 +16,8 @@ import torch
 from speedlab import train as train_cmd
 from speedlab.train import checkpoint
 from speedlab.train.loop import Trainer
-from tests.conftest import REPO
+from tests.conftest import REPO, TINY
 
-# A model and data small enough for a whole run in about a second on 2 CPU cores.
-TINY = [
-    "+preset=quick", "data.train_size=192", "data.val_size=80", "data.num_classes=10", "data.image_size=32",
-    "data.resolution=32", "model.depths=[1,1,1,1]", "model.dims=[8,16,32,64]", "trainer.batch_size=32",
-]  # fmt: skip
 EPOCH_KEYS = {"epoch", "train_time_s", "images_per_s", "train_loss", "val_loss", "val_acc", "val_top5"}
 
 

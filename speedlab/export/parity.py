@@ -1,0 +1,80 @@
+"""Parity of an exported artifact with the eager fp32 model: four figures on the same fixed batch, and the verdict
+against the configured limits.
+
+- `max_abs_error`: the largest |candidate - reference| over all logits.
+- `max_rel_error`: that error over the largest |reference logit| (elementwise ratios blow up near zero logits).
+- `cosine`: the lowest per-image cosine similarity between the two logit vectors.
+- `top1_agreement`: the fraction of images whose top-1 class is the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from speedlab.config import ParityCfg
+
+FIGURES = ("max_abs_error", "max_rel_error", "cosine", "top1_agreement")
+_WORSE_IS_HIGHER = {"max_abs_error": True, "max_rel_error": True, "cosine": False, "top1_agreement": False}
+
+
+def figures(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
+    """The four figures for logits of shape (batch, classes)."""
+    if reference.shape != candidate.shape:
+        raise ValueError(f"output shape {candidate.shape} differs from the reference's {reference.shape}")
+    ref, cand = reference.astype(np.float64), candidate.astype(np.float64)
+    abs_error = float(np.abs(cand - ref).max())
+    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(cand, axis=1)
+    cosine = (ref * cand).sum(axis=1) / np.maximum(norms, np.finfo(np.float64).tiny)
+    return {
+        "max_abs_error": abs_error,
+        "max_rel_error": abs_error / max(float(np.abs(ref).max()), np.finfo(np.float64).tiny),
+        "cosine": float(cosine.min()),
+        "top1_agreement": float((ref.argmax(axis=1) == cand.argmax(axis=1)).mean()),
+    }
+
+
+def worst(results: Sequence[dict[str, float]]) -> dict[str, float]:
+    """The worst of each figure over several checks (batch sizes, providers)."""
+    pick = {True: max, False: min}
+    return {name: pick[_WORSE_IS_HIGHER[name]](r[name] for r in results) for name in FIGURES}
+
+
+def violations(result: dict[str, float], limits: ParityCfg) -> list[str]:
+    """Each limit the figures break, as readable text; empty when the artifact passes."""
+    checks = [
+        ("max_abs_error", limits.max_abs_error, True),
+        ("max_rel_error", limits.max_rel_error, True),
+        ("cosine", limits.min_cosine, False),
+        ("top1_agreement", limits.min_top1_agreement, False),
+    ]
+    broken = []
+    for name, limit, upper in checks:
+        if limit is None:
+            continue
+        value = result[name]
+        if (value > limit) if upper else (value < limit):
+            broken.append(f"{name} {value:.3g} {'>' if upper else '<'} {limit:g}")
+    return broken
+
+
+def onnxruntime_providers() -> list[str]:
+    """The providers parity runs through: the CPU always, CUDA when this onnxruntime build and machine have it."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    return ["CPUExecutionProvider", *(p for p in ("CUDAExecutionProvider",) if p in available)]
+
+
+def onnxruntime_session(path: Path, provider: str):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only: ORT warns about every unused initializer otherwise
+    return ort.InferenceSession(str(path), options, providers=[provider])
+
+
+def run_session(session, images: np.ndarray) -> np.ndarray:
+    return session.run(None, {session.get_inputs()[0].name: images})[0]
