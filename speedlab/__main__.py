@@ -27,10 +27,12 @@ COMMANDS: dict[str, Command] = {
         "train a model with the chosen speed levers (torch.compile, AMP, channels_last, ...)",
         entry="speedlab.train:main",
     ),
-    "bench": Command("inference latency sweep over backends x batch sizes x precisions", issue=6),
+    "bench": Command("inference latency sweep over backends x batch sizes x precisions", entry="speedlab.bench:main"),
     "export": Command("export ONNX / INT8 / TensorRT artifacts and check their parity", entry="speedlab.export:main"),
-    "profile": Command("per-op forward/backward time tables and a Chrome trace", issue=6),
-    "report": Command("tables and plots from result.json files under artifacts/", issue=6),
+    "profile": Command("per-op forward/backward time tables and a Chrome trace", entry="speedlab.profiling:main"),
+    "report": Command(
+        "tables and plots from result.json files under artifacts/", entry="speedlab.report:main", hydra=False
+    ),
     "inspect": Command(
         "summarise an ONNX file or engine and serve it with netron",
         entry="speedlab.export.inspection:main",
@@ -52,6 +54,8 @@ def usage() -> str:
         "  python -m speedlab train +exp=tc_amp +preset=quick",
         "  python -m speedlab train '+exp=glob(*)' --cfg job -m   # compose every experiment",
         "  python -m speedlab data synth --out /tmp/fake-tin",
+        "  python -m speedlab export +preset=quick checkpoint=artifacts/runs/<train run>",
+        "  python -m speedlab inspect model.onnx --summary-only",
         "",
         "`python -m speedlab <command> --help` shows a command's own options.",
     ]

@@ -131,6 +131,20 @@ class BenchCfg:
     # Validated against the backend registry by the bench command, so a new backend needs no edit here.
     backends: list[str] = field(default_factory=lambda: ["eager", "inductor", "onnxruntime", "tensorrt"])
     batch_sizes: list[int] = field(default_factory=lambda: [1, 64])
+    precisions: list[str] = field(default_factory=lambda: ["fp32"])  # fp32 | bf16 | fp16 | int8
+    repeats: int = 1  # each cell prepared and timed afresh this many times: median and 95 % interval
+    export_dir: str | None = None  # an export run whose ONNX files / engines to run; None: export them here
+    warmup_iters: int = 5  # warm-up: at least this many calls and this long
+    warmup_min_s: float = 0.2
+    min_iters: int = 20  # timed: at least this many calls and this long
+    min_time_s: float = 1.0
+
+
+@dataclass
+class ProfileCfg:
+    steps: int = 5  # profiled training steps and inference forwards
+    warmup: int = 3  # untimed steps first (compilation, first calls)
+    top: int = 15  # ops shown per table (result.json keeps them all)
 
 
 @dataclass
@@ -191,6 +205,7 @@ class SpeedlabCfg:
     amp: AmpCfg = field(default_factory=AmpCfg)
     bench: BenchCfg = field(default_factory=BenchCfg)
     export: ExportCfg = field(default_factory=ExportCfg)
+    profile: ProfileCfg = field(default_factory=ProfileCfg)
 
 
 ConfigStore.instance().store(name="speedlab_schema", node=SpeedlabCfg)

@@ -63,6 +63,11 @@ def tensorrt_timing_cache_path(gpu_name: str, tensorrt_version: str) -> Path:
     return artifacts_root() / "cache" / "tensorrt" / f"timing-{slug}-trt{tensorrt_version}.cache"
 
 
+def report_dir() -> Path:
+    """Where `speedlab report` writes report.md and its plots."""
+    return artifacts_root() / "report"
+
+
 def artifacts_root() -> Path:
     """Where outputs go: $SPEEDLAB_ARTIFACTS or ./artifacts (conf/speedlab.yaml points Hydra at the same place)."""
     return Path(os.environ.get("SPEEDLAB_ARTIFACTS", "artifacts"))

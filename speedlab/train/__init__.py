@@ -21,10 +21,10 @@ import activations
 from speedlab import config, models, record
 from speedlab.config import RunContext, SpeedlabCfg
 from speedlab.data.build import build_data
+from speedlab.monitor import PeakMemory, dynamo_frames_compiled
 from speedlab.train import checkpoint, distributed, levers, summary
 from speedlab.train.distributed import Dist
 from speedlab.train.loop import Trainer
-from speedlab.train.monitor import PeakMemory, dynamo_frames_compiled
 from speedlab.train.progress import Progress
 
 # Rows of the runs finished in this process: a multirun prints them as one table at the end.

@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from speedlab.data.build import DataBundle
+from speedlab.monitor import dynamo_frames_compiled, inductor_cache_counts, synchronize
 from speedlab.train import checkpoint, distributed
 from speedlab.train.distributed import Dist
-from speedlab.train.monitor import dynamo_frames_compiled, inductor_cache_counts, synchronize
 from speedlab.train.progress import Progress
 
 

@@ -1,4 +1,4 @@
-"""What a training run measures besides time: peak memory and Dynamo's compiled frames."""
+"""What a run measures besides time: peak memory and Dynamo's compiled frames (shared by train and bench)."""
 
 from __future__ import annotations
 

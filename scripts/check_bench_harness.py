@@ -1,0 +1,62 @@
+"""Check speedlab's timing harness against `torch.utils.benchmark.Timer` on the same callable.
+
+    python scripts/check_bench_harness.py [--rounds 5] [--min-time 2] [-- overrides...]
+
+For the quick preset's eager model at each `bench.batch_sizes`, alternates the harness (`speedlab.bench.timing`) and
+`Timer.blocked_autorange` for `--rounds` rounds, so that drift on a shared machine hits both alike, and compares the
+median over rounds of the harness's p50 with the median over rounds of Timer's median. Passes when they agree within
+5 %. Also reports the coefficient of variation of the harness's p50 across the rounds. Exits 1 on a failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+
+import torch
+from torch.utils import benchmark
+
+from speedlab import config, models
+from speedlab.bench import backends, timing
+from speedlab.bench.backends import BenchSetup
+
+TOLERANCE = 0.05
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--min-time", type=float, default=2.0, help="seconds per measurement, for both timers")
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args()
+    cfg = config.compose("bench", ["+preset=quick", *args.overrides])
+    device = torch.device("cpu")
+    torch.manual_seed(cfg.seed)
+    model = models.build_model(cfg.model, cfg.data.num_classes).eval()
+    setup = BenchSetup(model, cfg, device, cfg.data.resolution, work_dir=None)  # eager makes no files
+    eager = backends.create("eager")
+    harness_cfg = timing.TimingCfg(warmup_iters=5, warmup_min_s=0.2, min_iters=20, min_time_s=args.min_time)
+    failed = False
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.rounds} rounds of {args.min_time} s")
+    for batch_size in cfg.bench.batch_sizes:
+        run = eager.prepare(setup, batch_size, "fp32").run
+        timer = benchmark.Timer(stmt="run()", globals={"run": run}, num_threads=torch.get_num_threads())
+        ours, theirs = [], []
+        for _ in range(args.rounds):
+            ours.append(timing.measure(run, device, harness_cfg).p50_ms)
+            theirs.append(timer.blocked_autorange(min_run_time=args.min_time).median * 1e3)
+        ours_median, theirs_median = statistics.median(ours), statistics.median(theirs)
+        gap = ours_median / theirs_median - 1
+        cv = statistics.stdev(ours) / statistics.mean(ours) if len(ours) > 1 else 0.0
+        verdict = "ok" if abs(gap) <= TOLERANCE else "FAIL"
+        failed |= verdict == "FAIL"
+        print(
+            f"batch {batch_size}: harness p50 {ours_median:.4f} ms, Timer median {theirs_median:.4f} ms, "
+            f"gap {gap:+.2%} (limit ±{TOLERANCE:.0%}) {verdict}; harness p50 CV over rounds {cv:.2%}"
+        )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""`inductor`: `torch.compile` of the model (mode from `compile.mode`), compiled afresh for each cell's static shape.
+
+Compilation happens on the first call, which `prepare` makes and times as the cell's `setup_s`.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from speedlab.bench.backends import BenchSetup, Prepared, register
+from speedlab.bench.precision import autocast, torch_unsupported
+from speedlab.monitor import dynamo_frames_compiled
+
+
+@register("inductor")
+class Inductor:
+    name = "inductor"
+
+    def unsupported(self, setup: BenchSetup, precision: str) -> str | None:
+        return torch_unsupported(setup.device, precision)
+
+    def prepare(self, setup: BenchSetup, batch_size: int, precision: str) -> Prepared:
+        torch._dynamo.reset()  # each cell compiles (and is timed) on its own
+        mode = str(setup.cfg.compile.mode)
+        compiled = torch.compile(setup.model, mode=mode, dynamic=False)
+        images = setup.inputs(batch_size)
+
+        def run() -> torch.Tensor:
+            with torch.no_grad(), autocast(setup.device, precision):
+                return compiled(images)
+
+        start = time.perf_counter()
+        run()
+        if setup.device.type == "cuda":
+            torch.cuda.synchronize(setup.device)
+        return Prepared(
+            run=run, setup_s=time.perf_counter() - start, notes={"mode": mode}, frames_compiled=dynamo_frames_compiled
+        )

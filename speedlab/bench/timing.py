@@ -1,0 +1,106 @@
+"""Latency measurement of one callable: warm-up, then timed calls until both a minimum count and a minimum time.
+
+On CUDA each call is bracketed by CUDA events (the GPU's own clock, no host round trip inside the region); on the
+CPU by `time.perf_counter_ns` around a call that returns only when its work is done. The first call is timed on its
+own (it carries lazy initialisation, compilation or allocation), then excluded like the rest of the warm-up.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class TimingCfg:
+    warmup_iters: int = 5
+    warmup_min_s: float = 0.2
+    min_iters: int = 20
+    min_time_s: float = 1.0
+    max_iters: int = 10_000  # a cap, so a 10 µs call cannot run for ever
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Milliseconds per call over `n` timed calls."""
+
+    n: int
+    mean_ms: float
+    std_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    min_ms: float
+    first_call_ms: float
+
+    def record(self) -> dict[str, float | int]:
+        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in vars(self).items()}
+
+
+def summarise(samples_ms: list[float], first_call_ms: float) -> Latency:
+    arr = np.asarray(samples_ms, dtype=np.float64)
+    return Latency(
+        n=len(arr),
+        mean_ms=float(arr.mean()),
+        std_ms=float(arr.std(ddof=1)) if len(arr) > 1 else 0.0,
+        p50_ms=float(np.percentile(arr, 50)),
+        p90_ms=float(np.percentile(arr, 90)),
+        p99_ms=float(np.percentile(arr, 99)),
+        min_ms=float(arr.min()),
+        first_call_ms=first_call_ms,
+    )
+
+
+def measure(fn: Callable[[], object], device: torch.device, cfg: TimingCfg) -> Latency:
+    """Time `fn` (which runs one inference on inputs already in place) as described in the module docstring."""
+    timer = _cuda_timer if device.type == "cuda" else _host_timer
+    first_call_ms = timer(fn, device)
+    start = time.perf_counter()
+    done = 1
+    while done < cfg.warmup_iters or time.perf_counter() - start < cfg.warmup_min_s:
+        timer(fn, device)
+        done += 1
+    samples: list[float] = []
+    start = time.perf_counter()
+
+    def more() -> bool:
+        return len(samples) < cfg.min_iters or time.perf_counter() - start < cfg.min_time_s
+
+    while len(samples) < cfg.max_iters and more():
+        samples.append(timer(fn, device))
+    return summarise(samples, first_call_ms)
+
+
+def _host_timer(fn: Callable[[], object], device: torch.device) -> float:
+    begin = time.perf_counter_ns()
+    fn()
+    return (time.perf_counter_ns() - begin) / 1e6
+
+
+def _cuda_timer(fn: Callable[[], object], device: torch.device) -> float:
+    begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    begin.record()
+    fn()
+    end.record()
+    end.synchronize()
+    return begin.elapsed_time(end)
+
+
+def median_interval(values: list[float]) -> tuple[float, float, float]:
+    """Median and a distribution-free 95 % confidence interval for it (binomial order statistics; with fewer than
+    6 values the interval is the whole range, which is what such a sample honestly supports)."""
+    ordered = sorted(values)
+    n = len(ordered)
+    median = statistics.median(ordered)
+    if n < 6:
+        return median, ordered[0], ordered[-1]
+    half_width = 1.96 * math.sqrt(n) / 2
+    low = max(0, math.floor(n / 2 - half_width) - 1)
+    high = min(n - 1, math.ceil(n / 2 + half_width))
+    return median, ordered[low], ordered[high]

@@ -1,0 +1,88 @@
+"""The report's PNG plots (matplotlib, Agg): each function draws its figures into the report directory and returns
+the markdown lines that embed them."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on servers and CI
+import matplotlib.pyplot as plt  # noqa: E402
+
+from speedlab.fsutil import atomic_path  # noqa: E402
+
+
+def _save(fig, out: Path, name: str) -> list[str]:
+    fig.tight_layout()
+    with atomic_path(out / name, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+    return [f"![{name}]({name})", ""]
+
+
+def _bars(ax, labels: list[str], values: list[float], fmt: str) -> None:
+    bars = ax.barh(labels, values, color="#4C72B0")
+    ax.invert_yaxis()
+    for bar, value in zip(bars, values, strict=True):
+        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, " " + format(value, fmt), va="center")
+    ax.margins(x=0.18)
+
+
+def training(rows: list[dict[str, Any]], out: Path) -> list[str]:
+    labels = [f"{r['changes']} ({r['params'] / 1e6:.1f}M)" for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.45 * len(rows) + 1.6))
+    _bars(left, labels, [r["speedup"] or 0 for r in rows], ".2f")
+    left.axvline(1.0, color="grey", lw=0.8, ls="--")
+    left.set_title("Training speed-up vs vanilla (×, higher is better)")
+    _bars(right, labels, [r["peak_memory_bytes"] / 2**30 for r in rows], ".2f")
+    right.set_yticklabels([])
+    right.set_title("Peak memory (GiB)")
+    return _save(fig, out, "training_speedup_memory.png")
+
+
+def inference(bench: dict[str, Any], out: Path) -> list[str]:
+    stem = Path(bench["_dir"]).name
+    series: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for r in bench["rows"]:
+        if r["status"] == "ok":
+            series[f"{r['backend']} {r['precision']}"].append((r["batch_size"], r["p50_ms"]))
+    if not series:
+        return []
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for label, points in series.items():
+        points.sort()
+        left.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+    left.set_xscale("log", base=2)
+    left.set_yscale("log")
+    left.set_xlabel("batch size")
+    left.set_ylabel("p50 latency (ms)")
+    left.set_title("Latency against batch size")
+    left.grid(True, which="both", alpha=0.3)
+    left.legend()
+    eager = {b: t for b, t in series.get("eager fp32", [])}
+    labels, values = [], []
+    for label, points in series.items():
+        for batch, ms in points:
+            if batch in eager:
+                labels.append(f"{label}, batch {batch}")
+                values.append(eager[batch] / ms)
+    _bars(right, labels, values, ".2f")
+    right.axvline(1.0, color="grey", lw=0.8, ls="--")
+    right.set_title("Speed-up vs eager fp32 (×)")
+    return _save(fig, out, f"inference_{stem}.png")
+
+
+def activations(result: dict[str, Any], out: Path) -> list[str]:
+    compiled = [s for s in result.get("speed", []) if s["mode"] == "compiled"]
+    memory = result.get("step_memory", [])
+    if not compiled or not memory:
+        return []
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.4 * len(compiled) + 1.6))
+    _bars(left, [s["activation"] for s in compiled], [s["forward_backward"]["p50_ms"] for s in compiled], ".2f")
+    left.set_title("Compiled forward + backward, p50 (ms)")
+    _bars(right, [m["activation"] for m in memory], [m["bytes"] / 2**20 for m in memory], ".1f")
+    right.set_title("Saved for backward in one training step (MiB)")
+    return _save(fig, out, "activations.png")
