@@ -17,9 +17,7 @@ from speedlab.errors import SpeedlabError
 @dataclass(frozen=True)
 class Command:
     summary: str
-    entry: str | None = None  # "module:function" taking argv and returning an exit code; None until it is built
-    issue: int | None = None  # the issue that builds it, named while it is missing
-    hydra: bool = True  # composes a Hydra config (so `--cfg job` works even before the command is built)
+    entry: str  # "module:function" taking argv and returning an exit code
 
 
 COMMANDS: dict[str, Command] = {
@@ -30,15 +28,12 @@ COMMANDS: dict[str, Command] = {
     "bench": Command("inference latency sweep over backends x batch sizes x precisions", entry="speedlab.bench:main"),
     "export": Command("export ONNX / INT8 / TensorRT artifacts and check their parity", entry="speedlab.export:main"),
     "profile": Command("per-op forward/backward time tables and a Chrome trace", entry="speedlab.profiling:main"),
-    "report": Command(
-        "tables and plots from result.json files under artifacts/", entry="speedlab.report:main", hydra=False
-    ),
+    "report": Command("tables and plots from result.json files under artifacts/", entry="speedlab.report:main"),
     "inspect": Command(
         "summarise an ONNX file or engine and serve it with netron",
         entry="speedlab.export.inspection:main",
-        hydra=False,
     ),
-    "data": Command("download / synth / prepare (decode-cache) datasets", entry="speedlab.data.cli:main", hydra=False),
+    "data": Command("download / synth / prepare (decode-cache) datasets", entry="speedlab.data.cli:main"),
 }
 
 
@@ -62,14 +57,6 @@ def usage() -> str:
     return "\n".join(lines)
 
 
-def _not_built(name: str, cmd: Command) -> int:
-    print(
-        f"speedlab {name}: not built yet (it arrives with issue {cmd.issue}); nothing was run.",
-        file=sys.stderr,
-    )
-    return 1
-
-
 def dispatch(argv: Sequence[str]) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
@@ -79,15 +66,6 @@ def dispatch(argv: Sequence[str]) -> int:
     if cmd is None:
         print(f"speedlab: unknown command {name!r}; valid commands: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
-    if cmd.entry is None:
-        from speedlab import config
-
-        if cmd.hydra and config.PRINT_ONLY_FLAGS.intersection(rest):
-            config.run_hydra(name, rest, lambda ctx: _not_built(name, cmd))
-            return 0
-        if cmd.hydra:  # bad overrides are reported as such, even before the command exists
-            config.validate(name, rest)
-        return _not_built(name, cmd)
     module, func = cmd.entry.split(":")
     return getattr(importlib.import_module(module), func)(rest) or 0
 

@@ -216,7 +216,7 @@ PRINT_ONLY_FLAGS = frozenset(
 )
 
 # One primary config per Hydra-driven command, all sharing conf/speedlab.yaml.
-HYDRA_COMMANDS = ("train", "bench", "export", "profile", "report", "data_prepare")
+HYDRA_COMMANDS = ("train", "bench", "export", "profile", "data_prepare")
 
 
 @dataclass(frozen=True)

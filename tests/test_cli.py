@@ -1,4 +1,4 @@
-"""The command line: help, unknown and unbuilt commands, Hydra flags after the command, composition errors."""
+"""The command line: help, unknown commands, Hydra flags after the command, composition errors."""
 
 from __future__ import annotations
 
@@ -25,15 +25,6 @@ def test_unknown_command_exits_2_naming_the_valid_ones(run_cli):
     assert out.returncode == 2
     assert "unknown command 'trian'" in out.stderr
     assert all(name in out.stderr for name in COMMANDS)
-
-
-def test_unbuilt_command_says_so_and_fails(run_cli):
-    unbuilt = [name for name, cmd in COMMANDS.items() if cmd.entry is None]
-    if not unbuilt:
-        pytest.skip("every command is built")
-    out = run_cli(unbuilt[0])
-    assert out.returncode != 0
-    assert "not built yet" in out.stderr
 
 
 def test_reference_rows_ship_as_experiments():
@@ -72,6 +63,5 @@ def test_hydra_help_works_after_the_command(run_cli):
 def test_bad_config_fails_before_any_work_naming_the_key(run_cli, override, expected):
     out = run_cli("train", override)
     assert out.returncode == 1
-    assert "not built yet" not in out.stderr  # composition comes first
     for text in expected:
         assert text in out.stderr, (text, out.stderr)

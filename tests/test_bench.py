@@ -1,0 +1,156 @@
+"""bench, profile and report: result.json shape, every registered backend, statistics, bad input, the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from speedlab import bench, profiling, report
+from speedlab.bench import backends, timing
+from speedlab.export import tensorrt
+from tests.conftest import TINY
+
+FAST = ["bench.min_iters=3", "bench.min_time_s=0.05", "bench.warmup_iters=1", "bench.warmup_min_s=0.0"]
+ROW_KEYS = {"backend", "precision", "batch_size", "status", "n", "mean_ms", "std_ms", "p50_ms", "p90_ms", "p99_ms",
+            "min_ms", "throughput_per_s", "setup_s", "first_call_ms", "peak_memory_bytes", "recompiles"}  # fmt: skip
+
+
+def run_bench(run_dir: Path, *overrides: str) -> dict:
+    bench.main([*TINY, *FAST, *overrides, f"hydra.run.dir={run_dir}"])
+    return json.loads((run_dir / "result.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One sweep over every registered backend at two batch sizes, fp32 and bf16, with 2 repeats."""
+    run_dir = tmp_path_factory.mktemp("bench") / "run"
+    return run_bench(
+        run_dir, f"bench.backends=[{','.join(backends.names())}]", "bench.batch_sizes=[1,3]",
+        "bench.precisions=[fp32,bf16]", "bench.repeats=2",
+    )  # fmt: skip
+
+
+def cell(result: dict, backend: str, precision: str, batch: int) -> dict:
+    return next(
+        r for r in result["rows"] if (r["backend"], r["precision"], r["batch_size"]) == (backend, precision, batch)
+    )
+
+
+@pytest.mark.parametrize("backend", backends.names())
+def test_every_backend_gets_its_cells(sweep, backend):
+    for batch in (1, 3):
+        row = cell(sweep, backend, "fp32", batch)
+        if backend == "tensorrt" and tensorrt.unavailable_reason():
+            assert row["status"] == "unsupported" and row["reason"] == tensorrt.unavailable_reason()
+            continue
+        assert row["status"] == "ok", row
+        assert set(row) >= ROW_KEYS and row["n"] >= 3
+        assert row["min_ms"] <= row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"]
+        assert row["throughput_per_s"] == pytest.approx(batch * 1e3 / row["p50_ms"])
+        assert len(row["repeat_p50_ms"]) == 2 and row["p50_ci95_ms"][0] <= row["p50_ms"] <= row["p50_ci95_ms"][1]
+
+
+def test_sweep_records_flops_yardstick_and_unsupported_precisions(sweep):
+    assert sweep["kind"] == "bench" and sweep["status"] == "ok" and sweep["flops_per_image"] > 1e5
+    assert sweep["yardstick_flops_per_s"]["fp32"] > 1e8
+    eager = cell(sweep, "eager", "fp32", 3)
+    assert eager["flops"] == 3 * sweep["flops_per_image"] and 0 < eager["efficiency"] < 10
+    assert cell(sweep, "eager", "bf16", 1)["status"] == "ok"  # bf16 autocast runs on the CPU
+    onnx_bf16 = cell(sweep, "onnxruntime", "bf16", 1)
+    assert onnx_bf16["status"] == "unsupported" and "fp32 and int8" in onnx_bf16["reason"]
+    assert cell(sweep, "inductor", "fp32", 1)["recompiles"] == 0  # compiled once in prepare, never again
+
+
+def test_onnxruntime_int8_and_a_failing_backend_do_not_stop_the_sweep(tmp_path, monkeypatch):
+    eager = backends.create("eager")
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("backend exploded")
+
+    monkeypatch.setattr(type(eager), "prepare", explode)
+    result = run_bench(tmp_path / "run", "bench.backends=[eager,onnxruntime]", "bench.batch_sizes=[2]",
+                       "bench.precisions=[int8]")  # fmt: skip
+    assert cell(result, "eager", "int8", 2)["status"] == "unsupported"
+    assert cell(result, "onnxruntime", "int8", 2)["status"] == "ok"
+    monkeypatch.setattr(type(eager), "unsupported", lambda self, setup, precision: None)
+    result = run_bench(tmp_path / "run2", "bench.backends=[eager,onnxruntime]", "bench.batch_sizes=[2]")
+    failed = cell(result, "eager", "fp32", 2)
+    assert failed["status"] == "error" and "backend exploded" in failed["reason"]
+    assert cell(result, "onnxruntime", "fp32", 2)["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["bench.backends=[eager,tvm]"], "bench.backends: unknown ['tvm']; valid backends: eager, inductor"),
+        (["bench.precisions=[fp8]"], "bench.precisions: unknown ['fp8']; valid precisions: fp32, bf16, fp16, int8"),
+        (["bench.batch_sizes=[0]"], "bench.batch_sizes=[0]: give one or more sizes >= 1"),
+        (["bench.repeats=0"], "bench.repeats=0: must be at least 1"),
+    ],
+)
+def test_bench_bad_input_is_one_clear_error(run_cli, overrides, message):
+    out = run_cli("bench", *TINY, *overrides)
+    assert out.returncode == 1 and message in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+def test_timing_statistics():
+    latency = timing.summarise([1.0, 2.0, 3.0, 4.0, 100.0], first_call_ms=50.0)
+    assert latency.p50_ms == 3.0 and latency.min_ms == 1.0 and latency.n == 5 and latency.first_call_ms == 50.0
+    assert latency.p99_ms > latency.p90_ms > latency.p50_ms
+    assert timing.median_interval([5.0, 1.0, 3.0]) == (3.0, 1.0, 5.0)  # few values: the whole range
+    median, low, high = timing.median_interval([float(i) for i in range(100)])
+    assert low < median < high and 35 <= low <= 45 and 55 <= high <= 65
+
+
+def test_harness_stops_on_count_and_time():
+    calls = []
+    latency = timing.measure(lambda: calls.append(1), torch.device("cpu"), timing.TimingCfg(2, 0.0, 7, 0.0))
+    assert latency.n == 7 and len(calls) == 1 + 1 + 7  # first call, warm-up to 2, then 7 timed
+
+
+def test_profile_writes_phase_tables_and_a_chrome_trace(tmp_path, capsys):
+    profiling.main([*TINY, "profile.steps=2", "profile.warmup=1", f"hydra.run.dir={tmp_path}"])
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["kind"] == "profile" and set(result["tables"]) == {"forward", "backward", "inference"}
+    for phase, rows in result["tables"].items():
+        assert rows and sum(r["share"] for r in rows) == pytest.approx(1.0), phase
+        assert {"op", "calls", "self_ms", "avg_us", "share", "cpu_total_ms", "cuda_self_ms"} <= set(rows[0])
+    backward_ops = {r["op"] for r in result["tables"]["backward"]}
+    assert "aten::convolution_backward" in backward_ops
+    trace = json.loads(Path(result["trace"]).read_text())
+    assert trace["traceEvents"] and Path(result["trace"]).stat().st_size < 20e6
+    assert "| Op | Calls/step |" in capsys.readouterr().out
+
+
+def test_report_renders_training_inference_and_compare(tmp_path, sweep, capsys):
+    from speedlab import train
+
+    runs = tmp_path / "runs"
+    for exp in ("vanilla", "amp"):
+        train.main([*TINY, f"+exp={exp}", f"hydra.run.dir={runs / exp}"])
+    run_bench(runs / "bench", "bench.backends=[eager,onnxruntime]", "bench.batch_sizes=[1,3]")
+    out = tmp_path / "report"
+    assert report.main([str(runs), "--out", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    assert "| Changes | Train epoch time | Val accuracy | Speed-up vs vanilla |" in text
+    assert "| Vanilla |" in text and "| AMP (bf16) |" in text and "1.00×" in text
+    assert "| Changes | Time BS 3 | Time BS 1 | Val accuracy |" in text and "| onnxruntime (fp32) |" in text
+    assert text.count("Measured on: ") == 2
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert "training_speedup_memory.png" in pngs and any(p.startswith("inference_") for p in pngs)
+    assert all((out / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    assert report.main(["--compare", str(runs / "bench"), str(runs / "bench")]) == 0
+    compared = capsys.readouterr().out
+    assert "| eager | fp32 | 1 |" in compared and "within noise" in compared and "B faster" not in compared
+
+
+def test_report_bad_input(run_cli, tmp_path):
+    out = run_cli("report", str(tmp_path / "nope"))
+    assert out.returncode == 1 and "no such run directory" in out.stderr
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "result.json").write_text(json.dumps({"kind": "train", "status": "ok"}))
+    out = run_cli("report", "--compare", str(tmp_path / "train"), str(tmp_path / "train"))
+    assert out.returncode == 1 and "--compare takes two bench runs" in out.stderr
