@@ -134,6 +134,7 @@ class BenchCfg:
     precisions: list[str] = field(default_factory=lambda: ["fp32"])  # fp32 | bf16 | fp16 | int8
     repeats: int = 1  # each cell prepared and timed afresh this many times: median and 95 % interval
     export_dir: str | None = None  # an export run whose ONNX files / engines to run; None: export them here
+    host_to_device: bool = False  # also time copying each cell's batch from pinned host memory to the GPU
     warmup_iters: int = 5  # warm-up: at least this many calls and this long
     warmup_min_s: float = 0.2
     min_iters: int = 20  # timed: at least this many calls and this long

@@ -76,10 +76,12 @@ def test_onnxruntime_int8_and_a_failing_backend_do_not_stop_the_sweep(tmp_path, 
     assert cell(result, "eager", "int8", 2)["status"] == "unsupported"
     assert cell(result, "onnxruntime", "int8", 2)["status"] == "ok"
     monkeypatch.setattr(type(eager), "unsupported", lambda self, setup, precision: None)
-    result = run_bench(tmp_path / "run2", "bench.backends=[eager,onnxruntime]", "bench.batch_sizes=[2]")
+    result = run_bench(tmp_path / "run2", "bench.backends=[eager,onnxruntime]", "bench.batch_sizes=[2]",
+                       "bench.host_to_device=true")  # fmt: skip
     failed = cell(result, "eager", "fp32", 2)
     assert failed["status"] == "error" and "backend exploded" in failed["reason"]
     assert cell(result, "onnxruntime", "fp32", 2)["status"] == "ok"
+    assert cell(result, "onnxruntime", "fp32", 2)["host_to_device_ms"] is None  # inputs never move on the CPU
 
 
 @pytest.mark.parametrize(

@@ -138,11 +138,23 @@ def _cell(backend, setup: BenchSetup, precision: str, batch_size: int, flops_per
             return {**row, "status": status, "reason": f"{type(err).__name__}: {str(err).strip()[:1000]}"}
     row.update(status="ok", reason=None, **_combine(repeats))
     row["throughput_per_s"] = batch_size * 1e3 / row["p50_ms"]
+    if setup.cfg.bench.host_to_device:
+        row["host_to_device_ms"] = host_to_device_ms(setup, batch_size)
     row["flops"] = flops_per_image * batch_size
     row["achieved_flops_per_s"] = row["flops"] / (row["p50_ms"] / 1e3)
     peak = yardsticks.get(precision)
     row["efficiency"] = row["achieved_flops_per_s"] / peak if peak else None
     return row
+
+
+def host_to_device_ms(setup: BenchSetup, batch_size: int) -> float | None:
+    """p50 of copying the cell's fp32 input batch from pinned host memory to the device; None on the CPU, where
+    inputs never move."""
+    if setup.device.type != "cuda":
+        return None
+    host = setup.inputs(batch_size).cpu().pin_memory()
+    latency = timing.measure(lambda: host.to(setup.device, non_blocking=True), setup.device, _timing_cfg(setup.cfg))
+    return latency.p50_ms
 
 
 def _measure_once(backend, setup: BenchSetup, precision: str, batch_size: int) -> dict[str, Any]:
