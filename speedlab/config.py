@@ -338,6 +338,13 @@ def validate(command: str, argv: Sequence[str]) -> None:
         compose(command, job)
 
 
+def run_command(command: str, argv: Sequence[str], task: Callable[[RunContext], int | None]) -> int:
+    """The body of a Hydra-driven command's `main`: every job's overrides checked up front, then `task` per run."""
+    validate(command, argv)
+    run_hydra(command, argv, task)
+    return 0
+
+
 def run_hydra(command: str, argv: Sequence[str], task: Callable[[RunContext], int | None]) -> None:
     """Hand `argv` (overrides and Hydra flags) to Hydra for `command`; call `task` once per composed run."""
     print_sweep = _split_print_sweep(argv)

@@ -26,9 +26,7 @@ PHASES = ("forward", "backward", "inference")
 
 
 def main(argv: Sequence[str]) -> int:
-    config.validate("profile", argv)
-    config.run_hydra("profile", argv, run)
-    return 0
+    return config.run_command("profile", argv, run)
 
 
 def run(ctx: RunContext) -> int:

@@ -32,9 +32,7 @@ STAT_KEYS = ("mean_ms", "std_ms", "p50_ms", "p90_ms", "p99_ms", "min_ms", "first
 
 
 def main(argv: Sequence[str]) -> int:
-    config.validate("bench", argv)
-    config.run_hydra("bench", argv, run)
-    return 0
+    return config.run_command("bench", argv, run)
 
 
 def check(cfg: SpeedlabCfg) -> None:

@@ -33,9 +33,7 @@ DYNAMIC_BATCH_CHECK = 1  # besides the fixed batch, parity also runs at this bat
 
 
 def main(argv: Sequence[str]) -> int:
-    config.validate("export", argv)
-    config.run_hydra("export", argv, run)
-    return 0
+    return config.run_command("export", argv, run)
 
 
 @dataclass
