@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.speedlab-installed
 
-.PHONY: setup demo test test-slow lint format bench-data bench-train bench-activations bench-export clean
+.PHONY: setup demo test test-slow lint format bench-data bench-train bench-activations bench-export bench-families clean
 
 setup: $(STAMP)
 
@@ -47,6 +47,10 @@ bench-activations: setup
 # Export time, file size and parity of ONNX fp32 and INT8 per activation and exporter, on trained quick models.
 bench-export: setup
 	$(PY) scripts/bench_export.py --trained
+
+# Every model family on data it is made for: train, export with parity, bench and profile, one fresh process each.
+bench-families: setup
+	$(PY) scripts/bench_families.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

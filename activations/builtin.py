@@ -10,6 +10,7 @@ register("gelu")(nn.GELU)
 register("relu")(nn.ReLU)
 register("hardswish")(nn.Hardswish)
 register("silu")(nn.SiLU)
+register("tanh")(nn.Tanh)
 
 
 @register("gelu_tanh")

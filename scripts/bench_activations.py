@@ -24,8 +24,8 @@ from torch.autograd.graph import saved_tensors_hooks
 
 import activations
 from activations.fastswish_triton import implementation
-from speedlab import config, record
-from speedlab.models import build_model
+from speedlab import config, models, record
+from speedlab.data.build import describe
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -119,7 +119,7 @@ def step_memory(name: str, device: torch.device) -> dict:
     """One training step of the quick ConvNeXt (batch 64, 64 px, 200 classes) with activation `name`."""
     cfg = config.compose("train", ["+preset=quick", f"model.activation={name}"])
     torch.manual_seed(0)
-    model = build_model(cfg.model, 200).to(device)
+    model = models.build(cfg.model, describe(cfg.data)).to(device)
     x = torch.randn(64, 3, 64, 64, device=device)
     y = torch.randint(0, 200, (64,), device=device)
     if device.type == "cuda":

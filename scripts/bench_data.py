@@ -19,7 +19,7 @@ import time
 import torch
 
 from speedlab import config, record
-from speedlab.data.build import build_data, decoded_arrays
+from speedlab.data.build import build_data, prepare
 from speedlab.data.fake import write_fake_tinyimagenet
 
 
@@ -60,7 +60,7 @@ def main() -> None:
         run_dir = record.new_run_dir("bench_data")
         with record.recording(run_dir, "bench_data", {"args": vars(args), **dataclasses.asdict(cfg)}) as rec:
             t0 = time.perf_counter()
-            decoded_arrays(cfg.data)
+            prepare(cfg.data)
             cache_build_s = time.perf_counter() - t0
             rows = []
             for pipeline in ("device", "classic"):

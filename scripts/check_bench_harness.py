@@ -20,6 +20,7 @@ from torch.utils import benchmark
 from speedlab import config, models
 from speedlab.bench import backends, timing
 from speedlab.bench.backends import BenchSetup
+from speedlab.data.build import describe
 
 TOLERANCE = 0.05
 
@@ -33,8 +34,9 @@ def main() -> int:
     cfg = config.compose("bench", ["+preset=quick", *args.overrides])
     device = torch.device("cpu")
     torch.manual_seed(cfg.seed)
-    model = models.build_model(cfg.model, cfg.data.num_classes).eval()
-    setup = BenchSetup(model, cfg, device, cfg.data.resolution, work_dir=None)  # eager makes no files
+    spec = describe(cfg.data)
+    model = models.build(cfg.model, spec).eval()
+    setup = BenchSetup(model, cfg, device, spec, work_dir=None)  # eager makes no files
     eager = backends.create("eager")
     harness_cfg = timing.TimingCfg(warmup_iters=5, warmup_min_s=0.2, min_iters=20, min_time_s=args.min_time)
     failed = False

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from speedlab.device import quiet_cuda_home_warning
 from speedlab.errors import SpeedlabError
 
 
@@ -23,12 +24,16 @@ class Command:
 COMMANDS: dict[str, Command] = {
     "train": Command(
         "train a model with the chosen speed levers (torch.compile, AMP, channels_last, ...)",
-        entry="speedlab.train:main",
+        entry="speedlab.train.command:main",
     ),
-    "bench": Command("inference latency sweep over backends x batch sizes x precisions", entry="speedlab.bench:main"),
-    "export": Command("export ONNX / INT8 / TensorRT artifacts and check their parity", entry="speedlab.export:main"),
+    "bench": Command(
+        "inference latency sweep over backends x batch sizes x precisions", entry="speedlab.bench.command:main"
+    ),
+    "export": Command(
+        "export ONNX / INT8 / TensorRT artifacts and check their parity", entry="speedlab.export.command:main"
+    ),
     "profile": Command("per-op forward/backward time tables and a Chrome trace", entry="speedlab.profiling:main"),
-    "report": Command("tables and plots from result.json files under artifacts/", entry="speedlab.report:main"),
+    "report": Command("tables and plots from result.json files under artifacts/", entry="speedlab.report.command:main"),
     "inspect": Command(
         "summarise an ONNX file or engine and serve it with netron",
         entry="speedlab.export.inspection:main",
@@ -47,6 +52,7 @@ def usage() -> str:
         "",
         "Examples:",
         "  python -m speedlab train +exp=tc_amp +preset=quick",
+        "  python -m speedlab train model=lenet5 data=digits",
         "  python -m speedlab train '+exp=glob(*)' --cfg job -m   # compose every experiment",
         "  python -m speedlab data synth --out /tmp/fake-tin",
         "  python -m speedlab export +preset=quick checkpoint=artifacts/runs/<train run>",
@@ -71,6 +77,7 @@ def dispatch(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    quiet_cuda_home_warning()
     try:
         return dispatch(sys.argv[1:] if argv is None else argv)
     except SpeedlabError as err:

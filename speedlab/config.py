@@ -20,7 +20,7 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 import activations
 from speedlab.errors import SpeedlabError
@@ -42,9 +42,7 @@ def _choices(name: str, values: Sequence[str]) -> type[Choice]:
 
 # Built from the registry, so a newly registered activation is a valid choice without touching this file.
 ActivationName = _choices("ActivationName", activations.names())
-ModelName = _choices("ModelName", ["convnext", "timm"])
 InitName = _choices("InitName", ["torch_default", "kaiming", "trunc_normal"])
-DataName = _choices("DataName", ["tinyimagenet", "synthetic", "imagefolder"])
 Pipeline = _choices("Pipeline", ["device", "classic"])
 CompileMode = _choices("CompileMode", ["default", "reduce-overhead", "max-autotune"])
 AmpDtype = _choices("AmpDtype", ["bf16", "fp16"])
@@ -57,31 +55,39 @@ CalibrationMethod = _choices("CalibrationMethod", ["minmax", "entropy", "percent
 
 @dataclass
 class ModelCfg:
-    name: ModelName = ModelName.convnext
-    activation: ActivationName = ActivationName.gelu
-    init: InitName = InitName.trunc_normal
-    depths: list[int] = field(default_factory=lambda: [3, 3, 7, 3])
-    dims: list[int] = field(default_factory=lambda: [80, 160, 320, 640])
-    drop_path: float = 0.1
-    layer_scale_init: float = 1e-6
-    timm_name: str = "convnext_tiny"
+    """What every model family's schema has: its registered name. A family (`speedlab/models/<name>.py`) subclasses
+    this with its own keys and registers it; `conf/model/<name>.yaml` selects it (`model=<name>`)."""
+
+    name: str = MISSING
 
 
 @dataclass
 class DataCfg:
-    name: DataName = DataName.tinyimagenet
-    root: str = "data"
-    resolution: int = 224  # size the model sees (reference: 64 px upsampled to 224)
-    image_size: int = 64  # size images are decoded and cached at
-    pipeline: Pipeline = Pipeline.device
-    augment: bool = True  # random-resized-crop + horizontal flip on the training split
-    # synthetic: number of images per split; other datasets: an optional cap (None = all)
+    """What every data source's schema has. A source (`speedlab/data/sources/<name>.py`) subclasses this (or
+    `ImageDataCfg`) with its own keys and registers it; `conf/data/<name>.yaml` selects it (`data=<name>`)."""
+
+    name: str = MISSING
+    # A number of samples per split for generated sources; a cap (None = all) for the others.
     train_size: int | None = None
     val_size: int | None = None
-    num_classes: int = 200  # synthetic only; file datasets take it from their class list
-    synthetic_seed: int = 0  # fixes the synthetic classes' patterns, independent of the run's seed
-    skip_corrupt: bool = False
-    cache_dir: str | None = None  # default: <root>/speedlab_cache
+
+
+@dataclass
+class ImageDataCfg(DataCfg):
+    """Keys of every source of images: the size the model sees and the training augmentation."""
+
+    resolution: int = 224  # size the model sees (reference: 64 px upsampled to 224)
+    augment: bool = True  # random-resized-crop (+ horizontal flip) on the training split
+    crop_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])  # area range of the random crops
+    flip: bool = True  # horizontal flips when augmenting (off for digits: a mirrored 2 is no 2)
+
+
+@dataclass
+class ImagePipelineCfg(ImageDataCfg):
+    """Keys of the sources whose uint8 images go through the device or classic pipeline (arrays or files)."""
+
+    image_size: int = 64  # size images are decoded and cached at
+    pipeline: Pipeline = Pipeline.device
     # classic pipeline only
     workers: int = 2
     pin_memory: bool = True
@@ -96,7 +102,9 @@ class TrainerCfg:
     channels_last: bool = False
     cudnn_benchmark: bool = False
     tf32: bool = False
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    # Evaluate, log, checkpoint and rewrite result.json every N epochs (and after the last): a run of thousands of
+    # one-step epochs then spends its time training, not bookkeeping.
+    eval_every: int = 1
     # Steps run (and undone) before the first epoch so compilation and first-call costs are timed on their own.
     timing_warmup: int = 3
     checkpoint: bool = True  # write checkpoint.pt (atomically) after every epoch
@@ -196,10 +204,13 @@ class ExportCfg:
 class SpeedlabCfg:
     seed: int = 0
     name: str = "default"  # the experiment's name; exp configs set it, run directories carry it
+    device: str = "auto"  # every command: auto | cpu | cuda | cuda:N
     resume: str | None = None  # train: a checkpoint.pt, or a run directory holding one, to continue from
-    checkpoint: str | None = None  # export: the trained weights (checkpoint.pt or its run directory); None: fresh
-    model: ModelCfg = field(default_factory=ModelCfg)
-    data: DataCfg = field(default_factory=DataCfg)
+    # export, bench: the trained model (checkpoint.pt or its run directory), whose family, model config and data
+    # declaration replace this run's; None: a fresh model of this run's config
+    checkpoint: str | None = None
+    model: ModelCfg = MISSING  # a family's schema, chosen by the `model` group
+    data: DataCfg = MISSING  # a source's schema, chosen by the `data` group
     trainer: TrainerCfg = field(default_factory=TrainerCfg)
     optim: OptimCfg = field(default_factory=OptimCfg)
     compile: CompileCfg = field(default_factory=CompileCfg)
@@ -210,6 +221,42 @@ class SpeedlabCfg:
 
 
 ConfigStore.instance().store(name="speedlab_schema", node=SpeedlabCfg)
+
+PLUGIN_GROUPS = ("model", "data")
+
+
+def register_schema(group: str, name: str, schema: type) -> None:
+    """Store a plug-in's schema where its `conf/<group>/<name>.yaml` composes it (`/schema/<group>/<name>@_here_`),
+    so that file's values, and every override of them, are checked against the plug-in's own keys and types."""
+    if group not in PLUGIN_GROUPS:
+        raise ValueError(f"group {group!r}: plug-in schemas go in {', '.join(PLUGIN_GROUPS)}")
+    ConfigStore.instance().store(group=f"schema/{group}", name=name, node=schema)
+
+
+def load_plugins() -> None:
+    """Import every model family and data source, which registers their schemas: run before any composition."""
+    import speedlab.data.sources
+    import speedlab.models
+
+    speedlab.models.names()
+    speedlab.data.sources.names()
+
+
+def plugin_options(group: str) -> list[str]:
+    """The YAML files of a plug-in group (`conf/model/*.yaml`): what `model=` and `data=` accept."""
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def structured(schema: type[Any], values: dict[str, Any], what: str) -> Any:
+    """`values` (plain data, e.g. a checkpoint's model config) checked against `schema` and returned as an instance;
+    a key or type the schema does not know raises SpeedlabError naming it and `what` the values came from."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
+    except OmegaConfBaseException as err:
+        raise SpeedlabError(f"{what} does not fit {schema.__name__}: {_explain(err)}") from None
+
 
 # Hydra flags that only print (config, help, info) and so never start a run.
 PRINT_ONLY_FLAGS = frozenset(
@@ -228,6 +275,11 @@ class RunContext:
     resolved: dict[str, Any]
     run_dir: Path
     multirun: bool = False  # one job of a sweep: a job this machine cannot run is recorded as skipped
+    overrides: tuple[str, ...] = ()  # what the user set on the command line (Hydra's task overrides)
+
+    def overridden(self, group: str) -> bool:
+        """Whether the command line sets `group` itself or any key under it (`model=mlp`, `model.widths=[8]`)."""
+        return any(o.lstrip("+~").split("=", 1)[0].split(".", 1)[0].split("@", 1)[0] == group for o in self.overrides)
 
 
 def typed(cfg: DictConfig) -> SpeedlabCfg:
@@ -239,6 +291,11 @@ def resolved_dict(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # type: ignore[return-value]
 
 
+def plain(node: Any) -> dict[str, Any]:
+    """A typed config (any schema dataclass) as plain data, as result.json and checkpoints hold it."""
+    return resolved_dict(OmegaConf.structured(node))
+
+
 def _explain(err: BaseException) -> str:
     """Hydra's message plus its direct cause's (which names the key and, for choices, the valid values), without
     OmegaConf's message templates and Hydra's search-path listing."""
@@ -247,7 +304,9 @@ def _explain(err: BaseException) -> str:
     if cause is not None and str(cause).strip() not in text:
         text += "\n" + str(cause).strip()
     text = text.split("Config search path:")[0]
-    return "\n".join(line for line in text.splitlines() if "$VALUE" not in line).strip()
+    # Hydra suggests "+key=value" to append an unknown key: for a misspelt key that is the wrong advice.
+    noise = ("$VALUE", "To append to your config", "reference_type=", "object_type=")
+    return "\n".join(line for line in text.splitlines() if not any(n in line for n in noise)).strip()
 
 
 def compose(command: str, overrides: Sequence[str] = ()) -> SpeedlabCfg:
@@ -257,6 +316,7 @@ def compose(command: str, overrides: Sequence[str] = ()) -> SpeedlabCfg:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    load_plugins()
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             return typed(hydra_compose(config_name=command, overrides=list(overrides)))
@@ -303,6 +363,7 @@ def print_sweep_configs(command: str, cfg_type: str, overrides: Sequence[str]) -
 
     if cfg_type not in ("job", "hydra", "all"):
         raise SpeedlabError(f"--cfg {cfg_type!r}: valid values are job, hydra, all")
+    load_plugins()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         jobs = _sweep_jobs(overrides)
         for num, job in enumerate(jobs):
@@ -323,6 +384,7 @@ def validate(command: str, argv: Sequence[str]) -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    load_plugins()
     if PRINT_ONLY_FLAGS & set(argv):
         return  # Hydra reports a bad override itself while printing
     overrides = [a for a in argv if not a.startswith("-")]
@@ -347,6 +409,10 @@ def run_command(command: str, argv: Sequence[str], task: Callable[[RunContext], 
 
 def run_hydra(command: str, argv: Sequence[str], task: Callable[[RunContext], int | None]) -> None:
     """Hand `argv` (overrides and Hydra flags) to Hydra for `command`; call `task` once per composed run."""
+    from speedlab.device import quiet_cuda_home_warning
+
+    quiet_cuda_home_warning()
+    load_plugins()
     print_sweep = _split_print_sweep(argv)
     if print_sweep is not None:
         print_sweep_configs(command, *print_sweep)
@@ -359,6 +425,7 @@ def run_hydra(command: str, argv: Sequence[str], task: Callable[[RunContext], in
             resolved=resolved_dict(cfg),
             run_dir=Path(hydra_cfg.runtime.output_dir),
             multirun=hydra_cfg.mode == RunMode.MULTIRUN,
+            overrides=tuple(hydra_cfg.overrides.task),
         )
         try:
             code = task(ctx)

@@ -9,12 +9,6 @@ import psutil
 import torch
 
 
-def synchronize(device: torch.device) -> None:
-    """Wait for queued GPU work, so a wall-clock reading covers it (a no-op on the CPU)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 class PeakMemory:
     """Peak memory over a block: `torch.cuda.max_memory_allocated` on a GPU; on the CPU the process's resident set,
     sampled every 20 ms by a thread (ru_maxrss would be the process's lifetime peak, wrong for a sweep's runs)."""

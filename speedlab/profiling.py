@@ -1,10 +1,11 @@
 """`python -m speedlab profile [overrides]`: where a training step's and an inference's time goes, op by op.
 
-Runs `profile.steps` training steps of the configured model and levers (compile, AMP, channels_last) on random
-images of `trainer.batch_size`, after `profile.warmup` untimed steps, profiling the forward pass and the backward
+Runs `profile.steps` of train's own step (the trainer `speedlab.train.builder` builds: the configured family and
+levers, compile, AMP with its GradScaler, channels_last, the task's loss) on random inputs of the data's declared
+shape and `trainer.batch_size`, after `profile.warmup` untimed steps, profiling the forward pass and the backward
 pass (with the optimizer step) separately, then `profile.steps` inference forwards. Prints and records one table
-per phase (`torch.profiler` key_averages: op, calls, total and average time, % of the phase, CPU and CUDA time) and
-saves a Chrome trace of a few whole steps (a bounded schedule keeps it small) in the run directory.
+per phase (`torch.profiler` key_averages: op, calls, total and average time, % of the phase; CPU time, plus CUDA
+time on a GPU) and saves a Chrome trace of a few whole steps (a bounded schedule keeps it small).
 """
 
 from __future__ import annotations
@@ -13,14 +14,17 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile, schedule
 
-from speedlab import config, models, record
+from speedlab import config, device, models, record
 from speedlab.config import RunContext, SpeedlabCfg
+from speedlab.data.build import describe
+from speedlab.data.spec import DataSpec
+from speedlab.device import synchronize
 from speedlab.errors import SpeedlabError
 from speedlab.fsutil import atomic_path
 from speedlab.train import levers
+from speedlab.train.builder import build_trainer
 
 PHASES = ("forward", "backward", "inference")
 
@@ -32,75 +36,76 @@ def main(argv: Sequence[str]) -> int:
 def run(ctx: RunContext) -> int:
     cfg = ctx.cfg
     with record.recording(ctx.run_dir, "profile", ctx.resolved) as rec:
-        _check(cfg)
-        device = levers.resolve_device(cfg.trainer.device, 0)
-        levers.check_device(cfg, device)
-        torch.manual_seed(cfg.seed)
-        module = models.build_model(cfg.model, cfg.data.num_classes).to(device)
-        memory_format = torch.channels_last if cfg.trainer.channels_last else torch.contiguous_format
-        module = module.to(memory_format=memory_format)
-        model = levers.compiled(module, cfg.compile)
-        optimizer = levers.optimizer(module, cfg.optim)
-        size, batch = cfg.data.resolution, cfg.trainer.batch_size
-        images = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=memory_format)
-        labels = torch.randint(0, cfg.data.num_classes, (batch,), device=device)
-        autocast = levers.autocast(cfg.amp, device)
-        activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if device.type == "cuda" else [])]
+        spec = _check(cfg)
+        where = device.resolve(cfg.device)
+        levers.check_device(cfg, where, spec)
+        levers.apply_backend_flags(cfg.trainer, where)
+        rec.refresh_flags()
+        trainer = build_trainer(cfg, spec, where)
+        inputs, targets = _batch(spec, cfg.trainer.batch_size, where)
+        activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if where.type == "cuda" else [])]
 
         def forward() -> torch.Tensor:
-            with autocast():
-                return F.cross_entropy(model(images), labels)
-
-        def backward(loss: torch.Tensor) -> None:
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            return trainer.forward_loss(inputs, targets)
 
         def infer() -> None:
-            with torch.no_grad(), autocast():
-                model(images)
+            with torch.no_grad():
+                trainer.forward_loss(inputs, targets)
 
-        print(f"profiling {levers.changes_label(cfg)} at batch {batch}, {size} px on {device} ...", flush=True)
+        label = levers.changes_label(cfg)
+        print(f"profiling {label} at batch {cfg.trainer.batch_size} ({spec.describe()}) on {where} ...", flush=True)
         for _ in range(cfg.profile.warmup):  # compilation and first-call costs stay out of the tables
-            backward(forward())
+            trainer.backward_step(forward())
             infer()
-        tables = _phase_tables(forward, backward, infer, cfg.profile.steps, activities, device)
-        trace = record.artifact_path(ctx.run_dir, "trace", ".json")
-        _chrome_trace(lambda: backward(forward()), activities, trace, device)
-        rec.update({"changes": levers.changes_label(cfg), "batch_size": batch, "device": str(device),
-                    "steps": cfg.profile.steps, "tables": tables, "trace": str(trace)})  # fmt: skip
+        tables = _phase_tables(forward, trainer.backward_step, infer, cfg.profile.steps, activities, where)
+        trace = record.trace_path(ctx.run_dir)
+        _chrome_trace(lambda: trainer.backward_step(forward()), activities, trace, where)
+        rec.update({"changes": label, "family": cfg.model.name, "batch_size": cfg.trainer.batch_size,
+                    "device": str(where), "input_shape": [None, *spec.input_shape], "steps": cfg.profile.steps,
+                    "tables": tables, "trace": str(trace)})  # fmt: skip
+        cuda = where.type == "cuda"
         for phase in PHASES:
             print(f"\n{phase} ({cfg.profile.steps} steps, top {cfg.profile.top} ops by self time)")
-            print(markdown(tables[phase], cfg.profile.top))
+            print(markdown(tables[phase], cfg.profile.top, cuda=cuda))
         print(f"\nChrome trace: {trace} (open in chrome://tracing or https://ui.perfetto.dev)\nresult: {rec.path}")
     return 0
 
 
-def _check(cfg: SpeedlabCfg) -> None:
+def _batch(spec: DataSpec, batch: int, where: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random inputs of the data's shape and targets of its task (class indices or regression values)."""
+    inputs = torch.randn(batch, *spec.input_shape, device=where)
+    if spec.task == "classification":
+        return inputs, torch.randint(0, spec.num_outputs, (batch,), device=where)
+    return inputs, torch.randn(batch, spec.num_outputs, device=where)
+
+
+def _check(cfg: SpeedlabCfg) -> DataSpec:
     for key in ("steps", "top"):
         if getattr(cfg.profile, key) < 1:
             raise SpeedlabError(f"profile.{key}={getattr(cfg.profile, key)}: must be at least 1")
     if cfg.profile.warmup < 0:
         raise SpeedlabError(f"profile.warmup={cfg.profile.warmup}: must be 0 or more")
     levers.check_values(cfg)
-    models.validate(cfg.model)
+    spec = describe(cfg.data)
+    models.check(cfg.model, spec)
+    return spec
 
 
-def _phase_tables(forward, backward, infer, steps: int, activities, device) -> dict[str, list[dict[str, Any]]]:
+def _phase_tables(forward, backward, infer, steps: int, activities, where) -> dict[str, list[dict[str, Any]]]:
     """Forward and backward of each training step in separate profiler sessions, so each op lands in its phase."""
     sessions = {phase: [] for phase in PHASES}
     for _ in range(steps):
         with profile(activities=activities) as prof:
             loss = forward()
-            _sync(device)
+            synchronize(where)
         sessions["forward"].append(prof)
         with profile(activities=activities) as prof:
             backward(loss)
-            _sync(device)
+            synchronize(where)
         sessions["backward"].append(prof)
         with profile(activities=activities) as prof:
             infer()
-            _sync(device)
+            synchronize(where)
         sessions["inference"].append(prof)
     return {phase: _table(profs, steps) for phase, profs in sessions.items()}
 
@@ -129,20 +134,20 @@ def _table(profs: list, steps: int) -> list[dict[str, Any]]:
     return sorted(table, key=lambda r: r["self_ms"], reverse=True)
 
 
-def markdown(rows: list[dict[str, Any]], top: int) -> str:
-    lines = [
-        "| Op | Calls/step | Self time/step | Avg per call | % of phase | CPU self | CPU total | CUDA self |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
+def markdown(rows: list[dict[str, Any]], top: int, cuda: bool = False) -> str:
+    """The table of a phase; the CUDA column only where a GPU ran (on the CPU it would be all zeros)."""
+    head = "| Op | Calls/step | Self time/step | Avg per call | % of phase | CPU self | CPU total |"
+    lines = [head + (" CUDA self |" if cuda else ""), "|---|" + "---:|" * (6 + cuda)]
     for r in rows[:top]:
+        cuda_cell = f" {r['cuda_self_ms']:.3f} ms |" if cuda else ""
         lines.append(
             f"| {r['op']} | {r['calls']} | {r['self_ms']:.3f} ms | {r['avg_us']:.1f} µs | {r['share']:.1%} "
-            f"| {r['cpu_self_ms']:.3f} ms | {r['cpu_total_ms']:.3f} ms | {r['cuda_self_ms']:.3f} ms |"
+            f"| {r['cpu_self_ms']:.3f} ms | {r['cpu_total_ms']:.3f} ms |{cuda_cell}"
         )
     return "\n".join(lines)
 
 
-def _chrome_trace(step: Callable[[], None], activities, path, device) -> None:
+def _chrome_trace(step: Callable[[], None], activities, path, where) -> None:
     """Three whole training steps after one skipped and one warm-up: enough to read, small enough to open."""
     plan = schedule(wait=1, warmup=1, active=3, repeat=1)
 
@@ -153,10 +158,5 @@ def _chrome_trace(step: Callable[[], None], activities, path, device) -> None:
     with profile(activities=activities, schedule=plan, on_trace_ready=save) as prof:
         for _ in range(5):
             step()
-            _sync(device)
+            synchronize(where)
             prof.step()
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

@@ -36,19 +36,24 @@ def checkpoint_path(run_dir: Path) -> Path:
     return Path(run_dir) / CHECKPOINT_FILE
 
 
-def find_checkpoint(path: str | Path, key: str = "resume") -> Path:
-    """A checkpoint given as the file itself or as the run directory that holds it; `key` names the setting."""
-    path = Path(path).expanduser()
-    candidate = checkpoint_path(path) if path.is_dir() else path
-    if not candidate.is_file():
-        where = f"{path} holds no {CHECKPOINT_FILE}" if path.is_dir() else f"{path} does not exist"
-        raise SpeedlabError(f"{key}={path}: {where} (give a checkpoint file or a train run directory)")
-    return candidate
+# The exported artifacts' file names, which export writes and bench (`bench.export_dir`) reads.
+ONNX_FILES = {"fp32": "model.onnx", "int8": "model-int8.onnx"}
+TRACE_FILE = "trace.json"
 
 
-def artifact_path(run_dir: Path, stem: str, suffix: str) -> Path:
-    """An exported artifact in its run directory, e.g. model-int8.onnx or model-fp16.engine."""
-    return Path(run_dir) / f"{stem}{suffix}"
+def onnx_path(run_dir: Path, precision: str) -> Path:
+    """The ONNX model of a precision (`ONNX_FILES`: fp32 or int8) in a run directory."""
+    return Path(run_dir) / ONNX_FILES[precision]
+
+
+def engine_path(run_dir: Path, precision: str) -> Path:
+    """The TensorRT engine of a precision (fp32, fp16, bf16, int8) in a run directory."""
+    return Path(run_dir) / f"model-{precision}.engine"
+
+
+def trace_path(run_dir: Path) -> Path:
+    """The profiler's Chrome trace of a profile run."""
+    return Path(run_dir) / TRACE_FILE
 
 
 def sidecar_path(artifact: Path) -> Path:
@@ -198,6 +203,10 @@ class RunRecord:
 
     def update(self, values: dict[str, Any]) -> None:
         self.data.update(values)
+
+    def refresh_flags(self) -> None:
+        """Record the speed flags as they are now: call it once the run has applied its own."""
+        self.data["env"]["flags"] = speed_flags()
 
     def set_status(self, status: str, reason: str | None = None) -> None:
         if status not in STATUSES:

@@ -1,4 +1,5 @@
-"""Shared fixtures: a small fake TinyImageNet on disk, and a runner for the real command line."""
+"""Shared fixtures: small fake datasets on disk (TinyImageNet, MNIST), tiny configurations for every model family
+and data source, and a runner for the real command line."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from speedlab.data.fake import write_fake_tinyimagenet
+from speedlab.data.fake import write_fake_mnist, write_fake_tinyimagenet
 
 REPO = Path(__file__).resolve().parent.parent
 FAKE_CLASSES, FAKE_TRAIN, FAKE_VAL = 6, 12, 4  # per class; small enough to write in well under a second
@@ -20,6 +22,24 @@ TINY = [
     "+preset=quick", "data.train_size=192", "data.val_size=80", "data.num_classes=10", "data.image_size=32",
     "data.resolution=32", "model.depths=[1,1,1,1]", "model.dims=[8,16,32,64]", "trainer.batch_size=32",
 ]  # fmt: skip
+# The same data without the quick preset (whose model keys are ConvNeXt's), for any family.
+TINY_DATA = [
+    "data=synthetic", "data.train_size=192", "data.val_size=80", "data.num_classes=10", "data.image_size=32",
+    "data.resolution=32", "trainer.epochs=1", "trainer.batch_size=32", "bench.batch_sizes=[1,3]",
+]  # fmt: skip
+# A small member of each family; a family missing here is tested with its defaults.
+TINY_FAMILY = {
+    "convnext": ["model.depths=[1,1,1,1]", "model.dims=[8,16,32,64]", "model.drop_path=0.0"],
+    "timm": ["model.timm_name=test_resnet"],
+    "torchvision": ["model.torchvision_name=squeezenet1_1"],
+    "mlp": ["model.widths=[16]"],
+    "lenet5": [],
+}
+
+
+def tiny_family(name: str) -> list[str]:
+    """Overrides for a tiny model of family `name` on the tiny synthetic data."""
+    return [*TINY_DATA, f"model={name}", *TINY_FAMILY.get(name, [])]
 
 
 @pytest.fixture(scope="session")
@@ -38,6 +58,40 @@ def fake_tin(fake_tin_pristine: Path, tmp_path: Path) -> Path:
     root = tmp_path / "data"
     shutil.copytree(fake_tin_pristine / "tiny-imagenet-200", root / "tiny-imagenet-200")
     return root
+
+
+@pytest.fixture(scope="session")
+def fake_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """MNIST's four gzipped IDX files (200 training and 50 test images) in one folder; never modified."""
+    root = tmp_path_factory.mktemp("fake_mnist")
+    write_fake_mnist(root, train=200, val=50)
+    return root
+
+
+@dataclass
+class Outcome:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def run_main(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture):
+    """`python -m speedlab ...` in this process (the same dispatch and messages as the command line, without a
+    second of interpreter start-up), with outputs under tmp_path/artifacts."""
+    from speedlab.__main__ import main
+
+    def run(*args: str) -> Outcome:
+        monkeypatch.setenv("SPEEDLAB_ARTIFACTS", str(tmp_path / "artifacts"))
+        capsys.readouterr()
+        try:
+            code = main(list(args))
+        except SystemExit as exit_:  # Hydra-run commands exit from inside the run
+            code = exit_.code if isinstance(exit_.code, int) else 1
+        out, err = capsys.readouterr()
+        return Outcome(code, out, err)
+
+    return run
 
 
 @pytest.fixture

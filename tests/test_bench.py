@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from speedlab import bench, profiling, report
+from speedlab import profiling
 from speedlab.bench import backends, timing
+from speedlab.bench import command as bench
 from speedlab.export import tensorrt
+from speedlab.report import command as report
 from tests.conftest import TINY
 
 FAST = ["bench.min_iters=3", "bench.min_time_s=0.05", "bench.warmup_iters=1", "bench.warmup_min_s=0.0"]
@@ -93,8 +95,8 @@ def test_onnxruntime_int8_and_a_failing_backend_do_not_stop_the_sweep(tmp_path, 
         (["bench.repeats=0"], "bench.repeats=0: must be at least 1"),
     ],
 )
-def test_bench_bad_input_is_one_clear_error(run_cli, overrides, message):
-    out = run_cli("bench", *TINY, *overrides)
+def test_bench_bad_input_is_one_clear_error(run_main, overrides, message):
+    out = run_main("bench", *TINY, *overrides)
     assert out.returncode == 1 and message in out.stderr and "Traceback" not in out.stderr, out.stderr
 
 
@@ -128,7 +130,7 @@ def test_profile_writes_phase_tables_and_a_chrome_trace(tmp_path, capsys):
 
 
 def test_report_renders_training_inference_and_compare(tmp_path, sweep, capsys):
-    from speedlab import train
+    from speedlab.train import command as train
 
     runs = tmp_path / "runs"
     for exp in ("vanilla", "amp"):
@@ -149,10 +151,40 @@ def test_report_renders_training_inference_and_compare(tmp_path, sweep, capsys):
     assert "| eager | fp32 | 1 |" in compared and "within noise" in compared and "B faster" not in compared
 
 
-def test_report_bad_input(run_cli, tmp_path):
-    out = run_cli("report", str(tmp_path / "nope"))
+def test_report_bad_input(run_main, tmp_path):
+    out = run_main("report", str(tmp_path / "nope"))
     assert out.returncode == 1 and "no such run directory" in out.stderr
     (tmp_path / "train").mkdir()
     (tmp_path / "train" / "result.json").write_text(json.dumps({"kind": "train", "status": "ok"}))
-    out = run_cli("report", "--compare", str(tmp_path / "train"), str(tmp_path / "train"))
+    out = run_main("report", "--compare", str(tmp_path / "train"), str(tmp_path / "train"))
     assert out.returncode == 1 and "--compare takes two bench runs" in out.stderr
+
+
+def test_profile_shows_only_the_columns_this_device_has(tmp_path, capsys):
+    profiling.main([*TINY, "profile.steps=1", "profile.warmup=0", f"hydra.run.dir={tmp_path}"])
+    out = capsys.readouterr().out
+    assert "| Op | Calls/step |" in out and ("CUDA self" in out) == torch.cuda.is_available()
+
+
+def test_report_of_a_single_run_draws_no_speed_up_it_cannot_compute(tmp_path):
+    from speedlab.train import command as train
+
+    train.main([*TINY, "+exp=tc_amp", "trainer.max_steps=2", f"hydra.run.dir={tmp_path / 'runs' / 'one'}"])
+    out = tmp_path / "report"
+    assert report.main([str(tmp_path / "runs"), "--out", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    assert "| TC + AMP (bf16) |" in text and "0.00×" not in text
+    assert "No speed-up for TC + AMP (bf16): no Vanilla run of the same model" in text
+    assert (out / "training_speedup_memory.png").is_file()  # the memory panel still has something to show
+
+
+def test_a_failed_export_leaves_the_shared_eager_model_where_every_cell_expects_it(tmp_path, monkeypatch):
+    from speedlab.export import onnx_export
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("exporter exploded")
+
+    monkeypatch.setattr(onnx_export, "export_onnx", broken)
+    result = run_bench(tmp_path / "run", "bench.backends=[onnxruntime,eager]", "bench.batch_sizes=[2]")
+    assert cell(result, "onnxruntime", "fp32", 2)["status"] == "error"
+    assert cell(result, "eager", "fp32", 2)["status"] == "ok"

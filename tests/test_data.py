@@ -12,9 +12,10 @@ import pytest
 import torch
 
 from speedlab import config
-from speedlab.data import cache, download, sources, synthetic
-from speedlab.data.build import build_data, decoded_arrays
+from speedlab.data import cache, download, images, patterns
+from speedlab.data.build import build_data
 from speedlab.data.fake import write_fake_tinyimagenet
+from speedlab.data.sources import tinyimagenet
 from speedlab.errors import DataError
 from tests.conftest import FAKE_CLASSES, FAKE_TRAIN, FAKE_VAL
 
@@ -24,6 +25,13 @@ TIN = "tiny-imagenet-200"
 def data_cfg(root: Path | None = None, *overrides: str) -> config.DataCfg:
     base = [f"data.root={root}"] if root is not None else ["data=synthetic"]
     return config.compose("train", [*base, "data.resolution=32", "data.workers=0", *overrides]).data
+
+
+def decoded_arrays(cfg: config.DataCfg) -> tuple[dict[str, cache.DecodedSplit], list[str], dict]:
+    """The decoded cache of a TinyImageNet config, as the source builds it."""
+    dataset = images.subset(tinyimagenet.index(cfg.root), cfg)
+    decoded, info = images.decoded_arrays(cfg, dataset, 3)
+    return decoded, dataset.classes, info
 
 
 def corrupt_one(root: Path) -> Path:
@@ -36,7 +44,7 @@ def corrupt_one(root: Path) -> Path:
 
 
 def test_tinyimagenet_index_reads_the_official_layout(fake_tin):
-    ds = sources.tinyimagenet(fake_tin)
+    ds = tinyimagenet.index(fake_tin)
     assert len(ds.classes) == FAKE_CLASSES and ds.classes == sorted(ds.classes)
     assert len(ds.train) == FAKE_CLASSES * FAKE_TRAIN and len(ds.val) == FAKE_CLASSES * FAKE_VAL
     # train labels come from the folder, val labels from val_annotations.txt
@@ -56,10 +64,10 @@ def test_missing_root_names_the_path_and_the_download_command(tmp_path):
 
 
 def test_incomplete_dataset_names_the_missing_folder(fake_tin):
-    wnid = sources.tinyimagenet(fake_tin).classes[2]
+    wnid = tinyimagenet.index(fake_tin).classes[2]
     shutil.rmtree(fake_tin / TIN / "train" / wnid)
     with pytest.raises(DataError, match=f"{wnid}/images is missing"):
-        sources.tinyimagenet(fake_tin)
+        tinyimagenet.index(fake_tin)
 
 
 # --- the decoded cache ------------------------------------------------------------------------------------------
@@ -77,7 +85,7 @@ def test_cache_is_built_once_memory_mapped_and_reused(fake_tin):
     assert not any(d.built for d in second.values())
     np.testing.assert_array_equal(second["train"].images, train.images)
     # the cache holds exactly what the classic path decodes
-    ds = sources.tinyimagenet(fake_tin)
+    ds = tinyimagenet.index(fake_tin)
     from speedlab.data.decode import decode_chw
 
     np.testing.assert_array_equal(train.images[5], decode_chw(ds.train.path(5), 64))
@@ -144,7 +152,7 @@ def test_cache_with_skipped_images_is_refused_without_skip_corrupt(fake_tin):
         decoded_arrays(data_cfg(fake_tin))
     assert (
         victim.name
-        in json.loads((fake_tin / "speedlab_cache" / "tinyimagenet-train-64px.meta.json").read_text())["skipped"][0]
+        in json.loads((fake_tin / "speedlab_cache" / "tinyimagenet-train-64px-3ch.meta.json").read_text())["skipped"][0]
     )
 
 
@@ -157,7 +165,7 @@ def test_pipelines_yield_normalised_batches_at_the_resolution(fake_tin, pipeline
     x, y = next(iter(data.train.epoch(0)))
     assert x.shape == (8, 3, 32, 32) and x.dtype == torch.float32 and y.dtype == torch.int64
     assert -3 < x.mean() < 3 and 0.2 < x.std() < 3  # normalised, not 0..255
-    assert data.num_classes == FAKE_CLASSES and int(y.max()) < FAKE_CLASSES
+    assert data.spec.num_outputs == FAKE_CLASSES and int(y.max()) < FAKE_CLASSES
     xv, _ = next(iter(data.val.epoch(0)))
     assert xv.shape[1:] == (3, 32, 32)
 
@@ -200,7 +208,7 @@ def test_imagefolder_layout(tmp_path):
                 shutil.copy(img, base / split / f"cls{i}" / img.name)
     cfg = config.compose("train", ["data=imagefolder", f"data.root={base}", "data.resolution=32"]).data
     data = build_data(cfg, seed=0, batch_size=2)
-    assert data.classes == ["cls0", "cls1", "cls2"] and data.info["train_images"] == 6
+    assert data.classes == ["cls0", "cls1", "cls2"] and data.record()["train_samples"] == 6
     x, _ = next(iter(data.train.epoch(0)))
     assert x.shape == (2, 3, 32, 32)
 
@@ -209,13 +217,13 @@ def test_imagefolder_layout(tmp_path):
 
 
 def test_synthetic_is_deterministic_balanced_and_tinyimagenet_shaped():
-    a_x, a_y = synthetic.generate(400, 200, dataset_seed=0)
-    b_x, b_y = synthetic.generate(400, 200, dataset_seed=0)
+    a_x, a_y = patterns.generate(400, 200, dataset_seed=0)
+    b_x, b_y = patterns.generate(400, 200, dataset_seed=0)
     np.testing.assert_array_equal(a_x, b_x)
     np.testing.assert_array_equal(a_y, b_y)
     assert a_x.shape == (400, 3, 64, 64) and a_x.dtype == np.uint8
     assert np.bincount(a_y, minlength=200).tolist() == [2] * 200
-    v_x, _ = synthetic.generate(400, 200, dataset_seed=0, split="val")
+    v_x, _ = patterns.generate(400, 200, dataset_seed=0, split="val")
     assert not np.array_equal(a_x, v_x)
 
 
@@ -249,7 +257,7 @@ def test_synthetic_is_learnable_well_above_chance():
 def test_download_from_a_local_zip(fake_tin_pristine, tmp_path):
     target = download.download(str(fake_tin_pristine / f"{TIN}.zip"), tmp_path / "root")
     assert target == (tmp_path / "root" / TIN).resolve()
-    assert len(sources.tinyimagenet(tmp_path / "root").train) == FAKE_CLASSES * FAKE_TRAIN
+    assert len(tinyimagenet.index(tmp_path / "root").train) == FAKE_CLASSES * FAKE_TRAIN
     assert [p.name for p in (tmp_path / "root").iterdir()] == [TIN]  # no staging folder left
 
 
@@ -284,14 +292,14 @@ def test_download_refuses_a_zip_that_is_not_tinyimagenet(tmp_path):
 # --- the data command -------------------------------------------------------------------------------------------
 
 
-def test_data_synth_download_prepare_commands(run_cli, tmp_path):
-    out = run_cli("data", "synth", "--out", str(tmp_path / "src"), "--classes", "3", "--train-per-class", "4",
+def test_data_synth_download_prepare_commands(run_main, tmp_path):
+    out = run_main("data", "synth", "--out", str(tmp_path / "src"), "--classes", "3", "--train-per-class", "4",
                   "--val-per-class", "2", "--zip")  # fmt: skip
     assert out.returncode == 0, out.stderr
-    out = run_cli("data", "download", str(tmp_path / "src" / f"{TIN}.zip"), "--root", str(tmp_path / "root"))
+    out = run_main("data", "download", str(tmp_path / "src" / f"{TIN}.zip"), "--root", str(tmp_path / "root"))
     assert out.returncode == 0, out.stderr
     run_dir = tmp_path / "run"
-    out = run_cli("data", "prepare", f"data.root={tmp_path / 'root'}", f"hydra.run.dir={run_dir}")
+    out = run_main("data", "prepare", f"data.root={tmp_path / 'root'}", f"hydra.run.dir={run_dir}")
     assert out.returncode == 0, out.stderr
     result = json.loads((run_dir / "result.json").read_text())
     assert result["kind"] == "data" and result["status"] == "ok"
@@ -299,15 +307,15 @@ def test_data_synth_download_prepare_commands(run_cli, tmp_path):
     assert (run_dir / ".hydra" / "config.yaml").is_file()  # the resolved config beside the result
 
 
-def test_data_prepare_on_a_missing_root_fails_with_one_clear_error(run_cli, tmp_path):
-    out = run_cli("data", "prepare", f"data.root={tmp_path / 'nothing'}", f"hydra.run.dir={tmp_path / 'run'}")
+def test_data_prepare_on_a_missing_root_fails_with_one_clear_error(run_main, tmp_path):
+    out = run_main("data", "prepare", f"data.root={tmp_path / 'nothing'}", f"hydra.run.dir={tmp_path / 'run'}")
     assert out.returncode == 1
     assert "TinyImageNet not found" in out.stderr and "Traceback" not in out.stderr
     assert json.loads((tmp_path / "run" / "result.json").read_text())["status"] == "failed"
 
 
-def test_data_prepare_multirun_writes_one_result_per_job(run_cli, fake_tin_pristine, tmp_path):
-    out = run_cli("data", "prepare", "-m", f"data.root={fake_tin_pristine}", f"data.cache_dir={tmp_path / 'cache'}",
+def test_data_prepare_multirun_writes_one_result_per_job(run_main, fake_tin_pristine, tmp_path):
+    out = run_main("data", "prepare", "-m", f"data.root={fake_tin_pristine}", f"data.cache_dir={tmp_path / 'cache'}",
                   "data.image_size=32,48")  # fmt: skip
     assert out.returncode == 0, out.stderr
     results = sorted((tmp_path / "artifacts" / "sweeps").glob("*-data_prepare/*/result.json"))

@@ -17,9 +17,12 @@ import torch
 
 import activations
 from activations.fastswish import fastswish_reference
-from speedlab import config, export, models, train
+from speedlab import config, models
+from speedlab.data.build import describe
+from speedlab.export import command as export
 from speedlab.export import onnx_export, parity, quantize, tensorrt
 from speedlab.fsutil import staged_files
+from speedlab.train import command as train
 from tests.conftest import TINY
 
 FP32_REL_TOLERANCE = 1e-4
@@ -48,7 +51,7 @@ def test_quick_convnext_exports_with_every_activation_and_any_batch(tmp_path, ac
         "export", ["+preset=quick", f"model.activation={activation}", f"export.onnx_exporter={exporter}"]
     )
     torch.manual_seed(0)
-    model = models.build_model(cfg.model, 200).eval()
+    model = models.build(cfg.model, describe(cfg.data)).eval()
     path = tmp_path / "model.onnx"
     onnx_export.export_onnx(model, torch.randn(2, 3, 64, 64), path, cfg.export, external_data=False)
     assert onnx_export.non_standard_ops(path) == []
@@ -112,7 +115,7 @@ def test_trained_checkpoint_exports_with_val_accuracy(tmp_path, capsys):
     assert result["eager_val_acc"] == pytest.approx(trained["final_val_acc"], abs=0.01)
     fp32, int8 = by_label(result)["onnx fp32"], by_label(result)["onnx int8"]
     assert fp32["val_acc"] == result["eager_val_acc"] and fp32["val_top1_agreement"] == 1.0
-    assert int8["val_images"] == 80 and int8["val_acc"] is not None
+    assert int8["val_samples"] == 80 and int8["val_acc"] is not None
     assert "val top-1" in capsys.readouterr().out
 
 
@@ -170,15 +173,15 @@ def test_parity_failure_marks_the_artifact_failed_and_keeps_the_file(tmp_path):
         (["export.formats=[onnx,pdf]"], "Invalid value 'pdf', expected one of [onnx, int8, tensorrt]"),
     ],
 )
-def test_bad_input_is_one_clear_error(run_cli, overrides, message):
-    out = run_cli("export", *TINY, *overrides)
+def test_bad_input_is_one_clear_error(run_main, overrides, message):
+    out = run_main("export", *TINY, *overrides)
     assert out.returncode != 0 and message in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
 
 
-def test_checkpoint_of_another_model_is_refused(tmp_path, run_cli):
+def test_checkpoint_of_another_model_is_refused(tmp_path, run_main):
     train.main([*TINY, "trainer.epochs=1", f"hydra.run.dir={tmp_path / 'train'}"])
-    out = run_cli("export", *TINY, "model.dims=[8,16,32,128]", f"checkpoint={tmp_path / 'train'}")
+    out = run_main("export", *TINY, "model.dims=[8,16,32,128]", f"checkpoint={tmp_path / 'train'}")
     assert out.returncode == 1
     assert "is from a different model" in out.stderr and "model.dims" in out.stderr
 
@@ -197,7 +200,7 @@ def test_parity_figures_and_violations():
 
 
 def test_classifier_head_is_found_for_quantisation(tmp_path):
-    model = models.build_model(QUICK.model, 200).eval()
+    model = models.build(QUICK.model, describe(QUICK.data)).eval()
     path = tmp_path / "model.onnx"
     onnx_export.export_onnx(model, torch.randn(2, 3, 64, 64), path, QUICK.export, external_data=False)
     (head,) = quantize.classifier_nodes(path)

@@ -118,10 +118,11 @@ def test_convnext_block_compiles_in_one_graph_and_matches_eager(name):
 
 
 def test_a_checkpoint_loads_across_variants():
-    from speedlab.config import ModelCfg
-    from speedlab.models import build_model
+    from speedlab.data.spec import DataSpec
+    from speedlab.models import build
+    from speedlab.models.convnext import ConvNeXtCfg
 
-    tiny = {"depths": [1, 1, 1, 1], "dims": [8, 16, 32, 64]}
-    state = build_model(ModelCfg(activation="fastswish_naive", **tiny), 5).state_dict()
+    tiny, spec = {"depths": [1, 1, 1, 1], "dims": [8, 16, 32, 64]}, DataSpec("classification", (3, 32, 32), 5)
+    state = build(ConvNeXtCfg(activation="fastswish_naive", **tiny), spec).state_dict()
     for name in VARIANTS:
-        build_model(ModelCfg(activation=name, **tiny), 5).load_state_dict(state)  # strict
+        build(ConvNeXtCfg(activation=name, **tiny), spec).load_state_dict(state)  # strict

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from speedlab import config, models
+from speedlab.data.build import describe
 from speedlab.export import inspection, onnx_export
 from tests.conftest import REPO
 
@@ -22,16 +23,16 @@ from tests.conftest import REPO
 def onnx_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg = config.compose("export", ["+preset=quick", "export.onnx_exporter=torchscript"])
     path = tmp_path_factory.mktemp("inspect") / "model.onnx"
-    model = models.build_model(cfg.model, 200).eval()
+    model = models.build(cfg.model, describe(cfg.data)).eval()
     onnx_export.export_onnx(model, torch.randn(2, 3, 64, 64), path, cfg.export, external_data=False)
     return path
 
 
-def test_summary_lists_io_op_counts_and_parameters(onnx_file, run_cli):
-    out = run_cli("inspect", str(onnx_file), "--summary-only")
+def test_summary_lists_io_op_counts_and_parameters(onnx_file, run_main):
+    out = run_main("inspect", str(onnx_file), "--summary-only")
     assert out.returncode == 0, out.stderr
-    assert "opset 18" in out.stdout and "input  images: float ['batch', 3, 64, 64]" in out.stdout
-    assert "output logits: float ['batch', 200]" in out.stdout
+    assert "opset 18" in out.stdout and "input  input: float ['batch', 3, 64, 64]" in out.stdout
+    assert "output output: float ['batch', 200]" in out.stdout
     summary = inspection.summarise(onnx_file)
     assert summary["op_counts"]["Conv"] == 10 and summary["op_counts"]["LayerNormalization"] == 11
     assert ["Conv", "10"] in [line.split() for line in out.stdout.splitlines()]  # a row of the op table
@@ -59,8 +60,8 @@ def test_engine_sidecar_summary(tmp_path):
         (lambda d: _write(d / "x.engine", b"\0"), "has no readable sidecar x.engine.json"),
     ],
 )
-def test_bad_files_are_one_clear_error(tmp_path, run_cli, make, message):
-    out = run_cli("inspect", str(make(tmp_path)))
+def test_bad_files_are_one_clear_error(tmp_path, run_main, make, message):
+    out = run_main("inspect", str(make(tmp_path)))
     assert out.returncode == 1 and message in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
 
@@ -70,12 +71,12 @@ def _write(path: Path, data: bytes) -> Path:
     return path
 
 
-def test_port_in_use_is_one_clear_error(onnx_file, run_cli):
+def test_port_in_use_is_one_clear_error(onnx_file, run_main):
     with socket.socket() as busy:
         busy.bind((inspection.HOST, 0))
         busy.listen()
         port = busy.getsockname()[1]
-        out = run_cli("inspect", str(onnx_file), "--port", str(port))
+        out = run_main("inspect", str(onnx_file), "--port", str(port))
     assert out.returncode == 1 and f"--port {port}: 127.0.0.1:{port} is not free" in out.stderr
 
 

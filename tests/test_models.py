@@ -1,35 +1,60 @@
-"""The model builders: ConvNeXt sizes, activation swaps over the whole registry, init gains and the timm adapter."""
+"""The model families: every registered family builds for the data it declares it takes; ConvNeXt sizes, activation
+swaps over the whole registry, init gains, the timm and torchvision adapters, the MLP and LeNet5, and bad input."""
 
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
 
 import activations
-from speedlab.config import ModelCfg, compose
+from speedlab import config, models
+from speedlab.data.spec import DataSpec
 from speedlab.errors import SpeedlabError
-from speedlab.models import build_model, count_params
-from speedlab.models.convnext import Block
+from speedlab.models.convnext import Block, ConvNeXtCfg
 from speedlab.models.init import activation_gain
+from speedlab.models.lenet5 import LeNet5Cfg
+from speedlab.models.mlp import MLPCfg
+from speedlab.models.timm import TimmCfg
+from speedlab.models.torchvision import TorchvisionCfg
+from tests.conftest import TINY_FAMILY
 
 TINY = {"depths": [1, 1, 1, 1], "dims": [8, 16, 32, 64], "drop_path": 0.0}
+IMAGES = DataSpec("classification", (3, 32, 32), 5)
+
+
+def tiny_cfg(family: str) -> config.ModelCfg:
+    return config.compose("train", [f"model={family}", *TINY_FAMILY.get(family, [])]).model
+
+
+@pytest.mark.parametrize("family", models.names())
+def test_every_family_builds_for_the_declared_shape_and_learns(family):
+    """Each family takes 3x32x32 images with 5 classes, gives (batch, 5) and gets gradients everywhere."""
+    torch.manual_seed(0)
+    model = models.build(tiny_cfg(family), IMAGES)
+    out = model(torch.randn(2, 3, 32, 32))
+    out.sum().backward()
+    assert out.shape == (2, 5)
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
 
 
 def test_default_convnext_is_about_the_reference_size():
-    params = count_params(build_model(ModelCfg(), num_classes=200))
+    params = models.count_params(models.build(ConvNeXtCfg(), DataSpec("classification", (3, 224, 224), 200)))
     assert 17_000_000 < params < 19_000_000  # the reference study: 18M parameters for 200 classes
 
 
 def test_quick_preset_model_is_about_one_million_parameters():
-    cfg = compose("train", ["+preset=quick"])
-    assert 0.8e6 < count_params(build_model(cfg.model, num_classes=cfg.data.num_classes)) < 1.5e6
+    from speedlab.data.build import describe
+
+    cfg = config.compose("train", ["+preset=quick"])
+    assert 0.8e6 < models.count_params(models.build(cfg.model, describe(cfg.data))) < 1.5e6
 
 
 @pytest.mark.parametrize("name", activations.names())
 def test_every_registered_activation_swaps_into_the_convnext(name):
-    model = build_model(ModelCfg(activation=name, **TINY), num_classes=5)
+    model = models.build(ConvNeXtCfg(activation=name, **TINY), IMAGES)
     assert all(type(b.act) is type(activations.create(name)) for b in model.modules() if isinstance(b, Block))
     out = model(torch.randn(2, 3, 32, 32))
     out.sum().backward()
@@ -57,23 +82,77 @@ def test_kaiming_keeps_the_second_moment_through_a_layer(name):
 def test_init_schemes_differ_and_are_seeded():
     def weights(init: str) -> torch.Tensor:
         torch.manual_seed(0)
-        return build_model(ModelCfg(init=init, **TINY), num_classes=5).head.weight.detach().clone()
+        return models.build(ConvNeXtCfg(init=init, **TINY), IMAGES).head.weight.detach().clone()
 
     assert torch.equal(weights("kaiming"), weights("kaiming"))
     assert weights("trunc_normal").std() < 0.03 < weights("kaiming").std()
     assert not torch.equal(weights("torch_default"), weights("kaiming"))
 
 
+def test_families_take_the_datas_channels():
+    grey = DataSpec("classification", (1, 32, 32), 7)
+    for cfg in (ConvNeXtCfg(**TINY), TimmCfg(timm_name="test_resnet"), LeNet5Cfg(), MLPCfg()):
+        assert models.build(cfg, grey)(torch.randn(2, 1, 32, 32)).shape == (2, 7), cfg.name
+
+
 def test_timm_model_gets_the_run_classes_without_download():
-    model = build_model(ModelCfg(name="timm", timm_name="resnet18"), num_classes=7)
+    model = models.build(TimmCfg(timm_name="resnet18"), DataSpec("classification", (3, 32, 32), 7))
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 7)
 
 
 def test_unknown_timm_model_lists_close_matches():
     with pytest.raises(SpeedlabError, match=r"model.timm_name='convnext_tinny'.*close matches: .*convnext_tiny"):
-        build_model(ModelCfg(name="timm", timm_name="convnext_tinny"), num_classes=7)
+        models.build(TimmCfg(timm_name="convnext_tinny"), IMAGES)
 
 
-def test_timm_refuses_a_convnext_only_activation():
-    with pytest.raises(SpeedlabError, match="model.activation=relu applies to model.name=convnext only"):
-        build_model(ModelCfg(name="timm", timm_name="resnet18", activation="relu"), num_classes=7)
+def test_torchvision_efficientnet_b0_has_its_published_size():
+    """1,000 ImageNet classes at 224 px: 5.29M parameters, as torchvision's model card says."""
+    model = models.build(
+        TorchvisionCfg(torchvision_name="efficientnet_b0"), DataSpec("classification", (3, 224, 224), 1000)
+    )
+    assert models.count_params(model) == 5_288_548
+
+
+def test_torchvision_refuses_unknown_names_and_grey_images():
+    with pytest.raises(SpeedlabError, match=r"'efficientnet_b9'.*close matches: .*efficientnet_b7"):
+        models.check(TorchvisionCfg(torchvision_name="efficientnet_b9"), IMAGES)
+    with pytest.raises(SpeedlabError, match="model=torchvision takes 3-channel images; this data gives 1"):
+        models.check(TorchvisionCfg(), DataSpec("classification", (1, 32, 32), 10))
+
+
+def test_mlp_is_the_references_4_32_16_4_network():
+    model = models.build(MLPCfg(), DataSpec("regression", (4,), 4))
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(4, 32), (32, 16), (16, 4)]
+    assert sum(isinstance(m, torch.nn.Tanh) for m in model.modules()) == 2
+    assert models.count_params(model) == 756
+
+
+def test_lenet5_is_the_classic_on_mnist():
+    model = models.build(LeNet5Cfg(), DataSpec("classification", (1, 28, 28), 10))
+    assert models.count_params(model) == 44_426  # 16 x 4 x 4 features into 120, 84, 10
+    padded = models.build(LeNet5Cfg(padding=2), DataSpec("classification", (1, 28, 28), 10))
+    assert padded.classifier[1].in_features == 16 * 5 * 5  # the paper's 32 x 32 geometry
+    assert model(torch.randn(3, 1, 28, 28)).shape == (3, 10)
+
+
+@pytest.mark.parametrize(
+    ("cfg", "spec", "message"),
+    [
+        (LeNet5Cfg(), DataSpec("classification", (1, 8, 8), 10), "model=lenet5 needs images of at least 16x16 px"),
+        (ConvNeXtCfg(), DataSpec("classification", (3, 28, 28), 10), "model=convnext needs images of at least 32x32"),
+        (ConvNeXtCfg(), DataSpec("regression", (4,), 4), "model=convnext needs image input"),
+        (MLPCfg(widths=[8, 0]), DataSpec("regression", (4,), 4), "model.widths=[8, 0]: every hidden width"),
+    ],
+)
+def test_a_family_refuses_data_it_cannot_take_saying_what_to_change(cfg, spec, message):
+    with pytest.raises(SpeedlabError, match=re.escape(message)):
+        models.build(cfg, spec)
+
+
+def test_weights_of_another_model_are_refused_naming_the_keys(tmp_path):
+    lenet = models.build(LeNet5Cfg(), DataSpec("classification", (1, 28, 28), 10))
+    mlp = models.build(MLPCfg(), DataSpec("classification", (1, 28, 28), 10))
+    expected = r"(?s)do not fit the model.*missing from the checkpoint: classifier.1.bias.*not in the model: 1.bias"
+    with pytest.raises(SpeedlabError, match=expected):
+        models.load_weights(lenet, mlp.state_dict(), tmp_path / "checkpoint.pt")

@@ -4,6 +4,7 @@ is the export command's job)."""
 
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
 
@@ -14,28 +15,29 @@ from speedlab.bench.backends import BenchSetup
 from speedlab.errors import SpeedlabError
 from speedlab.export import onnx_export, quantize
 
-STEMS = {"fp32": "model", "int8": "model-int8"}
+PRECISIONS = tuple(record.ONNX_FILES)  # the ONNX models there are: fp32 and int8
 CALIBRATION_BATCHES = 4
 
 
 def onnx_model(setup: BenchSetup, precision: str) -> Path:
     """The fp32 or INT8 ONNX file; the export time of a file made here goes to `setup.shared['export_s']`."""
-    stem = STEMS[precision]
     if setup.cfg.bench.export_dir:
-        path = record.artifact_path(Path(setup.cfg.bench.export_dir), stem, ".onnx")
+        path = record.onnx_path(Path(setup.cfg.bench.export_dir), precision)
         if not path.is_file():
             raise SpeedlabError(f"bench.export_dir={setup.cfg.bench.export_dir} holds no {path.name}")
         return path
     key = f"onnx_{precision}"
     if key not in setup.shared:
-        path = record.artifact_path(setup.work_dir, stem, ".onnx")
+        path = record.onnx_path(setup.work_dir, precision)
         start = time.perf_counter()
         if precision == "fp32":
-            model, ecfg = setup.model.to("cpu"), setup.cfg.export
-            example = torch.randn(2, 3, setup.image_size, setup.image_size)
+            # The exporter needs the model on the CPU; a copy keeps the shared eager model where every cell expects
+            # it, even when the export fails half-way.
+            model = setup.model if setup.device.type == "cpu" else copy.deepcopy(setup.model).to("cpu")
+            ecfg = setup.cfg.export
+            example = torch.randn(2, *setup.spec.input_shape)
             external = onnx_export.wants_external_data(ecfg, model)
             onnx_export.export_onnx(model, example, path, ecfg, external_data=external)
-            setup.model.to(setup.device)
         else:
             batches = (setup.inputs(8).cpu().numpy() for _ in range(CALIBRATION_BATCHES))
             quantize.quantize_int8(onnx_model(setup, "fp32"), path, batches, setup.cfg.export)

@@ -1,10 +1,10 @@
-"""The decoded cache: every image of a split decoded once into an N x 3 x S x S uint8 array (plus labels), stored
+"""The decoded cache: every image of a split decoded once into an N x C x S x S uint8 array (plus labels), stored
 beside the data and memory-mapped on load.
 
-A cache records a fingerprint of what it was built from (file names, sizes and mtimes, labels, image size, cache
-format, decoder version). A cache whose fingerprint does not match is rebuilt, and the reason is printed; it is never
-silently reused. Files are written to temporaries and renamed, with the metadata last, so an interrupted build leaves
-no cache that looks complete.
+A cache records a fingerprint of what it was built from (file names, sizes and mtimes, labels, image size and
+channels, cache format, decoder version). A cache whose fingerprint does not match is rebuilt, and the reason is
+printed; it is never silently reused. Files are written to temporaries and renamed, with the metadata last, so an
+interrupted build leaves no cache that looks complete.
 """
 
 from __future__ import annotations
@@ -22,18 +22,19 @@ import PIL
 from tqdm import tqdm
 
 from speedlab.data.decode import decode_many
-from speedlab.data.sources import FileSplit
+from speedlab.data.files import FileSplit
 from speedlab.errors import DataError
 from speedlab.fsutil import atomic_path, atomic_write_json
 
-CACHE_FORMAT = 1  # bump when the decoding or the layout changes: older caches are then rebuilt
+# Bump when the decoding or the layout changes: older caches are then rebuilt (2: channels in the fingerprint).
+CACHE_FORMAT = 2
 CHUNK = 256  # images per decode task
 PARALLEL_MIN = 2048  # below this, worker start-up costs more than it saves
 
 
 @dataclass
 class DecodedSplit:
-    images: np.ndarray  # uint8, N x 3 x S x S, memory-mapped from disk
+    images: np.ndarray  # uint8, N x C x S x S, memory-mapped from disk
     labels: np.ndarray  # int64, N
     skipped: list[str] = field(default_factory=list)  # corrupt files left out (data.skip_corrupt=true)
     path: Path | None = None
@@ -42,7 +43,7 @@ class DecodedSplit:
     rebuild_reason: str | None = None
 
 
-def fingerprint(split: FileSplit, image_size: int) -> dict:
+def fingerprint(split: FileSplit, image_size: int, channels: int) -> dict:
     digest = hashlib.sha256()
     for rel in split.files:
         st = os.stat(split.base / rel)
@@ -51,6 +52,7 @@ def fingerprint(split: FileSplit, image_size: int) -> dict:
         "format": CACHE_FORMAT,
         "decoder": f"Pillow {PIL.__version__}",
         "image_size": image_size,
+        "channels": channels,
         "count": len(split.files),
         "files_sha256": digest.hexdigest(),
         "labels_sha256": hashlib.sha256(np.ascontiguousarray(split.labels).tobytes()).hexdigest(),
@@ -82,7 +84,9 @@ def _stale_reason(meta_path: Path, images_path: Path, labels_path: Path, expecte
 
 
 def _decode_all(split: FileSplit, image_size: int, out: np.ndarray, workers: int, desc: str) -> list[tuple[int, str]]:
-    """Decode every image of `split` into `out`; returns (index, reason) for the corrupt ones."""
+    """Decode every image of `split` into `out` (whose shape gives the channels); returns (index, reason) for the
+    corrupt ones."""
+    channels = out.shape[1]
     paths = [str(split.base / f) for f in split.files]
     chunks = [(start, paths[start : start + CHUNK]) for start in range(0, len(paths), CHUNK)]
     bad: list[tuple[int, str]] = []
@@ -97,10 +101,10 @@ def _decode_all(split: FileSplit, image_size: int, out: np.ndarray, workers: int
     try:
         if workers <= 1 or len(paths) < PARALLEL_MIN:
             for start, chunk in chunks:
-                take(start, decode_many(chunk, image_size))
+                take(start, decode_many(chunk, image_size, channels))
         else:
             with ProcessPoolExecutor(max_workers=workers) as pool:
-                futures = [(start, pool.submit(decode_many, chunk, image_size)) for start, chunk in chunks]
+                futures = [(start, pool.submit(decode_many, chunk, image_size, channels)) for start, chunk in chunks]
                 for start, future in futures:
                     take(start, future.result())
     finally:
@@ -111,6 +115,7 @@ def _decode_all(split: FileSplit, image_size: int, out: np.ndarray, workers: int
 def _build(
     split: FileSplit,
     image_size: int,
+    channels: int,
     paths: tuple[Path, Path, Path],
     expected: dict,
     skip_corrupt: bool,
@@ -120,7 +125,7 @@ def _build(
     images_path, labels_path, meta_path = paths
     images_path.parent.mkdir(parents=True, exist_ok=True)
     meta_path.unlink(missing_ok=True)  # the old cache stops counting as valid before anything is replaced
-    shape = (len(split), 3, image_size, image_size)
+    shape = (len(split), channels, image_size, image_size)
     scratch = images_path.with_name(f".{images_path.name}.decoding.tmp")
     decoded = np.lib.format.open_memmap(scratch, mode="w+", dtype=np.uint8, shape=shape)
     try:
@@ -162,18 +167,19 @@ def load_or_build(
     cache_dir: Path,
     image_size: int,
     skip_corrupt: bool,
+    channels: int = 3,
     workers: int = 2,
 ) -> DecodedSplit:
     """The decoded cache of `split`, built first if missing or stale."""
     paths = _paths(Path(cache_dir), stem)
     images_path, labels_path, meta_path = paths
-    expected = fingerprint(split, image_size)
+    expected = fingerprint(split, image_size, channels)
     reason = _stale_reason(meta_path, images_path, labels_path, expected)
     built, build_time = False, 0.0
     if reason is not None:
         print(f"decoded cache {images_path}: building ({reason})", flush=True)
         t0 = time.perf_counter()
-        _build(split, image_size, paths, expected, skip_corrupt, workers, desc=f"decode {stem}")
+        _build(split, image_size, channels, paths, expected, skip_corrupt, workers, desc=f"decode {stem}")
         built, build_time = True, time.perf_counter() - t0
     meta = json.loads(meta_path.read_text())
     skipped = meta.get("skipped", [])

@@ -1,4 +1,5 @@
-"""`python -m speedlab data ...`: download, synth and prepare (the decoded cache) datasets."""
+"""`python -m speedlab data ...`: download TinyImageNet, write small fake datasets in the real formats (synth), and
+prepare a source's decoded cache ahead of training."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import time
 from collections.abc import Sequence
 
 from speedlab import config, record
-from speedlab.errors import SpeedlabError
 
 SUBCOMMANDS = ("download", "prepare", "synth")
 
@@ -25,35 +25,34 @@ def _parser() -> argparse.ArgumentParser:
         help="build the decoded uint8 cache for the configured dataset; takes Hydra overrides (data.root=...)",
         add_help=False,
     )
-    synth = sub.add_parser("synth", help="write a small fake TinyImageNet (real JPEGs, official layout)")
-    synth.add_argument("--out", required=True, help="folder to create tiny-imagenet-200/ in")
-    synth.add_argument("--classes", type=int, default=10)
-    synth.add_argument("--train-per-class", type=int, default=20)
-    synth.add_argument("--val-per-class", type=int, default=5)
+    synth = sub.add_parser(
+        "synth", help="write a small fake dataset in a real format: TinyImageNet (JPEGs) or MNIST (IDX files)"
+    )
+    synth.add_argument("--kind", choices=list(SYNTH), default="tinyimagenet", help="the format (tinyimagenet)")
+    synth.add_argument("--out", required=True, help="folder to write into (tiny-imagenet-200/ or the IDX files)")
+    synth.add_argument("--classes", type=int, default=10, help="tinyimagenet: number of classes")
+    synth.add_argument("--train-per-class", type=int, default=20, help="tinyimagenet: training images per class")
+    synth.add_argument("--val-per-class", type=int, default=5, help="tinyimagenet: val images per class")
+    synth.add_argument("--train", type=int, default=600, help="mnist: training images")
+    synth.add_argument("--val", type=int, default=100, help="mnist: test (val) images")
+    synth.add_argument("--plain", action="store_true", help="mnist: plain IDX files instead of .gz")
     synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--zip", action="store_true", help="also write tiny-imagenet-200.zip beside it")
+    synth.add_argument("--zip", action="store_true", help="tinyimagenet: also write tiny-imagenet-200.zip beside it")
     return parser
 
 
 def prepare(ctx: config.RunContext) -> int:
-    """Build (or validate) the decoded cache of both splits and record what was done."""
-    from speedlab.data.build import decoded_arrays
+    """Build (or validate) what the source builds on first use (the decoded cache) and record what was done."""
+    from speedlab.data.build import prepare as prepare_source
 
-    cfg = ctx.cfg.data
-    if cfg.name == "synthetic":
-        raise SpeedlabError("data=synthetic is generated in memory and has no cache to prepare")
     with record.recording(ctx.run_dir, "data", ctx.resolved) as rec:
         t0 = time.perf_counter()
-        decoded, classes, info = decoded_arrays(cfg)
-        rec["data"] = {**info, "num_classes": len(classes), "skipped_corrupt": info["skipped_in_cache"]}
+        info = prepare_source(ctx.cfg.data)
+        rec["data"] = {**info, "skipped_corrupt": info.get("skipped_in_cache", 0)}
         rec["prepare_time_s"] = round(time.perf_counter() - t0, 3)
-        rows = [
-            (split, len(d.labels), len(d.skipped), "built" if d.built else "reused", d.path)
-            for split, d in decoded.items()
-        ]
     print(f"\n{'split':<6} {'images':>8} {'skipped':>8} {'cache':>7}  path")
-    for split, n, skipped, how, path in rows:
-        print(f"{split:<6} {n:>8} {skipped:>8} {how:>7}  {path}")
+    for split, s in info.get("splits", {}).items():
+        print(f"{split:<6} {s['images']:>8} {s['skipped']:>8} {'built' if s['built'] else 'reused':>7}  {s['path']}")
     print(f"result: {rec.path}")
     return 0
 
@@ -74,6 +73,19 @@ def main(argv: Sequence[str]) -> int:
         path = download(args.source, root, md5=args.md5, timeout=args.timeout)
         print(f"TinyImageNet is ready at {path}; next: python -m speedlab data prepare data.root={root}")
         return 0
+    return SYNTH[args.kind](args)
+
+
+def _synth_mnist(args: argparse.Namespace) -> int:
+    from speedlab.data.fake import write_fake_mnist
+
+    files = write_fake_mnist(args.out, train=args.train, val=args.val, seed=args.seed, gz=not args.plain)
+    print("wrote " + ", ".join(str(f) for f in files))
+    print(f"next: python -m speedlab train model=lenet5 data=mnist data.root={args.out}")
+    return 0
+
+
+def _synth_tinyimagenet(args: argparse.Namespace) -> int:
     from speedlab.data.fake import write_fake_tinyimagenet
 
     path = write_fake_tinyimagenet(
@@ -86,3 +98,7 @@ def main(argv: Sequence[str]) -> int:
     )
     print(f"wrote {path}" + (f" and {path}.zip" if args.zip else ""))
     return 0
+
+
+# The formats `data synth` writes, and their writers.
+SYNTH = {"tinyimagenet": _synth_tinyimagenet, "mnist": _synth_mnist}

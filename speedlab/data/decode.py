@@ -1,5 +1,6 @@
 """Decoding one image file into the common square uint8 form both pipelines start from (no torch import here:
-this runs in the cache builder's worker processes)."""
+this runs in the cache builder's worker processes). Images come out with the channels their source declares: 3
+(RGB) or 1 (grey)."""
 
 from __future__ import annotations
 
@@ -15,13 +16,16 @@ class CorruptImageError(Exception):
         self.path, self.reason = str(path), reason
 
 
-def load_image(path: str | Path, size: int) -> Image.Image:
-    """RGB image of `size` x `size`: shorter side resized to `size`, then centre-cropped (a no-op for 64 px
-    TinyImageNet). Raises CorruptImageError naming the file if it cannot be decoded."""
+MODES = {1: "L", 3: "RGB"}
+
+
+def load_image(path: str | Path, size: int, channels: int = 3) -> Image.Image:
+    """The image in `channels` channels at `size` x `size`: shorter side resized to `size`, then centre-cropped (a
+    no-op for 64 px TinyImageNet). Raises CorruptImageError naming the file if it cannot be decoded."""
     try:
         with Image.open(path) as im:
             im.load()  # decode now, so a truncated file fails here and not later in a transform
-            img = im.convert("RGB")
+            img = im.convert(MODES[channels])
     except (OSError, SyntaxError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as err:
         raise CorruptImageError(path, f"{type(err).__name__}: {err}") from None
     if img.size == (size, size):
@@ -32,19 +36,25 @@ def load_image(path: str | Path, size: int) -> Image.Image:
     return resized.crop((left, top, left + size, top + size))
 
 
-def decode_chw(path: str | Path, size: int) -> np.ndarray:
-    """The image as a 3 x size x size uint8 array."""
-    return np.asarray(load_image(path, size), dtype=np.uint8).transpose(2, 0, 1)
+def to_chw(image: Image.Image) -> np.ndarray:
+    """A PIL image as a channels x height x width uint8 array (grey images get their one channel axis)."""
+    array = np.asarray(image, dtype=np.uint8)
+    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
 
 
-def decode_many(paths: list[str], size: int) -> tuple[np.ndarray, list[tuple[int, str]]]:
+def decode_chw(path: str | Path, size: int, channels: int = 3) -> np.ndarray:
+    """The image as a channels x size x size uint8 array."""
+    return to_chw(load_image(path, size, channels))
+
+
+def decode_many(paths: list[str], size: int, channels: int = 3) -> tuple[np.ndarray, list[tuple[int, str]]]:
     """Decode a chunk (one task of the cache builder): the stacked images and (position, reason) of corrupt ones,
     whose rows are left zero."""
-    out = np.zeros((len(paths), 3, size, size), dtype=np.uint8)
+    out = np.zeros((len(paths), channels, size, size), dtype=np.uint8)
     bad: list[tuple[int, str]] = []
     for i, path in enumerate(paths):
         try:
-            out[i] = decode_chw(path, size)
+            out[i] = decode_chw(path, size, channels)
         except CorruptImageError as err:
             bad.append((i, err.reason))
     return out, bad

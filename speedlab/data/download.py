@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 
 from tqdm import tqdm
 
-from speedlab.data.sources import TINYIMAGENET_DIR
+from speedlab.data.sources.tinyimagenet import DATASET_DIR as TINYIMAGENET_DIR
 from speedlab.errors import DataError
 from speedlab.fsutil import atomic_path
 

@@ -1,5 +1,6 @@
-"""A small fake TinyImageNet in the official layout, made of real JPEG files, for tests and benchmarks of the real
-loader, the decoded cache and the download path. Its pixels come from the synthetic generator, so it is learnable."""
+"""Small fake datasets in the real formats, for tests and benchmarks of the real readers: TinyImageNet in its
+official layout (real JPEG files; also for the decoded cache and the download path) and MNIST's four IDX files.
+Their pixels come from the pattern generator, so they are learnable."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from speedlab.data import synthetic
-from speedlab.data.sources import TINYIMAGENET_DIR
+from speedlab.data import idx, patterns
+from speedlab.data.sources.mnist import FILES as MNIST_FILES
+from speedlab.data.sources.tinyimagenet import DATASET_DIR as TINYIMAGENET_DIR
 from speedlab.errors import SpeedlabError
 
 
@@ -41,8 +43,8 @@ def write_fake_tinyimagenet(
     tmp = Path(out) / f".{TINYIMAGENET_DIR}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     wnids = [_wnid(i) for i in range(classes)]
-    train_x, train_y = synthetic.generate(classes * train_per_class, classes, size, dataset_seed=seed, split="train")
-    val_x, val_y = synthetic.generate(classes * val_per_class, classes, size, dataset_seed=seed, split="val")
+    train_x, train_y = patterns.generate(classes * train_per_class, classes, size, dataset_seed=seed, split="train")
+    val_x, val_y = patterns.generate(classes * val_per_class, classes, size, dataset_seed=seed, split="val")
 
     (tmp / "val" / "images").mkdir(parents=True)
     (tmp / "wnids.txt").write_text("".join(f"{w}\n" for w in wnids))
@@ -74,3 +76,21 @@ def write_fake_tinyimagenet(
             for path in sorted(base.rglob("*")):
                 zf.write(path, path.relative_to(base.parent).as_posix())
     return base
+
+
+def write_fake_mnist(
+    out: str | Path, *, train: int = 600, val: int = 100, seed: int = 0, gz: bool = True
+) -> list[Path]:
+    """Write MNIST's four IDX files (28 x 28 grey, 10 classes; gzipped unless `gz=False`) into `out`."""
+    out = Path(out)
+    written = []
+    for split, n in (("train", train), ("val", val)):
+        rgb, labels = patterns.generate(n, 10, 28, dataset_seed=seed, split=split)
+        grey = rgb.astype(np.float32).mean(axis=1).round().astype(np.uint8)
+        for stem, array in zip(MNIST_FILES[split], (grey, labels.astype(np.uint8)), strict=True):
+            path = out / (f"{stem}.gz" if gz else stem)
+            if path.exists():
+                raise SpeedlabError(f"{path} already exists; choose another --out or remove it")
+            idx.write(path, array)
+            written.append(path)
+    return written

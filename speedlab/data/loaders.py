@@ -1,25 +1,30 @@
-"""The two input pipelines behind one interface: `loader.epoch(e)` yields (images, labels) already on the device.
+"""The input pipelines behind one interface: `loader.epoch(e)` yields (inputs, targets) already on the device.
 
 - `DeviceLoader`: slices uint8 batches out of decoded arrays (the memory-mapped cache, or synthetic data), moves
   them to the device as uint8 and runs the batched transforms there.
 - `ClassicLoader`: the usual torch DataLoader with per-image decode and torchvision transforms in worker processes,
   kept so the data lever itself can be measured.
+- `TensorLoader`: whole splits resident on the device as tensors (the small sources); a batch is an index into
+  them, and a full batch is the tensors themselves. No DataLoader, no host work per step.
 
-Both draw each epoch's order from `epoch_order(n, seed, epoch)` and shard it the same way per rank, so every
-pipeline and every experiment sees the same mini-batches for the same seed.
+All draw each epoch's order from `epoch_order(n, seed, epoch)` and shard it the same way per rank, so every
+pipeline and every experiment sees the same mini-batches for the same seed. A source's `load` returns a
+`DataBundle`: both loaders plus the source's `DataSpec`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from speedlab.data.decode import CorruptImageError, load_image
-from speedlab.data.sources import FileSplit
+from speedlab.data.files import FileSplit
+from speedlab.data.spec import DataSpec
 from speedlab.data.transforms import DeviceBatchTransform
 from speedlab.errors import DataError
 
@@ -57,6 +62,11 @@ class BatchPlan:
         full, rest = divmod(self.per_rank, self.batch_size)
         return full + (1 if rest and not self.drop_last else 0)
 
+    @property
+    def whole(self) -> bool:
+        """Every epoch is one batch of all samples, in order (sorted indices): full-batch training."""
+        return self.world == 1 and self.batch_size == self.num_samples
+
     def batches(self, epoch: int) -> list[np.ndarray]:
         mine = epoch_order(self.num_samples, self.seed, epoch, self.shuffle)[self.rank :: self.world][: self.per_rank]
         stop = len(mine) - len(mine) % self.batch_size if self.drop_last else len(mine)
@@ -68,7 +78,7 @@ class BatchPlan:
 
 
 class DeviceLoader:
-    """Batches from uint8 arrays (N x 3 x S x S), transformed batched on `device`."""
+    """Batches from uint8 arrays (N x C x S x S), transformed batched on `device`."""
 
     def __init__(
         self, images: np.ndarray, labels: np.ndarray, *, plan: BatchPlan, transform: DeviceBatchTransform,
@@ -107,8 +117,10 @@ class ImageDataset(Dataset):
         image_size: int,
         transform: Callable,
         skip_corrupt: bool,
+        channels: int = 3,
     ) -> None:
         self.source, self.image_size, self.transform, self.skip_corrupt = source, image_size, transform, skip_corrupt
+        self.channels = channels
         self.labels = source.labels if isinstance(source, FileSplit) else source[1]
 
     def __len__(self) -> int:
@@ -117,14 +129,14 @@ class ImageDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         if isinstance(self.source, FileSplit):
             try:
-                image = load_image(self.source.path(i), self.image_size)
+                image = load_image(self.source.path(i), self.image_size, self.channels)
             except CorruptImageError as err:
                 if not self.skip_corrupt:
                     raise DataError(
                         f"corrupt image {err.path}: {err.reason}. Replace or delete it, or set "
                         "data.skip_corrupt=true to skip corrupt images."
                     ) from None
-                return torch.zeros(3, 1, 1), -1 - i
+                return torch.zeros(self.channels, 1, 1), -1 - i
         else:
             image = torch.from_numpy(np.ascontiguousarray(self.source[0][i]))
         return self.transform(image), int(self.labels[i])
@@ -179,3 +191,77 @@ class ClassicLoader:
             if len(y) == 0:
                 continue
             yield x.to(self.device, non_blocking=non_blocking), y.to(self.device, non_blocking=non_blocking)
+
+
+class TensorLoader:
+    """Batches indexed out of tensors already on the device. With `transform` (augmentation), `inputs` are uint8
+    images transformed per batch; without one they are ready to use (normalised once, when the source loaded)."""
+
+    def __init__(
+        self, inputs: torch.Tensor, targets: torch.Tensor, *, plan: BatchPlan,
+        transform: DeviceBatchTransform | None = None,
+    ) -> None:  # fmt: skip
+        self.inputs, self.targets, self.plan, self.transform = inputs, targets, plan, transform
+        self.device = inputs.device
+        self.skipped_corrupt = 0
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def epoch(self, epoch: int) -> Iterator[Batch]:
+        generator = torch.Generator().manual_seed(self.plan.augment_seed(epoch)) if self.transform else None
+        if self.plan.whole:  # full batch: the tensors themselves, no gather
+            yield self._ready(self.inputs, generator), self.targets
+            return
+        for idx in self.plan.batches(epoch):
+            index = torch.from_numpy(idx).to(self.device)
+            yield self._ready(self.inputs.index_select(0, index), generator), self.targets.index_select(0, index)
+
+    def _ready(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        return self.transform(x, generator) if self.transform is not None else x
+
+
+Loader = DeviceLoader | ClassicLoader | TensorLoader
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How a command wants a source's splits batched: per-process batch sizes, seed, device and shard."""
+
+    seed: int
+    batch_size: int
+    eval_batch_size: int
+    device: torch.device
+    rank: int = 0
+    world: int = 1
+
+    def plan(self, num_samples: int, train: bool) -> BatchPlan:
+        """Training batches are shuffled and full; evaluation batches keep order and the last short one."""
+        return BatchPlan(
+            num_samples, self.batch_size if train else self.eval_batch_size, seed=self.seed, shuffle=train,
+            drop_last=train, rank=self.rank, world=self.world,
+        )  # fmt: skip
+
+
+@dataclass
+class DataBundle:
+    """A loaded source: its train and val loaders, what it declares (`spec`), class names for classification, and
+    what result.json says about it."""
+
+    train: Loader
+    val: Loader
+    spec: DataSpec
+    classes: list[str] | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def record(self) -> dict[str, Any]:
+        """What result.json says about the data, including corrupt images skipped so far."""
+        return {
+            **self.info,
+            "spec": self.spec.record(),
+            "train_samples": self.train.plan.num_samples,
+            "val_samples": self.val.plan.num_samples,
+            "skipped_corrupt": self.train.skipped_corrupt
+            + self.val.skipped_corrupt
+            + self.info.get("skipped_in_cache", 0),
+        }

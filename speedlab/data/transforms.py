@@ -1,31 +1,32 @@
-"""Input transforms for both pipelines, with the same augmentation recipe: random-resized-crop (scale 0.08-1,
-ratio 3/4-4/3) + horizontal flip for training, resize for evaluation, then ImageNet normalisation.
+"""Input transforms for both pipelines, with the same augmentation recipe: random-resized-crop (area range from
+the source's `crop_scale`, ratio 3/4-4/3) + horizontal flip for training, resize for evaluation, then the source's
+per-channel normalisation.
 
 `DeviceBatchTransform` runs a whole uint8 batch at once on the training device: one normalising conversion and
 one `grid_sample` whose per-sample grid encodes each crop and flip. `classic_transform` is the per-image
-torchvision twin used in DataLoader workers.
+torchvision twin used in DataLoader workers. Neither assumes a number of channels: mean and std give it.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torchvision.transforms import v2
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-CROP_SCALE = (0.08, 1.0)
+CROP_SCALE = (0.08, 1.0)  # torchvision's (and ImageNet training's) default area range
 CROP_RATIO = (3 / 4, 4 / 3)
 CROP_ATTEMPTS = 10
 
 
-def sample_crop_boxes(n: int, height: int, width: int, generator: torch.Generator) -> torch.Tensor:
+def sample_crop_boxes(
+    n: int, height: int, width: int, generator: torch.Generator, scale: tuple[float, float] = CROP_SCALE
+) -> torch.Tensor:
     """Per-sample random-resized-crop boxes as an n x 4 tensor (top, left, h, w) in whole pixels, drawn as
     torchvision's RandomResizedCrop draws them (10 attempts, then a centre crop clamped to the ratio range)."""
     area = height * width
-    target = area * torch.empty(n, CROP_ATTEMPTS).uniform_(*CROP_SCALE, generator=generator)
+    target = area * torch.empty(n, CROP_ATTEMPTS).uniform_(*scale, generator=generator)
     log_ratio = torch.empty(n, CROP_ATTEMPTS).uniform_(
         math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1]), generator=generator
     )
@@ -74,15 +75,25 @@ def crop_flip_grid(
 
 
 class DeviceBatchTransform:
-    """uint8 N x 3 x H x W batch (on any device) -> normalised float32 N x 3 x R x R, augmented when training.
+    """uint8 N x C x H x W batch (on any device) -> normalised float32 N x C x R x R, augmented when training.
 
     The normalised input and the sampling grid live in scratch buffers reused from batch to batch: allocating
     them afresh costs page faults that, on CPU, took about a third of the time. The returned batch is always a
     new tensor, so callers may keep it."""
 
-    def __init__(self, resolution: int, *, train: bool, augment: bool = True) -> None:
-        self.resolution = resolution
-        self.augment = train and augment
+    def __init__(
+        self,
+        resolution: int,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        *,
+        train: bool,
+        augment: bool = True,
+        crop_scale: tuple[float, float] = CROP_SCALE,
+        flip: bool = True,
+    ) -> None:
+        self.resolution, self.mean, self.std, self.crop_scale = resolution, tuple(mean), tuple(std), tuple(crop_scale)
+        self.augment, self.flip = train and augment, flip
         self._norm: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
         self._scratch: dict[str, torch.Tensor] = {}
 
@@ -95,8 +106,8 @@ class DeviceBatchTransform:
     def _normalise(self, images: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         device = images.device
         if device not in self._norm:
-            std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
-            mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+            std = torch.tensor(self.std, device=device).view(1, -1, 1, 1)
+            mean = torch.tensor(self.mean, device=device).view(1, -1, 1, 1)
             self._norm[device] = (1.0 / (255.0 * std), -mean / std)
         scale, shift = self._norm[device]
         # Normalising before resampling is exact (bilinear weights sum to one) and touches fewer pixels.
@@ -110,8 +121,10 @@ class DeviceBatchTransform:
         if self.augment:
             x = self._normalise(images, out=self._buffer("input", tuple(images.shape), device))
             g = generator if generator is not None else torch.Generator().manual_seed(0)
-            boxes = sample_crop_boxes(n, height, width, g).to(device)
-            flip = (torch.rand(n, generator=g) < 0.5).to(device)
+            boxes = sample_crop_boxes(n, height, width, g, self.crop_scale).to(device)
+            flip = (torch.rand(n, generator=g) < 0.5).to(device)  # drawn either way: same RNG stream
+            if not self.flip:
+                flip.zero_()
             grid = self._buffer("grid", (n, self.resolution, self.resolution, 2), device)
             crop_flip_grid(boxes, flip, height, width, self.resolution, out=grid)
             return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
@@ -122,15 +135,26 @@ class DeviceBatchTransform:
         return x
 
 
-def classic_transform(resolution: int, *, train: bool, augment: bool = True) -> v2.Compose:
-    """Per-image torchvision transforms for DataLoader workers (input: PIL image or uint8 C x H x W tensor)."""
+def classic_transform(
+    resolution: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    *,
+    train: bool,
+    augment: bool = True,
+    crop_scale: tuple[float, float] = CROP_SCALE,
+    flip: bool = True,
+) -> Any:
+    """Per-image torchvision transforms (a `v2.Compose`) for DataLoader workers (input: PIL image or uint8 C x H x W
+    tensor)."""
+    from torchvision.transforms import v2  # imported here: it costs every command a second at start-up
+
     steps: list = []
     if train and augment:
-        steps += [
-            v2.RandomResizedCrop(resolution, scale=CROP_SCALE, ratio=CROP_RATIO, antialias=True),
-            v2.RandomHorizontalFlip(),
-        ]
+        steps.append(v2.RandomResizedCrop(resolution, scale=tuple(crop_scale), ratio=CROP_RATIO, antialias=True))
+        if flip:
+            steps.append(v2.RandomHorizontalFlip())
     else:
         steps += [v2.Resize((resolution, resolution), antialias=True)]
-    steps += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    steps += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
     return v2.Compose(steps)

@@ -24,7 +24,8 @@ import activations
 from speedlab.config import ExportCfg
 from speedlab.fsutil import staged_files
 
-INPUT_NAME, OUTPUT_NAME = "images", "logits"
+# Whatever the data: images or feature vectors in, logits or regression outputs out.
+INPUT_NAME, OUTPUT_NAME = "input", "output"
 STANDARD_DOMAINS = ("", "ai.onnx")
 # Above this many bytes of weights the model goes to external data: protobuf caps one file at 2 GiB.
 EXTERNAL_DATA_ABOVE = 1 << 30

@@ -4,7 +4,8 @@ against the configured limits.
 - `max_abs_error`: the largest |candidate - reference| over all logits.
 - `max_rel_error`: that error over the largest |reference logit| (elementwise ratios blow up near zero logits).
 - `cosine`: the lowest per-image cosine similarity between the two logit vectors.
-- `top1_agreement`: the fraction of images whose top-1 class is the same.
+- `top1_agreement`: the fraction of samples whose top-1 class is the same (classification only; None for
+  regression, whose outputs have no classes).
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ FIGURES = ("max_abs_error", "max_rel_error", "cosine", "top1_agreement")
 _WORSE_IS_HIGHER = {"max_abs_error": True, "max_rel_error": True, "cosine": False, "top1_agreement": False}
 
 
-def figures(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
-    """The four figures for logits of shape (batch, classes)."""
+def figures(reference: np.ndarray, candidate: np.ndarray, classification: bool = True) -> dict[str, float | None]:
+    """The four figures for outputs of shape (batch, outputs)."""
     if reference.shape != candidate.shape:
         raise ValueError(f"output shape {candidate.shape} differs from the reference's {reference.shape}")
     ref, cand = reference.astype(np.float64), candidate.astype(np.float64)
@@ -32,14 +33,18 @@ def figures(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
         "max_abs_error": abs_error,
         "max_rel_error": abs_error / max(float(np.abs(ref).max()), np.finfo(np.float64).tiny),
         "cosine": float(cosine.min()),
-        "top1_agreement": float((ref.argmax(axis=1) == cand.argmax(axis=1)).mean()),
+        "top1_agreement": float((ref.argmax(axis=1) == cand.argmax(axis=1)).mean()) if classification else None,
     }
 
 
-def worst(results: Sequence[dict[str, float]]) -> dict[str, float]:
-    """The worst of each figure over several checks (batch sizes, providers)."""
+def worst(results: Sequence[dict[str, float | None]]) -> dict[str, float | None]:
+    """The worst of each figure over several checks (batch sizes, providers); None where no check has it."""
     pick = {True: max, False: min}
-    return {name: pick[_WORSE_IS_HIGHER[name]](r[name] for r in results) for name in FIGURES}
+    out = {}
+    for name in FIGURES:
+        values = [r[name] for r in results if r.get(name) is not None]
+        out[name] = pick[_WORSE_IS_HIGHER[name]](values) if values else None
+    return out
 
 
 def violations(result: dict[str, float], limits: ParityCfg) -> list[str]:
@@ -52,9 +57,9 @@ def violations(result: dict[str, float], limits: ParityCfg) -> list[str]:
     ]
     broken = []
     for name, limit, upper in checks:
-        if limit is None:
+        value = result.get(name)
+        if limit is None or value is None:
             continue
-        value = result[name]
         if (value > limit) if upper else (value < limit):
             broken.append(f"{name} {value:.3g} {'>' if upper else '<'} {limit:g}")
     return broken
@@ -76,5 +81,5 @@ def onnxruntime_session(path: Path, provider: str):
     return ort.InferenceSession(str(path), options, providers=[provider])
 
 
-def run_session(session, images: np.ndarray) -> np.ndarray:
-    return session.run(None, {session.get_inputs()[0].name: images})[0]
+def run_session(session, inputs: np.ndarray) -> np.ndarray:
+    return session.run(None, {session.get_inputs()[0].name: inputs})[0]

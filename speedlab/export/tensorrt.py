@@ -43,16 +43,17 @@ def unavailable_reason() -> str | None:
 
 @dataclass(frozen=True)
 class Profile:
-    """The optimisation profile of the image input: shapes (batch, 3, size, size) at min, opt and max batch."""
+    """The optimisation profile of the input: shapes (batch, *sample_shape) at min, opt and max batch, where the
+    sample shape is what the data declares (C x H x W, or a feature count)."""
 
     input_name: str
-    image_size: int
+    sample_shape: tuple[int, ...]
     min_batch: int
     opt_batch: int
     max_batch: int
 
-    def shape(self, batch: int) -> tuple[int, int, int, int]:
-        return (batch, 3, self.image_size, self.image_size)
+    def shape(self, batch: int) -> tuple[int, ...]:
+        return (batch, *self.sample_shape)
 
 
 def build_engine(onnx_path: Path, engine_path: Path, precision: str, profile: Profile, workspace_gib: float) -> float:
@@ -139,15 +140,15 @@ class EngineRunner:
         self.input_name = next(n for n in names if is_input[n])
         self.output_name = next(n for n in names if not is_input[n])
 
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        images = images.contiguous()
-        self.context.set_input_shape(self.input_name, tuple(images.shape))
+    def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
+        inputs = inputs.contiguous()
+        self.context.set_input_shape(self.input_name, tuple(inputs.shape))
         out_shape = tuple(self.context.get_tensor_shape(self.output_name))
         out_dtype = _TORCH_DTYPES[self.engine.get_tensor_dtype(self.output_name).name]
-        output = torch.empty(out_shape, dtype=out_dtype, device=images.device)
-        self.context.set_tensor_address(self.input_name, images.data_ptr())
+        output = torch.empty(out_shape, dtype=out_dtype, device=inputs.device)
+        self.context.set_tensor_address(self.input_name, inputs.data_ptr())
         self.context.set_tensor_address(self.output_name, output.data_ptr())
-        stream = torch.cuda.current_stream(images.device)
+        stream = torch.cuda.current_stream(inputs.device)
         if not self.context.execute_async_v3(stream.cuda_stream):
             raise RuntimeError("TensorRT execution failed")
         return output
@@ -156,10 +157,10 @@ class EngineRunner:
 _TORCH_DTYPES = {"FLOAT": torch.float32, "HALF": torch.float16, "BF16": torch.bfloat16, "INT32": torch.int32}
 
 
-def run_engine(engine_path: Path, images: np.ndarray) -> np.ndarray:
-    """Logits of `images` (a host array) through the engine, for parity checks."""
+def run_engine(engine_path: Path, inputs: np.ndarray) -> np.ndarray:
+    """Outputs of `inputs` (a host array) through the engine, for parity checks."""
     runner = EngineRunner(engine_path)
-    output = runner(torch.from_numpy(images).cuda())
+    output = runner(torch.from_numpy(inputs).cuda())
     torch.cuda.synchronize()
     return output.float().cpu().numpy()
 

@@ -1,4 +1,4 @@
-"""ConvNeXt (Liu et al., 2022, "A ConvNet for the 2020s") written for speedlab.
+"""The `convnext` family: ConvNeXt (Liu et al., 2022, "A ConvNet for the 2020s") written for speedlab.
 
 A 4x4 patchify stem, four stages of blocks (depthwise 7x7 conv -> LayerNorm -> pointwise 4x expansion -> activation
 -> pointwise projection, with layer scale and stochastic depth), and LayerNorm + 2x2 strided conv between stages.
@@ -9,10 +9,19 @@ swaps in without touching this file. The model does no compiling, device placeme
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+import activations
+from speedlab.config import ActivationName, InitName, ModelCfg
+from speedlab.data.spec import DataSpec
+from speedlab.errors import SpeedlabError
+from speedlab.models import register
+from speedlab.models.init import initialise, require_image_input
 
 
 class LayerNorm2d(nn.LayerNorm):
@@ -103,3 +112,38 @@ class ConvNeXt(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.forward_features(x))
+
+
+@dataclass
+class ConvNeXtCfg(ModelCfg):
+    name: str = "convnext"
+    activation: ActivationName = ActivationName.gelu
+    init: InitName = InitName.trunc_normal
+    depths: list[int] = field(default_factory=lambda: [3, 3, 7, 3])
+    dims: list[int] = field(default_factory=lambda: [80, 160, 320, 640])  # 17.8M parameters for 200 classes
+    drop_path: float = 0.1
+    layer_scale_init: float = 1e-6
+
+
+@register("convnext", ConvNeXtCfg)
+class ConvNeXtFamily:
+    def check(self, cfg: ConvNeXtCfg, spec: DataSpec) -> None:
+        if not cfg.depths or len(cfg.depths) != len(cfg.dims) or min(cfg.depths + cfg.dims) < 1:
+            raise SpeedlabError(
+                f"model.depths={cfg.depths} and model.dims={cfg.dims}: need equally many stages, all numbers >= 1"
+            )
+        # The 4x4 stem and each 2x2 downsampling between stages must leave at least one pixel.
+        require_image_input("convnext", spec, min_size=4 * 2 ** (len(cfg.depths) - 1))
+
+    def build(self, cfg: ConvNeXtCfg, spec: DataSpec) -> nn.Module:
+        model = ConvNeXt(
+            spec.num_outputs,
+            act=partial(activations.create, str(cfg.activation)),
+            depths=cfg.depths,
+            dims=cfg.dims,
+            drop_path=cfg.drop_path,
+            layer_scale_init=cfg.layer_scale_init,
+            in_chans=spec.input_shape[0],
+        )
+        initialise(model, str(cfg.init), str(cfg.activation))
+        return model

@@ -1,4 +1,4 @@
-"""Weight initialisation schemes, selected by `model.init`.
+"""Weight initialisation schemes (selected by `model.init`) and the input checks families share.
 
 The sibling study in the reference write-ups traced a 0.3 loss gap between two otherwise identical models to one
 detail: the kaiming gain did not match the activation. Here kaiming's gain is derived from the activation itself:
@@ -15,6 +15,8 @@ import torch
 from torch import nn
 
 import activations
+from speedlab.data.spec import DataSpec
+from speedlab.errors import SpeedlabError
 
 SCHEMES = ("torch_default", "kaiming", "trunc_normal")
 
@@ -46,3 +48,21 @@ def initialise(model: nn.Module, scheme: str, activation: str) -> None:
             nn.init.trunc_normal_(module.weight, std=0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
+
+
+def require_image_input(family: str, spec: DataSpec, min_size: int = 1, channels: int | None = None) -> None:
+    """Fail, saying what to change, unless the data gives C x H x W images of at least `min_size` pixels a side (and
+    `channels` channels, when the family fixes them)."""
+    if not spec.is_image:
+        raise SpeedlabError(
+            f"model={family} needs image input (channels x height x width); this data gives {spec.input_shape}: "
+            "choose a data source of images, or a model family that takes feature vectors"
+        )
+    c, h, w = spec.input_shape
+    if min(h, w) < min_size:
+        raise SpeedlabError(
+            f"model={family} needs images of at least {min_size}x{min_size} px here; this data gives {h}x{w}: "
+            "raise data.resolution, or change the model"
+        )
+    if channels is not None and c != channels:
+        raise SpeedlabError(f"model={family} takes {channels}-channel images; this data gives {c} channel(s)")

@@ -32,14 +32,28 @@ def _bars(ax, labels: list[str], values: list[float], fmt: str) -> None:
 
 
 def training(rows: list[dict[str, Any]], out: Path) -> list[str]:
-    labels = [f"{r['changes']} ({r['params'] / 1e6:.1f}M)" for r in rows]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.45 * len(rows) + 1.6))
-    _bars(left, labels, [r["speedup"] or 0 for r in rows], ".2f")
-    left.axvline(1.0, color="grey", lw=0.8, ls="--")
-    left.set_title("Training speed-up vs vanilla (×, higher is better)")
-    _bars(right, labels, [r["peak_memory_bytes"] / 2**30 for r in rows], ".2f")
-    right.set_yticklabels([])
-    right.set_title("Peak memory (GiB)")
+    """Speed-up bars for the rows that have a Vanilla to compare with (the others are left out, not drawn as 0;
+    the table says why) and peak memory for all."""
+
+    def label(r: dict[str, Any]) -> str:
+        return f"{r['changes']} ({r['family']}, {r['params'] / 1e6:.2f}M)"
+
+    compared = [r for r in rows if r["speedup"] is not None]
+    measured = [r for r in rows if r["peak_memory_bytes"]]
+    if not compared and not measured:
+        return []
+    panels = [p for p in (compared, measured) if p]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 0.45 * max(map(len, panels)) + 1.6))
+    axes = list(axes) if len(panels) > 1 else [axes]
+    if compared:
+        ax = axes.pop(0)
+        _bars(ax, [label(r) for r in compared], [r["speedup"] for r in compared], ".2f")
+        ax.axvline(1.0, color="grey", lw=0.8, ls="--")
+        ax.set_title("Training speed-up vs vanilla (×, higher is better)")
+    if measured:
+        ax = axes.pop(0)
+        _bars(ax, [label(r) for r in measured], [r["peak_memory_bytes"] / 2**30 for r in measured], ".2f")
+        ax.set_title("Peak memory (GiB)")
     return _save(fig, out, "training_speedup_memory.png")
 
 

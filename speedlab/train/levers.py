@@ -1,7 +1,8 @@
-"""The speed levers of a training run: device, AMP, compile, channels_last, cuDNN/TF32 flags and the optimizer.
+"""The speed levers of a training run: AMP, compile, channels_last, cuDNN/TF32 flags and the optimizer.
 
-`check` refuses a combination this machine cannot run, naming the key, the value and what to use instead, before
-any data is loaded; nothing is ever silently swapped for something else. The other functions apply one lever each.
+`check_values` and `check_device` refuse a combination no machine, or this one, can run, naming the key, the value
+and what to use instead, before any data is loaded; nothing is ever silently swapped for something else. The other
+functions apply one lever each.
 """
 
 from __future__ import annotations
@@ -13,34 +14,13 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from speedlab import models
 from speedlab.config import AmpCfg, CompileCfg, OptimCfg, SpeedlabCfg, TrainerCfg
+from speedlab.data.spec import DataSpec
+from speedlab.device import UnsupportedHere
 from speedlab.errors import SpeedlabError
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-class UnsupportedHere(SpeedlabError):
-    """A valid setting this machine cannot run (a sweep records it as skipped; a single run fails)."""
-
-
-def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
-    """`auto` picks this rank's GPU when there is one, else the CPU; an explicit CUDA device must exist."""
-    if spec == "auto":
-        return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
-    try:
-        device = torch.device(spec)
-    except RuntimeError:
-        raise SpeedlabError(f"trainer.device={spec!r} is not a device; valid: auto, cpu, cuda, cuda:N") from None
-    if device.type not in ("cpu", "cuda"):
-        raise SpeedlabError(f"trainer.device={spec!r}: valid devices are auto, cpu, cuda, cuda:N")
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UnsupportedHere(f"trainer.device={spec}: this machine has no CUDA GPU; use trainer.device=cpu")
-        if device.index is None:
-            device = torch.device("cuda", local_rank)
-        if device.index >= torch.cuda.device_count():
-            raise UnsupportedHere(f"trainer.device={spec}: only {torch.cuda.device_count()} GPU(s) here")
-    return device
 
 
 def check_values(cfg: SpeedlabCfg) -> None:
@@ -49,7 +29,7 @@ def check_values(cfg: SpeedlabCfg) -> None:
         "trainer.batch_size": cfg.trainer.batch_size,
         "trainer.epochs": cfg.trainer.epochs,
         "trainer.max_steps": cfg.trainer.max_steps,
-        "data.resolution": cfg.data.resolution,
+        "trainer.eval_every": cfg.trainer.eval_every,
     }
     for key, value in positive.items():
         if value is not None and value < 1:
@@ -62,9 +42,15 @@ def check_values(cfg: SpeedlabCfg) -> None:
         raise SpeedlabError("optim.fused=true and optim.foreach=true exclude each other; set one of them")
 
 
-def check_device(cfg: SpeedlabCfg, device: torch.device) -> list[str]:
-    """Refuse what `device` cannot run; return notes on settings that run but do less here than on a GPU."""
+def check_device(cfg: SpeedlabCfg, device: torch.device, spec: DataSpec) -> list[str]:
+    """Refuse what `device` (or the data's shape) cannot run; return notes on settings that run but do less here
+    than on a GPU."""
     cuda = device.type == "cuda"
+    if cfg.trainer.channels_last and not spec.is_image:
+        raise SpeedlabError(
+            f"trainer.channels_last=true needs image inputs (channels x height x width); data={cfg.data.name} gives "
+            f"{spec.input_shape}"
+        )
     if cfg.amp.enabled and cfg.amp.dtype == "fp16" and not cuda:
         raise UnsupportedHere(
             "amp.dtype=fp16 needs a CUDA GPU (fp16 autocast with GradScaler); on the CPU use amp.dtype=bf16"
@@ -77,7 +63,7 @@ def check_device(cfg: SpeedlabCfg, device: torch.device) -> list[str]:
     notes = []
     if cfg.compile.enabled and cfg.compile.mode == "reduce-overhead" and not cuda:
         notes.append("compile.mode=reduce-overhead: CUDA graphs need a GPU; on the CPU it compiles like `default`")
-    if cfg.data.pipeline == "classic" and cfg.data.pin_memory and not cuda:
+    if str(getattr(cfg.data, "pipeline", "")) == "classic" and getattr(cfg.data, "pin_memory", False) and not cuda:
         notes.append("data.pin_memory=true has no effect without CUDA")
     return notes
 
@@ -149,10 +135,9 @@ def changes_label(cfg: SpeedlabCfg) -> str:
         parts.append("cudnn.benchmark")
     if cfg.trainer.tf32:
         parts.append("TF32")
-    if cfg.data.pipeline != "device":
+    if str(getattr(cfg.data, "pipeline", "device")) != "device":
         parts.append(f"{cfg.data.pipeline} data")
-    if cfg.model.name == "timm":
-        parts.append(f"timm {cfg.model.timm_name}")
-    elif cfg.model.activation != "gelu":
-        parts.append(str(cfg.model.activation))
+    model = models.label(cfg.model)
+    if model:
+        parts.append(model)
     return " + ".join(parts) or "Vanilla"

@@ -1,7 +1,8 @@
 """The training loop: one optimiser step, one epoch, an evaluation pass and the timing warm-up.
 
-Timing is honest: the clock brackets only the epoch's steps, the device is synchronised before each reading, and
-compilation and first-call costs happen in a warm-up whose effects on weights, optimizer and RNG are undone.
+Timing is honest: the clock brackets only the epoch's steps, the device is synchronised before each reading (and
+never inside the epoch unless a progress bar is on screen), and compilation and first-call costs happen in a
+warm-up whose effects on weights, optimizer and RNG are undone. Build one with `speedlab.train.builder`.
 """
 
 from __future__ import annotations
@@ -15,14 +16,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from speedlab.data.build import DataBundle
-from speedlab.monitor import dynamo_frames_compiled, inductor_cache_counts, synchronize
-from speedlab.train import checkpoint, distributed
+from speedlab import checkpoint
+from speedlab.data.loaders import DataBundle
+from speedlab.device import synchronize
+from speedlab.errors import SpeedlabError
+from speedlab.monitor import dynamo_frames_compiled, inductor_cache_counts
+from speedlab.train import distributed
 from speedlab.train.distributed import Dist
 from speedlab.train.progress import Progress
+from speedlab.train.tasks import Task
 
 
 @dataclass
@@ -30,8 +34,9 @@ class Trainer:
     model: nn.Module  # what runs: possibly compiled and/or DDP-wrapped
     module: nn.Module  # the plain model underneath, whose state_dict checkpoints hold
     optimizer: torch.optim.Optimizer
-    data: DataBundle
+    data: DataBundle | None  # None: steps on inputs the caller supplies (profile)
     device: torch.device
+    task: Task
     autocast: Callable[[], AbstractContextManager]
     lr_at: Callable[[int], float]  # learning rate of a global optimiser step
     scaler: torch.amp.GradScaler | None = None
@@ -42,6 +47,8 @@ class Trainer:
 
     @property
     def steps_per_epoch(self) -> int:
+        if self.data is None:
+            raise SpeedlabError("this trainer was built without data: it has no epochs")
         return min(len(self.data.train), self.max_steps or len(self.data.train))
 
     def _input(self, x: torch.Tensor) -> torch.Tensor:
@@ -49,10 +56,22 @@ class Trainer:
 
     def step(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:
         """One optimiser step; returns the loss as a device tensor (no host sync)."""
+        self.set_lr(lr)
+        loss = self.forward_loss(x, y)
+        self.backward_step(loss)
+        return loss.detach()
+
+    def set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+
+    def forward_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The step's first half: the forward pass and the task's loss, under the run's autocast."""
         with self.autocast():
-            loss = F.cross_entropy(self.model(self._input(x)), y)
+            return self.task.loss(self.model(self._input(x)), y)
+
+    def backward_step(self, loss: torch.Tensor) -> None:
+        """The step's second half: gradients (scaled for fp16) and the optimiser update."""
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
@@ -61,7 +80,6 @@ class Trainer:
         else:
             loss.backward()
             self.optimizer.step()
-        return loss.detach()
 
     def train_epoch(self, epoch: int, total_epochs: int) -> dict[str, Any]:
         """Train one epoch (1-based `epoch`); returns its time, throughput and mean loss over all ranks."""
@@ -69,6 +87,8 @@ class Trainer:
         steps, first_step = self.steps_per_epoch, (epoch - 1) * self.steps_per_epoch
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         images = done = 0
+        # Reading the loss syncs the device: only for a progress bar on screen, and then only now and then.
+        show_loss = self.progress.interactive
         self.progress.start_batches(epoch, total_epochs, steps)
         synchronize(self.device)
         start = time.perf_counter()
@@ -80,8 +100,7 @@ class Trainer:
             loss_sum += loss
             images += len(y)
             done += 1
-            # Reading the loss syncs the device: only now and then, for the bar.
-            self.progress.step(**({"loss": f"{loss.item():.3f}"} if i % 20 == 0 else {}))
+            self.progress.step(**({"loss": f"{loss.item():.3f}"} if show_loss and i % 20 == 0 else {}))
         synchronize(self.device)
         elapsed = time.perf_counter() - start
         self.progress.end_batches()
@@ -90,7 +109,7 @@ class Trainer:
             self.dist,
         ).tolist()
         return {
-            "train_time_s": round(elapsed, 4),
+            "train_time_s": round(elapsed, 6),
             "images_per_s": round(totals[1] / elapsed, 2),
             "train_loss": totals[0] / max(1.0, totals[2]),
             "steps": done,
@@ -100,24 +119,20 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, epoch: int) -> dict[str, Any]:
-        """Loss, top-1 and top-5 accuracy (%) on the validation split, summed over all ranks' shards."""
+        """The task's validation figures (loss, and top-1/top-5 % or MSE), summed over all ranks' shards."""
         self.model.eval()
-        k = min(5, self.data.num_classes)
-        sums = torch.zeros(4, dtype=torch.float64, device=self.device)  # loss, top-1, top-k, images
+        sums: torch.Tensor | None = None
         start = time.perf_counter()
         for x, y in self.data.val.epoch(epoch):
-            logits = self._eval_forward(x)
-            topk = logits.topk(k, dim=1).indices
-            sums[0] += F.cross_entropy(logits.float(), y, reduction="sum")
-            sums[1] += (topk[:, 0] == y).sum()
-            sums[2] += (topk == y[:, None]).any(dim=1).sum()
-            sums[3] += len(y)
+            batch = self.task.sums(self._eval_forward(x), y)
+            sums = batch if sums is None else sums + batch
         synchronize(self.device)
         elapsed = time.perf_counter() - start
-        loss, top1, topk, n = distributed.all_reduce_sum(sums, self.dist).tolist()
+        totals = distributed.all_reduce_sum(sums, self.dist).tolist() if sums is not None else None
         self.model.train()
-        n = max(n, 1.0)
-        return {"val_loss": loss / n, "val_acc": 100 * top1 / n, "val_top5": 100 * topk / n, "eval_time_s": elapsed}
+        if totals is None:
+            raise SpeedlabError("the val split is empty: nothing to evaluate (check data.val_size)")
+        return {**self.task.figures(totals), "eval_time_s": elapsed}
 
     def warm_up(self, epoch: int, steps: int) -> dict[str, Any]:
         """Run `steps` training steps and the evaluation shapes once each, timed, then undo their effects.

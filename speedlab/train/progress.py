@@ -39,6 +39,10 @@ class Progress:
 
     def end_epoch(self, line: str) -> None:
         self.line(line)
+        self.tick_epoch()
+
+    def tick_epoch(self) -> None:
+        """An epoch ended without a line of its own (runs that evaluate every N epochs)."""
         if self._epochs is not None:
             self._epochs.update(1)
 

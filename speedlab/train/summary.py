@@ -1,5 +1,5 @@
 """The end-of-run summary in the reference study's shape: Changes | Train epoch time | Val accuracy, plus
-images/s, compile time and peak memory."""
+samples/s, compile time and peak memory. Regression runs show their val MSE in the accuracy column's place."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 COLUMNS = ("Changes", "Train epoch time", "Val accuracy", "Images/s", "Compile time", "Peak memory")
+VAL_COLUMN = COLUMNS[2]
 
 
 def _size(n: int | None) -> str:
@@ -26,10 +27,13 @@ def row(result: dict[str, Any]) -> dict[str, str]:
         value = result.get(key)
         return "-" if value is None else fmt.format(value)
 
+    regression = result.get("final_val_mse") is not None
+    epoch_time = result.get("mean_epoch_time_s")
     return {
         "Changes": result.get("changes", result.get("name", "?")),
-        "Train epoch time": num("mean_epoch_time_s", "{:.2f} s"),
-        "Val accuracy": num("final_val_acc", "{:.2f} %"),
+        # Tiny epochs (one full-batch step) read better in milliseconds.
+        "Train epoch time": num("mean_epoch_time_s", "{:.2f} s" if (epoch_time or 1) >= 0.1 else "{:.4f} s"),
+        VAL_COLUMN: num("final_val_mse", "MSE {:.4g}") if regression else num("final_val_acc", "{:.2f} %"),
         "Images/s": num("mean_images_per_s", "{:,.0f}"),
         "Compile time": num("compile_time_s", "{:.1f} s"),
         "Peak memory": _size(result.get("peak_memory_bytes")),
@@ -42,8 +46,13 @@ def skipped_row(changes: str, reason: str) -> dict[str, str]:
 
 def markdown(rows: Sequence[dict[str, str]]) -> str:
     """A Markdown table (readable as plain text too), numbers right-aligned."""
-    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in COLUMNS}
-    line = "| " + " | ".join(c.ljust(widths[c]) for c in COLUMNS) + " |"
+    regression_only = all(r[VAL_COLUMN].startswith("MSE") or r[VAL_COLUMN] == "-" for r in rows)
+    renamed = {VAL_COLUMN: "Val MSE", "Images/s": "Samples/s"} if regression_only else {}
+    names = {c: renamed.get(c, c) for c in COLUMNS}
+    if regression_only:  # the header says MSE already
+        rows = [{**r, VAL_COLUMN: r[VAL_COLUMN].removeprefix("MSE ")} for r in rows]
+    widths = {c: max(len(names[c]), *(len(r[c]) for r in rows)) for c in COLUMNS}
+    line = "| " + " | ".join(names[c].ljust(widths[c]) for c in COLUMNS) + " |"
     rule = "|" + "|".join("-" * (widths[c] + 1) + (":" if i else "-") for i, c in enumerate(COLUMNS)) + "|"
     body = [
         "| "

@@ -23,24 +23,27 @@ import torch
 from torch import nn
 
 from speedlab.config import SpeedlabCfg
+from speedlab.data.spec import DataSpec
 
 
 @dataclass
 class BenchSetup:
-    """What every backend may use: the eager fp32 model (eval mode, on `device`), the config, and a directory for
-    artifacts it makes (ONNX files, engines). `shared` lets a backend keep work across cells (an exported file)."""
+    """What every backend may use: the eager fp32 model (eval mode, on `device`; never moved), the config, what the
+    data declares (input shape), and a directory for artifacts it makes (ONNX files, engines). `shared` lets a
+    backend keep work across cells (an exported file)."""
 
     model: nn.Module
     cfg: SpeedlabCfg
     device: torch.device
-    image_size: int
+    spec: DataSpec
     work_dir: Path
     shared: dict[str, Any] = field(default_factory=dict)
 
     def inputs(self, batch_size: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """A batch of standard-normal inputs (what normalised data looks like) in the data's shape."""
         generator = torch.Generator().manual_seed(batch_size)
-        images = torch.randn(batch_size, 3, self.image_size, self.image_size, generator=generator, dtype=dtype)
-        return images.to(self.device)
+        samples = torch.randn(batch_size, *self.spec.input_shape, generator=generator, dtype=dtype)
+        return samples.to(self.device)
 
 
 @dataclass

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import torch
 
-from speedlab.bench.artifacts import STEMS, onnx_model
+from speedlab.bench.artifacts import PRECISIONS, onnx_model
 from speedlab.bench.backends import BenchSetup, Prepared, register
 
 
@@ -20,7 +20,7 @@ class OnnxRuntime:
     name = "onnxruntime"
 
     def unsupported(self, setup: BenchSetup, precision: str) -> str | None:
-        if precision not in STEMS:
+        if precision not in PRECISIONS:
             return f"onnxruntime runs the fp32 and int8 ONNX models, not {precision}"
         if setup.device.type == "cuda" and "CUDAExecutionProvider" not in _available():
             return "this onnxruntime build has no CUDA provider (install onnxruntime-gpu from requirements-gpu.txt)"

@@ -32,12 +32,14 @@ class TensorRT:
 
     def _engine(self, setup: BenchSetup, precision: str) -> tuple[Path, float]:
         if setup.cfg.bench.export_dir:
-            return record.artifact_path(Path(setup.cfg.bench.export_dir), f"model-{precision}", ".engine"), 0.0
+            return record.engine_path(Path(setup.cfg.bench.export_dir), precision), 0.0
         key = f"engine_{precision}"
         if key not in setup.shared:
             sizes = setup.cfg.bench.batch_sizes
-            profile = trt_export.Profile(onnx_export.INPUT_NAME, setup.image_size, min(sizes), max(sizes), max(sizes))
-            path = record.artifact_path(setup.work_dir, f"model-{precision}", ".engine")
+            profile = trt_export.Profile(
+                onnx_export.INPUT_NAME, setup.spec.input_shape, min(sizes), max(sizes), max(sizes)
+            )
+            path = record.engine_path(setup.work_dir, precision)
             source = onnx_model(setup, "int8" if precision == "int8" else "fp32")
             build_s = trt_export.build_engine(source, path, precision, profile, setup.cfg.export.workspace_gib)
             setup.shared[key] = (path, build_s)

@@ -1,4 +1,5 @@
-"""A deterministic, learnable stand-in for TinyImageNet: class-dependent patterns plus noise, as uint8 images.
+"""Class-dependent patterns plus noise as uint8 images: the pixels of the `synthetic` source and of the fake
+datasets `data synth` writes (TinyImageNet JPEGs, MNIST IDX files).
 
 Each class owns a colour and an oriented grating (frequency, angle); each image shifts the grating's phase, jitters
 its brightness and adds pixel noise. A small ConvNet separates the classes within one short epoch, so accuracy on it

@@ -1,0 +1,231 @@
+"""`python -m speedlab bench [overrides]`: inference latency of one model across backends x batch sizes x precisions.
+
+The model is the configured family on the configured data's input shape and outputs (freshly initialised), or the
+one `checkpoint=` holds, whose family, config and data shape then come from the checkpoint.
+
+Each cell (backend, precision, batch size) is prepared (compiled, exported, session or engine built: `setup_s`),
+warmed up and timed until both a minimum count and a minimum time (see `timing.py`), `bench.repeats` times afresh.
+Alongside latency percentiles: throughput, FLOPs (`torch.utils.flop_counter`, FLOPs not MACs) and achieved FLOP/s,
+and its fraction of the machine's own yardstick, a large matmul in the cell's dtype measured in the same run. A cell
+that runs out of memory or fails is recorded (`oom`, `error`) and the sweep goes on. Writes result.json
+(`kind: bench`, one row per cell) and prints a table with each backend's speed-up over eager.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from speedlab import config, device, models, record
+from speedlab.bench import backends, timing
+from speedlab.bench.backends import BenchSetup
+from speedlab.bench.precision import PRECISIONS
+from speedlab.config import RunContext, SpeedlabCfg
+from speedlab.data.build import describe
+from speedlab.data.spec import DataSpec
+from speedlab.errors import SpeedlabError
+from speedlab.monitor import PeakMemory
+
+YARDSTICK_SIZE = {"cpu": 2048, "cuda": 8192}
+YARDSTICK_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.int8}
+STAT_KEYS = ("mean_ms", "std_ms", "p50_ms", "p90_ms", "p99_ms", "min_ms", "first_call_ms")
+
+
+def main(argv: Sequence[str]) -> int:
+    return config.run_command("bench", argv, run)
+
+
+def check(cfg: SpeedlabCfg) -> None:
+    """Bad sweep settings fail here, before any model is built."""
+    b = cfg.bench
+    unknown = [name for name in b.backends if name not in backends.names()]
+    if unknown:
+        raise SpeedlabError(f"bench.backends: unknown {unknown}; valid backends: {', '.join(backends.names())}")
+    bad = [p for p in b.precisions if p not in PRECISIONS]
+    if bad:
+        raise SpeedlabError(f"bench.precisions: unknown {bad}; valid precisions: {', '.join(PRECISIONS)}")
+    if not b.batch_sizes or min(b.batch_sizes) < 1:
+        raise SpeedlabError(f"bench.batch_sizes={b.batch_sizes}: give one or more sizes >= 1")
+    for key in ("repeats", "min_iters"):
+        if getattr(b, key) < 1:
+            raise SpeedlabError(f"bench.{key}={getattr(b, key)}: must be at least 1")
+
+
+def run(ctx: RunContext) -> int:
+    cfg = ctx.cfg
+    with record.recording(ctx.run_dir, "bench", ctx.resolved) as rec:
+        check(cfg)
+        where = device.resolve(cfg.device)
+        model, model_cfg, spec, source, notes = _model(ctx, where)
+        setup = BenchSetup(model, cfg, where, spec, ctx.run_dir)
+        flops_per_image = count_flops(model, spec, where)
+        rec.update({
+            "name": cfg.name, "device": str(where), "family": model_cfg.name, "model_source": source,
+            "model_config": config.plain(model_cfg), "params": models.count_params(model),
+            "flops_per_image": flops_per_image, "input_shape": [None, *spec.input_shape], "data_spec": spec.record(),
+            "timing": _timing_cfg(cfg).__dict__, "repeats": cfg.bench.repeats, "notes": notes,
+        })  # fmt: skip
+        for note in notes:
+            print(f"note: {note}")
+        print(f"{rec['params']:,} parameters ({source}), {spec.describe()}, {flops_per_image / 1e9:.4g} GFLOPs per "
+              f"sample on {where}", flush=True)  # fmt: skip
+        rec["yardstick_flops_per_s"] = {p: yardstick(where, p) for p in cfg.bench.precisions}
+        rec["rows"] = []
+        for backend_name in cfg.bench.backends:
+            backend = backends.create(backend_name)
+            for precision in cfg.bench.precisions:
+                for batch_size in cfg.bench.batch_sizes:
+                    row = _cell(backend, setup, precision, batch_size, flops_per_image, rec["yardstick_flops_per_s"])
+                    rec["rows"] = [*rec["rows"], row]
+                    rec.save()
+                    print(_cell_line(row), flush=True)
+        rec["export_s"] = setup.shared.get("export_s")
+        print("\n" + table(rec["rows"]))
+        print(f"\nresult: {rec.path}")
+    return 0
+
+
+def _model(ctx: RunContext, where: torch.device):
+    """(eval-mode model on `where`, its config, the data spec, where it came from, notes): a checkpoint's trained
+    model, or a freshly initialised one of the run's family for the run's data."""
+    cfg = ctx.cfg
+    if cfg.checkpoint:
+        trained = models.load_trained(cfg.checkpoint, "checkpoint", ctx.resolved["model"], ctx.overridden("model"))
+        return trained.model.eval().to(where), trained.cfg, trained.spec, f"checkpoint {trained.path}", trained.notes
+    spec = describe(cfg.data)
+    models.check(cfg.model, spec)
+    torch.manual_seed(cfg.seed)
+    model = models.build(cfg.model, spec)
+    return model.eval().to(where), cfg.model, spec, f"fresh initialisation (seed {cfg.seed})", []
+
+
+def _timing_cfg(cfg: SpeedlabCfg) -> timing.TimingCfg:
+    b = cfg.bench
+    return timing.TimingCfg(b.warmup_iters, b.warmup_min_s, b.min_iters, b.min_time_s)
+
+
+def count_flops(model: torch.nn.Module, spec: DataSpec, where: torch.device) -> int:
+    """FLOPs of one sample's forward pass (a multiply-add counts two), at the data's input shape."""
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(torch.zeros(1, *spec.input_shape, device=where))
+    return int(counter.get_total_flops())
+
+
+def yardstick(where: torch.device, precision: str) -> float | None:
+    """FLOP/s of a large square matmul in the precision's dtype on this device: what the hardware gives a GEMM."""
+    n = YARDSTICK_SIZE.get(where.type, 1024)
+    dtype = YARDSTICK_DTYPES[precision]
+    try:
+        if dtype is torch.int8:
+            a = torch.randint(-64, 64, (n, n), dtype=dtype, device=where)
+            fn = lambda: torch._int_mm(a, a)  # noqa: E731
+        else:
+            a = torch.randn(n, n, device=where).to(dtype)
+            fn = lambda: a @ a  # noqa: E731
+        latency = timing.measure(fn, where, timing.TimingCfg(2, 0.1, 5, 0.3))
+    except RuntimeError:  # no kernel for this dtype here
+        return None
+    return 2 * n**3 / (latency.p50_ms / 1e3)
+
+
+def _cell(backend, setup: BenchSetup, precision: str, batch_size: int, flops_per_image: int, yardsticks) -> dict:
+    row: dict[str, Any] = {"backend": backend.name, "precision": precision, "batch_size": batch_size}
+    reason = backend.unsupported(setup, precision)
+    if reason:
+        return {**row, "status": "unsupported", "reason": reason}
+    repeats = []
+    for _ in range(setup.cfg.bench.repeats):
+        try:
+            repeats.append(_measure_once(backend, setup, precision, batch_size))
+        except Exception as err:  # noqa: BLE001 - a failing cell is recorded and the sweep goes on
+            status = "oom" if _is_oom(err) else "error"
+            return {**row, "status": status, "reason": f"{type(err).__name__}: {str(err).strip()[:1000]}"}
+    row.update(status="ok", reason=None, **_combine(repeats))
+    row["throughput_per_s"] = batch_size * 1e3 / row["p50_ms"]
+    if setup.cfg.bench.host_to_device:
+        row["host_to_device_ms"] = host_to_device_ms(setup, batch_size)
+    row["flops"] = flops_per_image * batch_size
+    row["achieved_flops_per_s"] = row["flops"] / (row["p50_ms"] / 1e3)
+    peak = yardsticks.get(precision)
+    row["efficiency"] = row["achieved_flops_per_s"] / peak if peak else None
+    return row
+
+
+def host_to_device_ms(setup: BenchSetup, batch_size: int) -> float | None:
+    """p50 of copying the cell's fp32 input batch from pinned host memory to the device; None on the CPU, where
+    inputs never move."""
+    if setup.device.type != "cuda":
+        return None
+    host = setup.inputs(batch_size).cpu().pin_memory()
+    latency = timing.measure(lambda: host.to(setup.device, non_blocking=True), setup.device, _timing_cfg(setup.cfg))
+    return latency.p50_ms
+
+
+def _measure_once(backend, setup: BenchSetup, precision: str, batch_size: int) -> dict[str, Any]:
+    with PeakMemory(setup.device) as memory:
+        prepared = backend.prepare(setup, batch_size, precision)
+        frames_before = prepared.frames_compiled() if prepared.frames_compiled else 0
+        latency = timing.measure(prepared.run, setup.device, _timing_cfg(setup.cfg))
+        recompiles = (prepared.frames_compiled() - frames_before) if prepared.frames_compiled else 0
+    return {**latency.record(), "setup_s": prepared.setup_s, "peak_memory_bytes": memory.peak_bytes(),
+            "peak_memory_kind": memory.kind, "recompiles": recompiles, **prepared.notes}  # fmt: skip
+
+
+def _combine(repeats: list[dict[str, Any]]) -> dict[str, Any]:
+    """One repeat as it is; several: the median of each figure, the 95 % interval of p50 and its spread."""
+    if len(repeats) == 1:
+        return repeats[0]
+    out = dict(repeats[0])
+    for key in (*STAT_KEYS, "setup_s", "peak_memory_bytes", "n"):
+        out[key] = statistics.median(r[key] for r in repeats)
+    p50s = [r["p50_ms"] for r in repeats]
+    _, low, high = timing.median_interval(p50s)
+    out["recompiles"] = max(r["recompiles"] for r in repeats)
+    out.update(repeat_p50_ms=p50s, p50_ci95_ms=[low, high], p50_cv=statistics.stdev(p50s) / statistics.mean(p50s))
+    return out
+
+
+def _is_oom(err: BaseException) -> bool:
+    text = str(err).lower()
+    return (
+        isinstance(err, (torch.cuda.OutOfMemoryError, MemoryError))
+        or "out of memory" in text
+        or ("failed to allocate memory" in text)
+    )
+
+
+def _cell_line(row: dict[str, Any]) -> str:
+    head = f"{row['backend']:<12} {row['precision']:<5} batch {row['batch_size']:<4}"
+    if row["status"] != "ok":
+        return f"{head} {row['status']}: {row['reason']}"
+    return (
+        f"{head} p50 {row['p50_ms']:.3f} ms (p90 {row['p90_ms']:.3f}, p99 {row['p99_ms']:.3f}, n={row['n']:.0f}), "
+        f"{row['throughput_per_s']:,.0f} img/s, setup {row['setup_s']:.1f} s"
+    )
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: one line per cell, with the speed-up over eager at the same precision and batch size."""
+    eager = {(r["precision"], r["batch_size"]): r["p50_ms"] for r in rows if r["backend"] == "eager" and "p50_ms" in r}
+    lines = [
+        "| Backend | Precision | Batch | p50 | p90 | p99 | Speed-up vs eager | Images/s | Setup | Efficiency |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        if r["status"] != "ok":
+            lines.append(f"| {r['backend']} | {r['precision']} | {r['batch_size']} | {r['status']}: "
+                         f"{r['reason'][:80]} | | | | | | |")  # fmt: skip
+            continue
+        base = eager.get((r["precision"], r["batch_size"]))
+        speedup = f"{base / r['p50_ms']:.2f}×" if base else "–"
+        efficiency = f"{r['efficiency']:.1%}" if r.get("efficiency") is not None else "–"
+        lines.append(
+            f"| {r['backend']} | {r['precision']} | {r['batch_size']} | {r['p50_ms']:.3f} ms | {r['p90_ms']:.3f} ms "
+            f"| {r['p99_ms']:.3f} ms | {speedup} | {r['throughput_per_s']:,.0f} | {r['setup_s']:.2f} s | {efficiency} |"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,88 @@
+"""Training checkpoints, shared by every command: written atomically, read with `torch.load(weights_only=True)`,
+checked against a run's model config and data.
+
+A checkpoint holds the model (the plain module's state_dict, so compiled and DDP runs share checkpoints), the
+optimizer and GradScaler state, the number of completed epochs, the RNG states, the per-epoch history, the resolved
+config, and what a command needs to rebuild the model without the training run's config: the family's config
+(`model_config`) and the data's declaration (`data_spec`: task, input shape, outputs).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from speedlab import record
+from speedlab.data.spec import DataSpec
+from speedlab.errors import SpeedlabError
+from speedlab.fsutil import atomic_path
+
+FORMAT = 2  # 2: model_config names its family, and data_spec declares the data (format 1 had num_classes only)
+# Keys of the model config that do not change the weights' shapes or meaning on resume.
+_IGNORED_MODEL_KEYS = {"init"}
+_SPEC_KEYS = ("task", "input_shape", "num_outputs")
+
+
+def rng_states() -> dict[str, Any]:
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    if states.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def find(path: str | Path, key: str) -> Path:
+    """A checkpoint given as the file itself or as the run directory that holds it; `key` names the setting."""
+    path = Path(path).expanduser()
+    candidate = record.checkpoint_path(path) if path.is_dir() else path
+    if not candidate.is_file():
+        where = f"{path} holds no {record.CHECKPOINT_FILE}" if path.is_dir() else f"{path} does not exist"
+        raise SpeedlabError(f"{key}={path}: {where} (give a checkpoint file or a train run directory)")
+    return candidate
+
+
+def save(path: Path, state: dict[str, Any]) -> None:
+    """Write `state` so that a crash or Ctrl-C mid-write leaves the previous checkpoint intact."""
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save({"format": FORMAT, **state}, tmp)
+
+
+def load(path: Path) -> dict[str, Any]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same clear message
+        raise SpeedlabError(f"cannot read checkpoint {path}: {type(err).__name__}: {err}") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        found = state.get("format") if isinstance(state, dict) else None
+        raise SpeedlabError(
+            f"{path} is not a speedlab training checkpoint of format {FORMAT} (found format {found}); "
+            "train it again with this version"
+        )
+    return state
+
+
+def differences(state: dict[str, Any], model_cfg: dict[str, Any], spec: DataSpec | None) -> list[str]:
+    """Each key where the checkpoint's model config or data declaration differs from a run's, as readable text."""
+    saved = {k: v for k, v in state["model_config"].items() if k not in _IGNORED_MODEL_KEYS}
+    current = {k: v for k, v in model_cfg.items() if k not in _IGNORED_MODEL_KEYS}
+    diffs = [f"model.{k}: checkpoint {saved.get(k)!r}, this run {current.get(k)!r}"
+             for k in sorted(saved.keys() | current.keys()) if saved.get(k) != current.get(k)]  # fmt: skip
+    if spec is not None:
+        theirs, ours = state["data_spec"], spec.record()
+        diffs += [f"data {k}: checkpoint {theirs[k]!r}, this run's data {ours[k]!r}"
+                  for k in _SPEC_KEYS if theirs[k] != ours[k]]  # fmt: skip
+    return diffs
+
+
+def check_model(state: dict[str, Any], path: Path, model_cfg: dict[str, Any], spec: DataSpec | None) -> None:
+    """Fail, naming each differing key, when the checkpoint was trained with another model config or data shape."""
+    diffs = differences(state, model_cfg, spec)
+    if diffs:
+        raise SpeedlabError(f"checkpoint {path} is from a different model:\n  " + "\n  ".join(diffs))

@@ -1,0 +1,55 @@
+"""Loaders for the small sources, whose splits live on the device as whole tensors (`TensorLoader`): no
+DataLoader and no host work per step. Image splits are normalised (and resized) once when they load; only with
+augmentation do they stay uint8 and go through the batched device transform each step."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from speedlab.config import ImageDataCfg
+from speedlab.data.loaders import DataBundle, LoadOptions, TensorLoader
+from speedlab.data.spec import DataSpec
+from speedlab.data.transforms import DeviceBatchTransform
+
+CHUNK = 4096  # images prepared at a time, to bound the float scratch memory
+
+
+def load_images(
+    cfg: ImageDataCfg, spec: DataSpec, arrays: dict[str, tuple[np.ndarray, np.ndarray]], options: LoadOptions,
+    info: dict[str, Any], classes: list[str] | None = None,
+) -> DataBundle:  # fmt: skip
+    """Both splits of uint8 N x C x H x W images with int64 labels, resident on `options.device`."""
+    mean, std = spec.mean or (0.0,) * spec.input_shape[0], spec.std or (1.0,) * spec.input_shape[0]
+    prepare = DeviceBatchTransform(cfg.resolution, mean, std, train=False)
+
+    def loader(split: str, train: bool) -> TensorLoader:
+        images, labels = arrays[split]
+        x = torch.from_numpy(np.ascontiguousarray(images)).to(options.device)
+        y = torch.from_numpy(np.ascontiguousarray(labels)).to(options.device)
+        plan = options.plan(len(y), train)
+        if train and cfg.augment:
+            augment = DeviceBatchTransform(cfg.resolution, mean, std, train=True, crop_scale=tuple(cfg.crop_scale),
+                                           flip=cfg.flip)  # fmt: skip
+            return TensorLoader(x, y, plan=plan, transform=augment)
+        ready = torch.cat([prepare(x[i : i + CHUNK]) for i in range(0, len(x), CHUNK)]) if len(x) else x.float()
+        return TensorLoader(ready, y, plan=plan)
+
+    info = {**info, "resident": True, "resolution": cfg.resolution, "augment": cfg.augment,
+            "crop_scale": list(cfg.crop_scale), "flip": cfg.flip}  # fmt: skip
+    return DataBundle(loader("train", True), loader("val", False), spec, classes, info)
+
+
+def load_tensors(
+    train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor], spec: DataSpec,
+    options: LoadOptions, info: dict[str, Any],
+) -> DataBundle:  # fmt: skip
+    """Both splits of ready-to-use inputs and targets (features, regression targets), resident on the device."""
+
+    def loader(split: tuple[torch.Tensor, torch.Tensor], is_train: bool) -> TensorLoader:
+        x, y = (t.to(options.device) for t in split)
+        return TensorLoader(x, y, plan=options.plan(len(y), is_train))
+
+    return DataBundle(loader(train, True), loader(val, False), spec, None, {**info, "resident": True})

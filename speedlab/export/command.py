@@ -1,0 +1,445 @@
+"""`python -m speedlab export [overrides] [checkpoint=PATH]`: deployable artifacts of a model, each checked against it.
+
+Takes the model `checkpoint=` holds (its family, config and data shape come from the checkpoint), else a freshly
+initialised one of the run's family for the run's data (enough for latency work), exports ONNX fp32, then INT8 (QDQ,
+calibrated on training samples) and TensorRT engines from it, and checks each artifact's parity with the eager fp32
+model on a fixed val batch of the run's data, whose shape must match the model's. Everything lands in the
+run directory: the artifacts, and result.json (`kind: export`) with one entry per artifact (format, path, status,
+export time, size and the parity figures); a table of the same is printed at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from speedlab import checkpoint, config, models, record
+from speedlab.config import ExportCfg, ParityCfg, RunContext, SpeedlabCfg
+from speedlab.data.build import build_data, describe
+from speedlab.data.loaders import DataBundle
+from speedlab.data.spec import DataSpec
+from speedlab.errors import SpeedlabError
+from speedlab.export import onnx_export, parity, quantize, tensorrt
+
+# Opsets each exporter can write: dynamo's torchlib starts at 18; the TorchScript exporter stops at 20, and the
+# custom-op translations use CastLike (opset 15).
+OPSETS = {"dynamo": range(18, 24), "torchscript": range(15, 21)}
+DYNAMIC_BATCH_CHECK = 1  # besides the fixed batch, parity also runs at this batch size when the batch axis is dynamic
+
+
+def main(argv: Sequence[str]) -> int:
+    return config.run_command("export", argv, run)
+
+
+@dataclass
+class Artifact:
+    """One exported file and what was found about it; `record()` is its entry in result.json."""
+
+    format: str  # onnx | tensorrt
+    precision: str  # fp32 | fp16 | bf16 | int8
+    path: Path | None = None
+    status: str = "ok"  # ok | failed (parity) | skipped (cannot be built here) | error (the export raised)
+    reason: str | None = None
+    export_time_s: float | None = None
+    figures: dict[str, float] = field(default_factory=dict)  # worst over every check
+    checks: list[dict[str, Any]] = field(default_factory=list)  # one per runtime and batch size
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.format} {self.precision}"
+
+    def size_bytes(self) -> int | None:
+        if self.path is None or not self.path.is_file():
+            return None
+        companions = self.path.parent.glob(f"{self.path.name}.data")  # ONNX external data
+        return self.path.stat().st_size + sum(p.stat().st_size for p in companions)
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "precision": self.precision,
+            "path": str(self.path) if self.path else None,
+            "status": self.status,
+            "reason": self.reason,
+            "export_time_s": None if self.export_time_s is None else round(self.export_time_s, 3),
+            "size_bytes": self.size_bytes(),
+            **{name: self.figures.get(name) for name in parity.FIGURES},
+            "checks": self.checks,
+            **self.extra,
+        }
+
+
+@dataclass
+class _Plan:
+    """Everything checked before any long work."""
+
+    formats: list[str]
+    notes: list[str]
+    spec: DataSpec  # what the run's data declares: the fixed batch's shape
+    trained: models.Trained | None = None
+
+
+def _prepare(ctx: RunContext) -> _Plan:
+    cfg, ecfg = ctx.cfg, ctx.cfg.export
+    exporter = str(ecfg.onnx_exporter)
+    if ecfg.opset not in OPSETS[exporter]:
+        valid = OPSETS[exporter]
+        raise SpeedlabError(f"export.opset={ecfg.opset}: the {exporter} exporter writes opsets {valid[0]}-{valid[-1]}")
+    for key in ("parity_batch_size", "calibration_batches", "calibration_batch_size"):
+        if getattr(ecfg, key) < 1:
+            raise SpeedlabError(f"export.{key}={getattr(ecfg, key)}: must be at least 1")
+    if not cfg.bench.batch_sizes or min(cfg.bench.batch_sizes) < 1:
+        raise SpeedlabError(f"bench.batch_sizes={cfg.bench.batch_sizes}: the engines' batch range needs sizes >= 1")
+    formats = [str(f) for f in ecfg.formats]
+    notes = []
+    if "onnx" not in formats:
+        notes.append("ONNX fp32 is exported anyway: INT8 and TensorRT are built from it")
+    formats = ["onnx", *(f for f in dict.fromkeys(formats) if f != "onnx")]
+    plan = _Plan(formats=formats, notes=notes, spec=describe(cfg.data))
+    if cfg.checkpoint:
+        plan.trained = models.load_trained(cfg.checkpoint, "checkpoint", ctx.resolved["model"], ctx.overridden("model"))
+        notes += plan.trained.notes
+        _check_data(plan.trained, plan.spec, cfg)
+    else:
+        models.check(cfg.model, plan.spec)
+        notes.append(
+            f"no checkpoint given: exporting the freshly initialised model (seed {cfg.seed}); enough for latency "
+            "work, and parity holds for it, but it predicts nothing"
+        )
+    return plan
+
+
+def _check_data(trained: models.Trained, spec: DataSpec, cfg: SpeedlabCfg) -> None:
+    """The run's data feeds the parity checks: its shape and outputs must be those the model was trained on."""
+    diffs = checkpoint.differences(trained.state, trained.state["model_config"], spec)
+    if diffs:
+        raise SpeedlabError(
+            f"checkpoint {trained.path} was trained on other data than data={cfg.data.name} gives:\n  "
+            + "\n  ".join(diffs)
+            + "\n(give the training run's data settings, e.g. its data= and data.resolution=)"
+        )
+
+
+def run(ctx: RunContext) -> int:
+    cfg = ctx.cfg
+    with record.recording(ctx.run_dir, "export", ctx.resolved) as rec:
+        plan = _prepare(ctx)
+        for note in plan.notes:
+            _say(f"note: {note}")
+        data = _data(cfg)
+        model = _model(cfg, plan, data.spec)
+        fixed = next(data.val.epoch(0))[0].numpy()
+        with torch.no_grad():
+            reference = model(torch.from_numpy(fixed)).numpy()
+        rec.update(_describe(cfg, plan, model, fixed, data.spec))
+        _say(f"{rec['params']:,} parameters; {data.spec.describe()}; parity on a fixed batch of {len(fixed)} val "
+             "samples")  # fmt: skip
+        # A trained model is also checked on the whole val split: its figure, and agreement with the eager model.
+        val = None
+        if plan.trained is not None:
+            _say(f"eager fp32 on the val split ({data.val.plan.num_samples:,} samples) ...")
+            val = _eager_val(model, data)
+        rec["eager_val"] = _eager_figures(val, data.spec) if val else None
+        rec["eager_val_acc"] = rec["eager_val"].get("val_acc") if val else None
+        artifacts: list[Artifact] = []
+        rec["artifacts"] = []
+        for artifact in _export_all(ctx, plan, model, data, fixed, reference, val):
+            artifacts.append(artifact)
+            rec["artifacts"] = [a.record() for a in artifacts]
+            rec.save()
+        print("\n" + table(rec["artifacts"]))
+        if rec["trained"]:
+            print(f"\neager fp32: {_val_text(rec['eager_val'])}\n" + val_summary(rec["artifacts"]))
+        print(f"\nartifacts and result.json in {ctx.run_dir}")
+        bad = [a.label for a in artifacts if a.status in ("failed", "error")]
+        if bad:
+            rec.set_status("failed", f"artifacts that failed: {', '.join(bad)}")
+            return 1
+    return 0
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _data(cfg: SpeedlabCfg) -> DataBundle:
+    """Val batches of the parity size (the first is the fixed batch) and unaugmented training batches for
+    calibration: quantisation ranges come from inputs as the model sees them at inference."""
+    ecfg = cfg.export
+    # A static-batch model takes one size only: calibration batches then have the parity batch's size.
+    calibration_size = ecfg.calibration_batch_size if ecfg.dynamic_batch else ecfg.parity_batch_size
+    plain = dataclasses.replace(cfg.data, augment=False) if hasattr(cfg.data, "augment") else cfg.data
+    data = build_data(plain, seed=cfg.seed, batch_size=calibration_size, eval_batch_size=ecfg.parity_batch_size)
+    return data
+
+
+def _model(cfg: SpeedlabCfg, plan: _Plan, spec: DataSpec) -> torch.nn.Module:
+    if plan.trained is not None:
+        return plan.trained.model.eval()
+    torch.manual_seed(cfg.seed)
+    return models.build(cfg.model, spec).eval()
+
+
+def _describe(cfg: SpeedlabCfg, plan: _Plan, model: torch.nn.Module, fixed: np.ndarray, spec: DataSpec) -> dict:
+    trained = plan.trained
+    source = f"checkpoint {trained.path}" if trained else f"fresh initialisation (seed {cfg.seed})"
+    return {
+        "name": cfg.name,
+        "model_source": source,
+        "trained": trained is not None,
+        "family": trained.cfg.name if trained else cfg.model.name,
+        "model_config": config.plain(trained.cfg if trained else cfg.model),
+        "params": models.count_params(model),
+        "input_shape": [None, *fixed.shape[1:]],
+        "data_spec": spec.record(),
+        "fixed_batch": {"split": "val", "samples": len(fixed)},
+        "onnx_exporter": str(cfg.export.onnx_exporter),
+        "opset": cfg.export.opset,
+        "providers": parity.onnxruntime_providers(),
+        "notes": plan.notes,
+    }
+
+
+def _export_all(ctx, plan, model, data, fixed, reference, val: list[_ValBatch] | None) -> Iterator[Artifact]:
+    ecfg, classification = ctx.cfg.export, data.spec.task == "classification"
+    onnx_path = record.onnx_path(ctx.run_dir, "fp32")
+    fp32 = _export_onnx(model, fixed, reference, onnx_path, ecfg, classification)
+    usable = fp32.status in ("ok", "failed")  # a file that fails parity is kept, and others can still be built
+    if val is not None and usable:
+        _attempt(fp32, lambda: fp32.extra.update(_val_figures(onnx_path, val, data.spec)))
+    yield fp32
+    int8 = None
+    if "int8" in plan.formats:
+        int8_path = record.onnx_path(ctx.run_dir, "int8")
+        int8 = (_export_int8(onnx_path, int8_path, data, fixed, reference, ecfg, classification) if usable
+                else _blocked("int8"))  # fmt: skip
+        if val is not None and int8.status in ("ok", "failed"):
+            _attempt(int8, lambda: int8.extra.update(_val_figures(int8_path, val, data.spec)))
+        yield int8
+    if "tensorrt" in plan.formats:
+        yield from _export_engines(ctx, onnx_path if usable else None, int8, fixed, reference, classification)
+
+
+def _blocked(precision: str, fmt: str = "onnx") -> Artifact:
+    return Artifact(fmt, precision, status="skipped", reason="the fp32 ONNX export it is built from failed")
+
+
+def _attempt(artifact: Artifact, step: Callable[[], Any]) -> bool:
+    """Run one step of an artifact (export, check); an exception marks it `error` and the other formats go on."""
+    try:
+        step()
+    except Exception as err:  # noqa: BLE001 - one format's failure is recorded, not fatal
+        artifact.status, artifact.reason = "error", f"{type(err).__name__}: {str(err).strip()[:2000]}"
+        _say(f"  {artifact.label}: error: {artifact.reason.splitlines()[0]}")
+        return False
+    return True
+
+
+def _timed(artifact: Artifact, export: Callable[[], Any]) -> Callable[[], None]:
+    def step() -> None:
+        start = time.perf_counter()
+        export()
+        artifact.export_time_s = time.perf_counter() - start
+
+    return step
+
+
+def _export_onnx(model, fixed, reference, path: Path, ecfg: ExportCfg, classification: bool) -> Artifact:
+    artifact = Artifact("onnx", "fp32", path)
+    external = onnx_export.wants_external_data(ecfg, model)
+    _say(f"exporting ONNX fp32 ({ecfg.onnx_exporter} exporter, opset {ecfg.opset}) ...")
+    # A dynamic batch axis needs only a small example (2 keeps it from specialising to 1); a static one is fixed
+    # at the size of the parity batch.
+    example = torch.from_numpy(fixed[:2] if ecfg.dynamic_batch else fixed)
+    export = _timed(artifact, lambda: onnx_export.export_onnx(model, example, path, ecfg, external_data=external))
+    if not _attempt(artifact, export):
+        return artifact
+    artifact.extra["external_data"] = external
+    foreign = onnx_export.non_standard_ops(path)
+    if foreign:
+        artifact.status, artifact.reason = "failed", f"non-standard ops in the graph: {', '.join(foreign)}"
+        return artifact
+    check = partial(_check_onnx, artifact, fixed, reference, ecfg.parity.fp32, ecfg.dynamic_batch, classification)
+    _attempt(artifact, check)
+    return artifact
+
+
+def _export_int8(
+    source: Path, path: Path, data: DataBundle, fixed, reference, ecfg: ExportCfg, classification: bool
+) -> Artifact:
+    artifact = Artifact("onnx", "int8", path)
+    _say(f"quantising to INT8 (QDQ, {ecfg.calibration_method} calibration on {ecfg.calibration_batches} batches) ...")
+
+    def quantise() -> None:
+        batches = (x.numpy() for _, (x, _) in zip(range(ecfg.calibration_batches), data.train.epoch(0), strict=False))
+        artifact.extra["calibration_images"] = quantize.quantize_int8(source, path, batches, ecfg)
+
+    if _attempt(artifact, _timed(artifact, quantise)):
+        check = partial(_check_onnx, artifact, fixed, reference, ecfg.parity.int8, ecfg.dynamic_batch, classification)
+        _attempt(artifact, check)
+    return artifact
+
+
+def _check_onnx(artifact: Artifact, fixed, reference, limits: ParityCfg, dynamic: bool, classification: bool) -> None:
+    """Parity through every ONNX Runtime provider, on the fixed batch and (dynamic batch) on one sample."""
+    for provider in parity.onnxruntime_providers():
+        session = parity.onnxruntime_session(artifact.path, provider)
+        for inputs, ref in _parity_batches(fixed, reference, dynamic):
+            figures = parity.figures(ref, parity.run_session(session, inputs), classification)
+            artifact.checks.append({"runtime": f"onnxruntime/{provider}", "batch_size": len(inputs), **figures})
+    _judge(artifact, limits)
+
+
+def _parity_batches(fixed: np.ndarray, reference: np.ndarray, dynamic: bool):
+    yield fixed, reference
+    if dynamic and len(fixed) != DYNAMIC_BATCH_CHECK:
+        yield fixed[:DYNAMIC_BATCH_CHECK], reference[:DYNAMIC_BATCH_CHECK]
+
+
+def _judge(artifact: Artifact, limits: ParityCfg) -> None:
+    artifact.figures = parity.worst(artifact.checks)
+    broken = parity.violations(artifact.figures, limits)
+    if broken:
+        artifact.status, artifact.reason = "failed", "parity: " + "; ".join(broken)
+    f = artifact.figures
+    agreement = f"top-1 agreement {f['top1_agreement']:.1%}" if f["top1_agreement"] is not None else "regression"
+    _say(
+        f"  {artifact.label}: {artifact.status} in {artifact.export_time_s:.1f} s, max abs error "
+        f"{f['max_abs_error']:.2e}, cosine {f['cosine']:.6f}, {agreement}"
+    )
+
+
+@dataclass
+class _ValBatch:
+    inputs: np.ndarray
+    targets: np.ndarray
+    eager: np.ndarray  # the eager model's outputs
+
+
+def _eager_val(model: torch.nn.Module, data: DataBundle) -> list[_ValBatch]:
+    """The val split with the eager model's outputs, for each artifact's figure and agreement with eager."""
+    with torch.no_grad():
+        return [_ValBatch(x.numpy(), y.numpy(), model(x).numpy()) for x, y in data.val.epoch(0)]
+
+
+def _task_figure(outputs: np.ndarray, targets: np.ndarray, spec: DataSpec) -> dict[str, float]:
+    """The task's headline figure over a split: top-1 accuracy (%) or mean squared error."""
+    if spec.task == "classification":
+        return {"val_acc": round(100.0 * float((outputs.argmax(axis=1) == targets).mean()), 3)}
+    return {"val_mse": float(np.mean((outputs.astype(np.float64) - targets) ** 2))}
+
+
+def _val_figures(path: Path, val: list[_ValBatch], spec: DataSpec) -> dict[str, float]:
+    """An ONNX model's figure over the val split (ONNX Runtime, CPU) and, for classification, the fraction of
+    samples whose top-1 matches the eager model's: a wider sample than the fixed batch. A static-batch model skips
+    the last, shorter batch."""
+    session = parity.onnxruntime_session(path, "CPUExecutionProvider")
+    static = session.get_inputs()[0].shape[0]
+    batches = [b for b in val if not isinstance(static, int) or len(b.inputs) == static]
+    outputs = np.concatenate([parity.run_session(session, b.inputs) for b in batches])
+    targets = np.concatenate([b.targets for b in batches])
+    figures = {**_task_figure(outputs, targets, spec), "val_samples": len(outputs)}
+    if spec.task == "classification":
+        eager = np.concatenate([b.eager for b in batches]).argmax(axis=1)
+        figures["val_top1_agreement"] = round(float((outputs.argmax(axis=1) == eager).mean()), 5)
+    return figures
+
+
+def _eager_figures(val: list[_ValBatch], spec: DataSpec) -> dict[str, float]:
+    return _task_figure(np.concatenate([b.eager for b in val]), np.concatenate([b.targets for b in val]), spec)
+
+
+def _val_text(figures: dict[str, float]) -> str:
+    if "val_acc" in figures:
+        return f"val top-1 {figures['val_acc']:.2f} %"
+    return f"val MSE {figures['val_mse']:.4g}"
+
+
+def _export_engines(
+    ctx: RunContext, onnx_path: Path | None, int8: Artifact | None, fixed, reference, classification: bool
+):
+    reason = tensorrt.unavailable_reason()
+    int8_path = int8.path if int8 is not None and int8.status in ("ok", "failed") else None
+    for precision in dict.fromkeys(str(p) for p in ctx.cfg.export.tensorrt_precisions):
+        source = int8_path if precision == "int8" else onnx_path
+        if reason or source is None:
+            why = reason or f"needs the {'INT8 QDQ' if precision == 'int8' else 'fp32'} ONNX model"
+            _say(f"  tensorrt {precision}: skipped: {why}")
+            yield Artifact("tensorrt", precision, status="skipped", reason=why)
+        else:
+            yield _export_engine(ctx, precision, source, fixed, reference, classification)
+
+
+def _export_engine(ctx: RunContext, precision: str, source: Path, fixed, reference, classification: bool) -> Artifact:
+    ecfg = ctx.cfg.export
+    artifact = Artifact("tensorrt", precision, record.engine_path(ctx.run_dir, precision))
+    profile = _engine_profile(ctx.cfg, fixed)
+    _say(f"building TensorRT {precision} engine (batch {profile.min_batch}-{profile.max_batch}) ...")
+    build = _timed(
+        artifact, lambda: tensorrt.build_engine(source, artifact.path, precision, profile, ecfg.workspace_gib)
+    )
+    if _attempt(artifact, build):
+        limits = {"fp32": ecfg.parity.fp32, "int8": ecfg.parity.int8}.get(precision, ecfg.parity.half)
+        check = partial(_check_engine, artifact, fixed, reference, limits, ecfg.dynamic_batch, classification)
+        _attempt(artifact, check)
+    return artifact
+
+
+def _check_engine(artifact: Artifact, fixed, reference, limits: ParityCfg, dynamic: bool, classification: bool):
+    for inputs, ref in _parity_batches(fixed, reference, dynamic):
+        figures = parity.figures(ref, tensorrt.run_engine(artifact.path, inputs), classification)
+        artifact.checks.append({"runtime": "tensorrt", "batch_size": len(inputs), **figures})
+    _judge(artifact, limits)
+
+
+def _engine_profile(cfg: SpeedlabCfg, fixed: np.ndarray) -> tensorrt.Profile:
+    """Batch range of the bench sweep (the parity batch must fit too); a static ONNX model has one size."""
+    sizes = cfg.bench.batch_sizes if cfg.export.dynamic_batch else [len(fixed)]
+    high = max(*sizes, len(fixed))
+    return tensorrt.Profile(onnx_export.INPUT_NAME, tuple(fixed.shape[1:]), min(sizes), max(sizes), high)
+
+
+TABLE_HEADER = (
+    "| Format | Precision | Status | Export time | Size | Max abs error | Max rel error | Cosine | Top-1 agree |\n"
+    "|---|---|---|---:|---:|---:|---:|---:|---:|"
+)
+
+
+def table(entries: list[dict[str, Any]]) -> str:
+    """The artifacts as a markdown table (the command's closing summary)."""
+    lines = [TABLE_HEADER]
+    for e in entries:
+        status = e["status"] if e["status"] == "ok" else f"{e['status']}: {(e['reason'] or '').splitlines()[0][:70]}"
+        size = f"{e['size_bytes'] / 2**20:.2f} MiB" if e["size_bytes"] else "–"
+        time_s = f"{e['export_time_s']:.1f} s" if e["export_time_s"] is not None else "–"
+        lines.append(
+            f"| {e['format']} | {e['precision']} | {status} | {time_s} | {size} | {_figure(e, 'max_abs_error', '.2e')} "
+            f"| {_figure(e, 'max_rel_error', '.2e')} | {_figure(e, 'cosine', '.6f')} "
+            f"| {_figure(e, 'top1_agreement', '.1%')} |"
+        )
+    return "\n".join(lines)
+
+
+def val_summary(entries: list[dict[str, Any]]) -> str:
+    """One line per artifact checked on the whole val split (trained models only)."""
+    lines = []
+    for e in entries:
+        if e.get("val_samples") is None:
+            continue
+        agreement = (f", top-1 agreement with eager {e['val_top1_agreement']:.1%}"
+                     if e.get("val_top1_agreement") is not None else "")  # fmt: skip
+        lines.append(f"{e['format']} {e['precision']}: {_val_text(e)} over {e['val_samples']:,} samples{agreement}")
+    return "\n".join(lines)
+
+
+def _figure(entry: dict[str, Any], name: str, fmt: str) -> str:
+    return format(entry[name], fmt) if entry.get(name) is not None else "–"

@@ -1,0 +1,69 @@
+"""The `lenet5` family: the classic LeNet5 (LeCun et al., 1998) as the reference's MNIST workload has it.
+
+conv 5x5 -> 6 channels, activation, 2x2 max pool, conv 5x5 -> 16, activation, 2x2 max pool, then Linear 120,
+activation, Linear 84, activation, Linear to the outputs. On 28x28 MNIST without padding the features are 16x4x4;
+`model.padding=2` gives the paper's 32x32 geometry (16x5x5). The activation is any registered one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+import activations
+from speedlab.config import ActivationName, InitName, ModelCfg
+from speedlab.data.spec import DataSpec
+from speedlab.errors import SpeedlabError
+from speedlab.models import register
+from speedlab.models.init import initialise, require_image_input
+
+KERNEL = 5
+
+
+@dataclass
+class LeNet5Cfg(ModelCfg):
+    name: str = "lenet5"
+    activation: ActivationName = ActivationName.relu
+    init: InitName = InitName.torch_default
+    padding: int = 0  # of the first convolution
+
+
+def feature_size(size: int, padding: int) -> int:
+    """Height (or width) of the last pooled feature map for an input of `size` pixels."""
+    return ((size + 2 * padding - KERNEL + 1) // 2 - KERNEL + 1) // 2
+
+
+class LeNet5(nn.Module):
+    def __init__(self, in_shape: tuple[int, int, int], outputs: int, activation: str, padding: int) -> None:
+        super().__init__()
+        channels, height, width = in_shape
+
+        def act() -> nn.Module:
+            return activations.create(activation)
+
+        self.features = nn.Sequential(
+            nn.Conv2d(channels, 6, KERNEL, padding=padding), act(), nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, KERNEL), act(), nn.MaxPool2d(2),
+        )  # fmt: skip
+        flat = 16 * feature_size(height, padding) * feature_size(width, padding)
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(flat, 120), act(), nn.Linear(120, 84), act(), nn.Linear(84, outputs)
+        )
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+@register("lenet5", LeNet5Cfg)
+class LeNet5Family:
+    def check(self, cfg: LeNet5Cfg, spec: DataSpec) -> None:
+        if cfg.padding < 0:
+            raise SpeedlabError(f"model.padding={cfg.padding}: must be >= 0")
+        # Smallest input whose second pooled map keeps one pixel.
+        require_image_input("lenet5", spec, min_size=16 - 2 * cfg.padding)
+
+    def build(self, cfg: LeNet5Cfg, spec: DataSpec) -> nn.Module:
+        model = LeNet5(spec.input_shape, spec.num_outputs, str(cfg.activation), cfg.padding)
+        initialise(model, str(cfg.init), str(cfg.activation))
+        return model

@@ -1,0 +1,235 @@
+"""`python -m speedlab report [RUN_DIRS...] [--compare RUN_A RUN_B]`: tables and plots from result.json files.
+
+Reads every result.json under the given directories (default: everything under `artifacts/`) and writes
+`artifacts/report/report.md` with PNG plots beside it:
+- the training table (Changes | Train epoch time | Val accuracy | speed-up vs vanilla | images/s | compile time |
+  peak memory), runs of the same changes and model merged by their median;
+- per bench run, the inference table (Changes | Time BS 64 | Time BS 1 | Val accuracy) and every cell's percentiles;
+- latency against batch size per backend (log axes), speed-up and memory bars, and the activation measurements
+  when a `bench_activations` run is present.
+Every table names the machine and software it was measured on. `--compare A B` instead says, cell by cell, whether
+two bench runs differ by more than their noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from speedlab import record
+from speedlab.errors import SpeedlabError
+from speedlab.fsutil import atomic_write_text
+from speedlab.report import plots
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m speedlab report", description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="*", help="run directories or folders holding them (default: artifacts/)")
+    parser.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"), help="compare two bench runs cell by cell")
+    parser.add_argument("--out", help="report directory (default: artifacts/report)")
+    args = parser.parse_args(list(argv))
+    if args.compare:
+        print(compare(load(Path(args.compare[0])), load(Path(args.compare[1]))))
+        return 0
+    roots = [Path(r) for r in args.runs] or [record.artifacts_root()]
+    results = collect(roots)
+    out = Path(args.out) if args.out else record.report_dir()
+    path = write(results, out)
+    print(f"report: {path} ({len(results)} result.json files)")
+    return 0
+
+
+def load(run_dir: Path) -> dict[str, Any]:
+    path = record.result_path(run_dir) if run_dir.is_dir() else run_dir
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise SpeedlabError(f"{run_dir}: no readable result.json ({err})") from None
+    result["_dir"] = str(path.parent)
+    return result
+
+
+def collect(roots: Sequence[Path]) -> list[dict[str, Any]]:
+    """Every result.json under `roots` whose run finished (`ok`), oldest first."""
+    missing = [str(r) for r in roots if not r.exists()]
+    if missing:
+        raise SpeedlabError(f"no such run directory: {', '.join(missing)}")
+    paths = sorted({p for root in roots for p in ([root] if root.is_file() else root.rglob(record.RESULT_FILE))})
+    results = []
+    for path in paths:
+        try:
+            result = load(path)
+        except SpeedlabError:
+            continue  # a half-written or foreign file is not a run
+        if result.get("status") == "ok" and "kind" in result:
+            results.append(result)
+    return sorted(results, key=lambda r: r.get("started_at", ""))
+
+
+def machine(result: dict[str, Any]) -> str:
+    env = result.get("env", {})
+    gpu = env.get("gpu")
+    device = gpu["name"] if gpu else f"{env.get('cpu', {}).get('model')} ({env.get('cpu', {}).get('affinity')} cores)"
+    return f"{device}; torch {env.get('torch')}, onnxruntime {env.get('onnxruntime')}, commit {_commit(env)}"
+
+
+def _commit(env: dict[str, Any]) -> str:
+    git = env.get("git") or {}
+    return (git.get("commit") or "unknown")[:8] + ("+dirty" if git.get("dirty") else "")
+
+
+def training_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (changes, model, data, machine): the median over runs, with the speed-up against the Vanilla row
+    of the same model and data when there is one (None otherwise: nothing to compare with)."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in results:
+        if r["kind"] == "train" and r.get("mean_epoch_time_s"):
+            model = (r.get("family", "convnext"), r["params"], (r.get("data") or {}).get("name"))
+            groups[(r["changes"], model, machine(r).split(";")[0])].append(r)
+    rows = []
+    for (changes, model, where), runs in groups.items():
+
+        def med(key: str, runs: list[dict] = runs) -> float | None:
+            values = [x[key] for x in runs if x.get(key) is not None]
+            return statistics.median(values) if values else None
+
+        metric = runs[-1].get("metric", "val_acc")
+        rows.append({
+            "changes": changes, "model": model, "family": model[0], "params": model[1], "data": model[2],
+            "machine": where, "runs": len(runs), "epoch_time_s": med("mean_epoch_time_s"), "metric": metric,
+            "val": med(f"final_{metric}"), "images_per_s": med("mean_images_per_s"),
+            "compile_time_s": med("compile_time_s"), "peak_memory_bytes": med("peak_memory_bytes"),
+            "env": machine(runs[-1]),
+        })  # fmt: skip
+    for row in rows:
+        base = next((b for b in rows if b["changes"] == "Vanilla" and b["model"] == row["model"]
+                     and b["machine"] == row["machine"]), None)  # fmt: skip
+        row["speedup"] = base["epoch_time_s"] / row["epoch_time_s"] if base else None
+    return sorted(rows, key=lambda r: (r["params"], -(r["speedup"] or 0) if r["changes"] != "Vanilla" else -99))
+
+
+def _val_text(row: dict[str, Any]) -> str:
+    if row["val"] is None:
+        return "–"
+    return f"MSE {row['val']:.4g}" if row["metric"] == "val_mse" else f"{row['val']:.2f} %"
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.2f} s" if value >= 0.1 else f"{value * 1e3:.2f} ms"
+
+
+def training_table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| Changes | Train epoch time | Val accuracy | Speed-up vs vanilla | Images/s | Compile time | Peak memory "
+        "| Model | Runs |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for r in rows:
+        speedup = f"{r['speedup']:.2f}×" if r["speedup"] else "–"
+        memory = f"{r['peak_memory_bytes'] / 2**30:.2f} GiB" if r["peak_memory_bytes"] else "–"
+        compile_time = f"{r['compile_time_s']:.1f} s" if r["compile_time_s"] is not None else "–"
+        lines.append(
+            f"| {r['changes']} | {_seconds(r['epoch_time_s'])} | {_val_text(r)} | {speedup} | "
+            f"{r['images_per_s'] or 0:,.0f} | {compile_time} | {memory} | {r['family']} ({r['params']:,} "
+            f"parameters) on {r['data']} | {r['runs']} |"
+        )
+    missing = [r["changes"] for r in rows if r["speedup"] is None]
+    if missing:
+        lines += ["", f"No speed-up for {', '.join(missing)}: no Vanilla run of the same model and data on the same "
+                      "machine to compare with (train `+exp=vanilla` with the same settings to get one)."]  # fmt: skip
+    return "\n".join(lines)
+
+
+def inference_table(bench: dict[str, Any]) -> str:
+    """The reference's shape (Changes | Time BS 64 | Time BS 1 | Val accuracy), p50 per backend and precision."""
+    cells = {(r["backend"], r["precision"], r["batch_size"]): r for r in bench["rows"] if r["status"] == "ok"}
+    sizes = sorted({r["batch_size"] for r in bench["rows"]}, reverse=True)
+    header = "| Changes | " + " | ".join(f"Time BS {s}" for s in sizes) + " | Val accuracy |"
+    lines = [header, "|---|" + "---:|" * (len(sizes) + 1)]
+    for backend, precision in dict.fromkeys((r["backend"], r["precision"]) for r in bench["rows"]):
+        times = [f"{cells[(backend, precision, s)]['p50_ms']:.2f} ms" if (backend, precision, s) in cells else "–"
+                 for s in sizes]  # fmt: skip
+        lines.append(f"| {backend} ({precision}) | " + " | ".join(times) + " | – |")
+    return "\n".join(lines)
+
+
+def percentile_table(bench: dict[str, Any]) -> str:
+    lines = [
+        "| Backend | Precision | Batch | Status | n | p50 | p90 | p99 | min | Images/s | Setup | Efficiency |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in bench["rows"]:
+        if r["status"] != "ok":
+            lines.append(f"| {r['backend']} | {r['precision']} | {r['batch_size']} | {r['status']}: {r['reason']} "
+                         "| | | | | | | | |")  # fmt: skip
+            continue
+        eff = f"{r['efficiency']:.1%}" if r.get("efficiency") is not None else "–"
+        lines.append(
+            f"| {r['backend']} | {r['precision']} | {r['batch_size']} | ok | {r['n']:.0f} | {r['p50_ms']:.3f} ms | "
+            f"{r['p90_ms']:.3f} ms | {r['p99_ms']:.3f} ms | {r['min_ms']:.3f} ms | {r['throughput_per_s']:,.0f} | "
+            f"{r['setup_s']:.2f} s | {eff} |"
+        )
+    return "\n".join(lines)
+
+
+def write(results: list[dict[str, Any]], out: Path) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    parts = ["# speedlab report", ""]
+    train = training_rows(results)
+    if train:
+        parts += ["## Training", "", f"Measured on: {train[-1]['env']}.", "", training_table(train), ""]
+        parts += plots.training(train, out)
+    for bench in [r for r in results if r["kind"] == "bench"][-3:]:  # the latest few sweeps
+        title = f"## Inference: {bench.get('name')} ({bench['params']:,} parameters, input {bench['input_shape'][1:]})"
+        parts += [title, "", f"Measured on: {machine(bench)}; {bench['_dir']}.", ""]
+        parts += [inference_table(bench), "", percentile_table(bench), ""]
+        parts += plots.inference(bench, out)
+    activations = [r for r in results if r["kind"] == "bench_activations"]
+    if activations:
+        parts += ["## Activations", "", f"Measured on: {machine(activations[-1])}.", ""]
+        parts += plots.activations(activations[-1], out)
+    if len(parts) == 2:
+        parts.append("No finished train or bench runs found.")
+    path = out / "report.md"
+    atomic_write_text(path, "\n".join(parts) + "\n")
+    return path
+
+
+def _interval(row: dict[str, Any]) -> tuple[float, float]:
+    """95 % interval of a cell's p50: across repeats when there were several, else from the per-call spread
+    (the median's standard error is about 1.25 sigma / sqrt(n))."""
+    if row.get("p50_ci95_ms"):
+        return tuple(row["p50_ci95_ms"])
+    half = 1.96 * 1.2533 * row["std_ms"] / max(row["n"], 1) ** 0.5
+    return row["p50_ms"] - half, row["p50_ms"] + half
+
+
+def compare(a: dict[str, Any], b: dict[str, Any]) -> str:
+    if a.get("kind") != "bench" or b.get("kind") != "bench":
+        raise SpeedlabError("--compare takes two bench runs (result.json with kind: bench)")
+    index = lambda r: {(c["backend"], c["precision"], c["batch_size"]): c for c in r["rows"] if c["status"] == "ok"}  # noqa: E731
+    cells_a, cells_b = index(a), index(b)
+    lines = [
+        f"A: {a['_dir']} ({machine(a)})", f"B: {b['_dir']} ({machine(b)})", "",
+        "| Backend | Precision | Batch | p50 A | p50 B | B / A | Verdict |", "|---|---|---:|---:|---:|---:|---|",
+    ]  # fmt: skip
+    for key in [k for k in cells_a if k in cells_b]:
+        ra, rb = cells_a[key], cells_b[key]
+        (lo_a, hi_a), (lo_b, hi_b) = _interval(ra), _interval(rb)
+        apart = hi_a < lo_b or hi_b < lo_a
+        verdict = ("B faster" if rb["p50_ms"] < ra["p50_ms"] else "B slower") if apart else "within noise"
+        lines.append(
+            f"| {key[0]} | {key[1]} | {key[2]} | {ra['p50_ms']:.3f} ms | {rb['p50_ms']:.3f} ms | "
+            f"{rb['p50_ms'] / ra['p50_ms']:.3f} | {verdict} |"
+        )
+    only = sorted(set(cells_a) ^ set(cells_b))
+    if only:
+        lines += ["", "In one run only: " + ", ".join(f"{k[0]} {k[1]} batch {k[2]}" for k in only)]
+    return "\n".join(lines)
