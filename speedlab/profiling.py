@@ -10,6 +10,7 @@ time on a GPU) and saves a Chrome trace of a few whole steps (a bounded schedule
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,6 +28,10 @@ from speedlab.train import levers
 from speedlab.train.builder import build_trainer
 
 PHASES = ("forward", "backward", "inference")
+# Kineto (the profiler's engine) logs every session's start and stop to stderr, and on a CPU-only machine an ERROR
+# that no GPU was found: noise around the tables. It reads this level when a profiler first starts; 6 is above all
+# of its levels. A user's own KINETO_LOG_LEVEL wins.
+KINETO_QUIET_LEVEL = "6"
 
 
 def main(argv: Sequence[str]) -> int:
@@ -41,6 +46,7 @@ def run(ctx: RunContext) -> int:
         levers.check_device(cfg, where, spec)
         levers.apply_backend_flags(cfg.trainer, where)
         rec.refresh_flags()
+        os.environ.setdefault("KINETO_LOG_LEVEL", KINETO_QUIET_LEVEL)
         trainer = build_trainer(cfg, spec, where)
         inputs, targets = _batch(spec, cfg.trainer.batch_size, where)
         activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if where.type == "cuda" else [])]

@@ -188,3 +188,9 @@ def test_a_failed_export_leaves_the_shared_eager_model_where_every_cell_expects_
     result = run_bench(tmp_path / "run", "bench.backends=[onnxruntime,eager]", "bench.batch_sizes=[2]")
     assert cell(result, "onnxruntime", "fp32", 2)["status"] == "error"
     assert cell(result, "eager", "fp32", 2)["status"] == "ok"
+
+
+def test_profile_prints_no_profiler_chatter(run_cli):
+    out = run_cli("profile", *TINY, "profile.steps=1", "profile.warmup=0")
+    assert out.returncode == 0, out.stderr
+    assert "profiler_start" not in out.stderr and "gpuGetDeviceCount" not in out.stderr

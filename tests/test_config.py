@@ -86,6 +86,6 @@ def test_model_name_cannot_swap_the_family_behind_the_groups_back():
     from speedlab.data.spec import DataSpec
 
     with pytest.raises(
-        SpeedlabError, match="model.name=mlp does not match.*choose a family with the group, e.g. model=mlp"
+        SpeedlabError, match="model.name=mlp does not match.*choose a model family with the group, e.g. model=mlp"
     ):
         models.check(cfg.model, DataSpec("classification", (3, 32, 32), 10))

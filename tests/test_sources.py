@@ -125,7 +125,7 @@ def test_digits_augmentation_crops_gently_and_never_flips():
     assert cfg.crop_scale == [0.85, 1.0] and cfg.flip is False
     data = build_data(cfg, seed=0, batch_size=32)
     transform = data.train.transform
-    assert transform is not None and transform.crop_scale == (0.85, 1.0) and transform.flip is False
+    assert transform is not None and transform.recipe.crop_scale == (0.85, 1.0) and transform.recipe.flip is False
     assert data.val.transform is None  # evaluation sees the images as they are
 
 

@@ -11,6 +11,7 @@ from speedlab.data.transforms import (
     CROP_RATIO,
     CROP_SCALE,
     DeviceBatchTransform,
+    Recipe,
     classic_transform,
     crop_flip_grid,
     sample_crop_boxes,
@@ -45,7 +46,7 @@ def test_each_crop_matches_crop_then_resize(resolution):
     output pixel whose sampling point lies inside the crop (at the crop's edge, grid_sample reads the real
     neighbouring pixels where interpolate repeats the edge)."""
     images = _images()
-    transform = DeviceBatchTransform(resolution, *NORM, train=True)
+    transform = DeviceBatchTransform(Recipe(resolution, *NORM), train=True)
     x = transform._normalise(images)
     boxes = sample_crop_boxes(len(images), 64, 64, torch.Generator().manual_seed(2))
     flip = torch.arange(len(images)) % 2 == 1
@@ -66,7 +67,7 @@ def test_each_crop_matches_crop_then_resize(resolution):
 
 def test_full_crop_is_identity_and_flip_is_exact():
     images = _images(2)
-    x = DeviceBatchTransform(64, *NORM, train=True)._normalise(images)
+    x = DeviceBatchTransform(Recipe(64, *NORM), train=True)._normalise(images)
     full = torch.tensor([[0.0, 0.0, 64.0, 64.0]] * 2)
     out = F.grid_sample(x, crop_flip_grid(full, torch.tensor([False, True]), 64, 64, 64), mode="bilinear",
                         padding_mode="border", align_corners=False)  # fmt: skip
@@ -77,15 +78,15 @@ def test_full_crop_is_identity_and_flip_is_exact():
 @pytest.mark.parametrize("resolution", [64, 128])
 def test_eval_transform_matches_the_classic_one(resolution):
     images = _images(4)
-    device = DeviceBatchTransform(resolution, *NORM, train=False)(images)
-    classic = torch.stack([classic_transform(resolution, *NORM, train=False)(img) for img in images])
+    device = DeviceBatchTransform(Recipe(resolution, *NORM), train=False)(images)
+    classic = torch.stack([classic_transform(Recipe(resolution, *NORM), train=False)(img) for img in images])
     # torchvision resizes uint8 tensors in uint8: one quantisation level, 1 / (255 * std), is the expected gap.
     torch.testing.assert_close(device, classic, rtol=0, atol=1 / (255 * min(IMAGENET_STD)) + 1e-5)
 
 
 def test_training_transform_is_seeded_and_returns_a_fresh_tensor():
     images = _images(8)
-    transform = DeviceBatchTransform(48, *NORM, train=True)
+    transform = DeviceBatchTransform(Recipe(48, *NORM), train=True)
     a = transform(images, torch.Generator().manual_seed(5))
     b = transform(images, torch.Generator().manual_seed(5))
     c = transform(images, torch.Generator().manual_seed(6))

@@ -20,7 +20,7 @@ from speedlab.data import cache
 from speedlab.data.files import FileDataset
 from speedlab.data.loaders import ClassicLoader, DataBundle, DeviceLoader, ImageDataset, LoadOptions
 from speedlab.data.spec import DataSpec
-from speedlab.data.transforms import DeviceBatchTransform, classic_transform
+from speedlab.data.transforms import DeviceBatchTransform, Recipe, classic_transform
 from speedlab.errors import DataError, SpeedlabError
 
 Arrays = dict[str, tuple[np.ndarray, np.ndarray]]  # split -> (uint8 N x C x S x S images, int64 labels)
@@ -53,6 +53,13 @@ def check(cfg: ImagePipelineCfg) -> None:
         raise SpeedlabError(f"data.image_size={cfg.image_size}: must be a whole number >= 1")
     if cfg.workers < 0:
         raise SpeedlabError(f"data.workers={cfg.workers}: must be 0 or more")
+
+
+def image_recipe(cfg: ImageDataCfg, spec: DataSpec) -> Recipe:
+    """What the pipelines do to this source's images: its resolution, normalisation and augmentation."""
+    channels = spec.input_shape[0]
+    mean, std = spec.mean or (0.0,) * channels, spec.std or (1.0,) * channels
+    return Recipe(cfg.resolution, tuple(mean), tuple(std), cfg.augment, tuple(cfg.crop_scale), cfg.flip)
 
 
 def augmentation(cfg: ImageDataCfg) -> dict[str, Any]:
@@ -131,26 +138,21 @@ def _bundle(
     cfg: ImagePipelineCfg, spec: DataSpec, options: LoadOptions, info: dict, *, arrays: Arrays | None,
     files: FileDataset | None, classes: list[str] | None = None,
 ) -> DataBundle:  # fmt: skip
-    scale = tuple(cfg.crop_scale)
-    mean, std = spec.mean or (0.0,) * spec.input_shape[0], spec.std or (1.0,) * spec.input_shape[0]
+    recipe = image_recipe(cfg, spec)
 
     def loader(split: str, train: bool) -> DeviceLoader | ClassicLoader:
         if str(cfg.pipeline) == "device":
             if arrays is None:
                 raise DataError("the device pipeline needs decoded arrays")
             images, labels = arrays[split]
-            transform = DeviceBatchTransform(
-                cfg.resolution, mean, std, train=train, augment=cfg.augment, crop_scale=scale, flip=cfg.flip
-            )
+            transform = DeviceBatchTransform(recipe, train=train)
             return DeviceLoader(
                 images, labels, plan=options.plan(len(labels), train), transform=transform, device=options.device
             )
         source = arrays[split] if arrays is not None else getattr(files, split)
-        transform = classic_transform(
-            cfg.resolution, mean, std, train=train, augment=cfg.augment, crop_scale=scale, flip=cfg.flip
-        )
-        dataset = ImageDataset(source, cfg.image_size, transform, getattr(cfg, "skip_corrupt", False),
-                               channels=spec.input_shape[0])  # fmt: skip
+        transform = classic_transform(recipe, train=train)
+        skip = getattr(cfg, "skip_corrupt", False)  # files only: arrays have no corrupt images
+        dataset = ImageDataset(source, cfg.image_size, transform, skip, channels=spec.input_shape[0])
         return ClassicLoader(
             dataset, plan=options.plan(len(dataset), train), device=options.device, workers=cfg.workers,
             pin_memory=cfg.pin_memory, prefetch_factor=cfg.prefetch_factor,

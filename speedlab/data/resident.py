@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from speedlab.config import ImageDataCfg
+from speedlab.data.images import augmentation, image_recipe
 from speedlab.data.loaders import DataBundle, LoadOptions, TensorLoader
 from speedlab.data.spec import DataSpec
 from speedlab.data.transforms import DeviceBatchTransform
@@ -22,8 +23,8 @@ def load_images(
     info: dict[str, Any], classes: list[str] | None = None,
 ) -> DataBundle:  # fmt: skip
     """Both splits of uint8 N x C x H x W images with int64 labels, resident on `options.device`."""
-    mean, std = spec.mean or (0.0,) * spec.input_shape[0], spec.std or (1.0,) * spec.input_shape[0]
-    prepare = DeviceBatchTransform(cfg.resolution, mean, std, train=False)
+    recipe = image_recipe(cfg, spec)
+    prepare = DeviceBatchTransform(recipe, train=False)
 
     def loader(split: str, train: bool) -> TensorLoader:
         images, labels = arrays[split]
@@ -31,14 +32,11 @@ def load_images(
         y = torch.from_numpy(np.ascontiguousarray(labels)).to(options.device)
         plan = options.plan(len(y), train)
         if train and cfg.augment:
-            augment = DeviceBatchTransform(cfg.resolution, mean, std, train=True, crop_scale=tuple(cfg.crop_scale),
-                                           flip=cfg.flip)  # fmt: skip
-            return TensorLoader(x, y, plan=plan, transform=augment)
+            return TensorLoader(x, y, plan=plan, transform=DeviceBatchTransform(recipe, train=True))
         ready = torch.cat([prepare(x[i : i + CHUNK]) for i in range(0, len(x), CHUNK)]) if len(x) else x.float()
         return TensorLoader(ready, y, plan=plan)
 
-    info = {**info, "resident": True, "resolution": cfg.resolution, "augment": cfg.augment,
-            "crop_scale": list(cfg.crop_scale), "flip": cfg.flip}  # fmt: skip
+    info = {**info, "resident": True, **augmentation(cfg)}
     return DataBundle(loader("train", True), loader("val", False), spec, classes, info)
 
 

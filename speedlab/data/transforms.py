@@ -10,6 +10,7 @@ torchvision twin used in DataLoader workers. Neither assumes a number of channel
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -18,6 +19,20 @@ import torch.nn.functional as F
 CROP_SCALE = (0.08, 1.0)  # torchvision's (and ImageNet training's) default area range
 CROP_RATIO = (3 / 4, 4 / 3)
 CROP_ATTEMPTS = 10
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What both pipelines do to an image: resize to `resolution`, normalise with the source's per-channel mean and
+    std (of pixels in [0, 1]), and, for training with `augment`, a random-resized-crop over `crop_scale` of the area
+    plus horizontal flips when `flip`."""
+
+    resolution: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    augment: bool = True
+    crop_scale: tuple[float, float] = CROP_SCALE
+    flip: bool = True
 
 
 def sample_crop_boxes(
@@ -81,19 +96,9 @@ class DeviceBatchTransform:
     them afresh costs page faults that, on CPU, took about a third of the time. The returned batch is always a
     new tensor, so callers may keep it."""
 
-    def __init__(
-        self,
-        resolution: int,
-        mean: tuple[float, ...],
-        std: tuple[float, ...],
-        *,
-        train: bool,
-        augment: bool = True,
-        crop_scale: tuple[float, float] = CROP_SCALE,
-        flip: bool = True,
-    ) -> None:
-        self.resolution, self.mean, self.std, self.crop_scale = resolution, tuple(mean), tuple(std), tuple(crop_scale)
-        self.augment, self.flip = train and augment, flip
+    def __init__(self, recipe: Recipe, *, train: bool) -> None:
+        self.recipe, self.resolution = recipe, recipe.resolution
+        self.augment = train and recipe.augment
         self._norm: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
         self._scratch: dict[str, torch.Tensor] = {}
 
@@ -106,8 +111,8 @@ class DeviceBatchTransform:
     def _normalise(self, images: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         device = images.device
         if device not in self._norm:
-            std = torch.tensor(self.std, device=device).view(1, -1, 1, 1)
-            mean = torch.tensor(self.mean, device=device).view(1, -1, 1, 1)
+            std = torch.tensor(self.recipe.std, device=device).view(1, -1, 1, 1)
+            mean = torch.tensor(self.recipe.mean, device=device).view(1, -1, 1, 1)
             self._norm[device] = (1.0 / (255.0 * std), -mean / std)
         scale, shift = self._norm[device]
         # Normalising before resampling is exact (bilinear weights sum to one) and touches fewer pixels.
@@ -121,9 +126,9 @@ class DeviceBatchTransform:
         if self.augment:
             x = self._normalise(images, out=self._buffer("input", tuple(images.shape), device))
             g = generator if generator is not None else torch.Generator().manual_seed(0)
-            boxes = sample_crop_boxes(n, height, width, g, self.crop_scale).to(device)
+            boxes = sample_crop_boxes(n, height, width, g, self.recipe.crop_scale).to(device)
             flip = (torch.rand(n, generator=g) < 0.5).to(device)  # drawn either way: same RNG stream
-            if not self.flip:
+            if not self.recipe.flip:
                 flip.zero_()
             grid = self._buffer("grid", (n, self.resolution, self.resolution, 2), device)
             crop_flip_grid(boxes, flip, height, width, self.resolution, out=grid)
@@ -135,26 +140,17 @@ class DeviceBatchTransform:
         return x
 
 
-def classic_transform(
-    resolution: int,
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
-    *,
-    train: bool,
-    augment: bool = True,
-    crop_scale: tuple[float, float] = CROP_SCALE,
-    flip: bool = True,
-) -> Any:
+def classic_transform(recipe: Recipe, *, train: bool) -> Any:
     """Per-image torchvision transforms (a `v2.Compose`) for DataLoader workers (input: PIL image or uint8 C x H x W
     tensor)."""
     from torchvision.transforms import v2  # imported here: it costs every command a second at start-up
 
-    steps: list = []
-    if train and augment:
-        steps.append(v2.RandomResizedCrop(resolution, scale=tuple(crop_scale), ratio=CROP_RATIO, antialias=True))
-        if flip:
+    size, steps = recipe.resolution, []
+    if train and recipe.augment:
+        steps.append(v2.RandomResizedCrop(size, scale=tuple(recipe.crop_scale), ratio=CROP_RATIO, antialias=True))
+        if recipe.flip:
             steps.append(v2.RandomHorizontalFlip())
     else:
-        steps += [v2.Resize((resolution, resolution), antialias=True)]
-    steps += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
+        steps += [v2.Resize((size, size), antialias=True)]
+    steps += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(recipe.mean), list(recipe.std))]
     return v2.Compose(steps)

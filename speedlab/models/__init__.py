@@ -14,18 +14,16 @@ Every module in this package is imported on first use, so adding a family is add
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import pkgutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 from torch import nn
 
-from speedlab import config
+from speedlab import checkpoint, config
 from speedlab.config import ModelCfg
 from speedlab.data.spec import DataSpec
 from speedlab.errors import SpeedlabError
+from speedlab.plugins import Registry
 
 
 class Family(Protocol):
@@ -34,64 +32,17 @@ class Family(Protocol):
     def build(self, cfg: Any, spec: DataSpec) -> nn.Module: ...
 
 
-@dataclasses.dataclass(frozen=True)
-class _Entry:
-    family: Family
-    schema: type[ModelCfg]
-
-
-_REGISTRY: dict[str, _Entry] = {}
-_LOADED = False
-
-
-def register(name: str, schema: type[ModelCfg]) -> Callable[[type], type]:
-    """Register a family class under `name`, with `schema` (a ModelCfg subclass whose `name` defaults to `name`)."""
-
-    def decorator(cls: type) -> type:
-        if name in _REGISTRY:
-            raise ValueError(f"model family {name!r} is registered twice")
-        if schema.name != name:
-            raise ValueError(f"{schema.__name__}.name defaults to {schema.name!r}, not the family's name {name!r}")
-        _REGISTRY[name] = _Entry(cls(), schema)
-        config.register_schema("model", name, schema)
-        return cls
-
-    return decorator
-
-
-def _load() -> None:
-    global _LOADED
-    if not _LOADED:
-        _LOADED = True
-        for module in pkgutil.iter_modules(__path__):
-            importlib.import_module(f"{__name__}.{module.name}")
-
-
-def names() -> list[str]:
-    """The registered families, sorted."""
-    _load()
-    return sorted(_REGISTRY)
-
-
-def _entry(name: str) -> _Entry:
-    _load()
-    if name not in _REGISTRY:
-        raise SpeedlabError(f"unknown model family {name!r}; valid families: {', '.join(names())}")
-    return _REGISTRY[name]
+_REGISTRY = Registry("model family", "model", __name__, __path__)
+register = _REGISTRY.register
+names = _REGISTRY.names
 
 
 def schema(name: str) -> type[ModelCfg]:
-    return _entry(name).schema
+    return _REGISTRY.entry(name).schema
 
 
 def _family(cfg: ModelCfg) -> Family:
-    entry = _entry(cfg.name)
-    if not isinstance(cfg, entry.schema):
-        raise SpeedlabError(
-            f"model.name={cfg.name} does not match the chosen family's settings ({type(cfg).__name__}); choose a "
-            f"family with the group, e.g. model={cfg.name}, and leave model.name alone"
-        )
-    return entry.family
+    return _REGISTRY.for_config(cfg)
 
 
 def check(cfg: ModelCfg, spec: DataSpec) -> None:
@@ -185,8 +136,6 @@ def load_trained(setting: str, key: str, run_model: dict[str, Any], explicit: bo
     The checkpoint decides the family, its config and the data's shape, so a command runs what was trained. When
     the command line also set model keys (`explicit`), they must agree with the checkpoint; otherwise the run's own
     model settings are ignored and each difference becomes a note."""
-    from speedlab import checkpoint
-
     path = checkpoint.find(setting, key=key)
     state = checkpoint.load(path)
     diffs = checkpoint.differences(state, run_model, None)
