@@ -97,10 +97,12 @@ def run(ctx: RunContext) -> int:
             _finished_rows.append(summary.skipped_row(levers.changes_label(ctx.cfg), str(err)))
             return 0
         info = distributed.start(info, plan.device)
+        completed = False
         try:
             _train(ctx, plan, info, rec)
+            completed = True
         finally:
-            distributed.stop(info)
+            distributed.stop(info, completed)
     return 0
 
 
