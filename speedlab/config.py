@@ -242,11 +242,6 @@ def load_plugins() -> None:
     speedlab.data.sources.names()
 
 
-def plugin_options(group: str) -> list[str]:
-    """The YAML files of a plug-in group (`conf/model/*.yaml`): what `model=` and `data=` accept."""
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
-
-
 def structured(schema: type[Any], values: dict[str, Any], what: str) -> Any:
     """`values` (plain data, e.g. a checkpoint's model config) checked against `schema` and returned as an instance;
     a key or type the schema does not know raises SpeedlabError naming it and `what` the values came from."""

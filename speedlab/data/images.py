@@ -118,9 +118,11 @@ def decoded_arrays(
     return decoded, info
 
 
-def load_arrays(cfg: ImagePipelineCfg, spec: DataSpec, arrays: Arrays, options: LoadOptions, info: dict) -> DataBundle:
+def load_arrays(
+    cfg: ImagePipelineCfg, spec: DataSpec, arrays: Arrays, options: LoadOptions, classes: list[str]
+) -> DataBundle:
     """Both loaders over in-memory (or memory-mapped) uint8 arrays, in the configured pipeline."""
-    return _bundle(cfg, spec, options, info, arrays=arrays, files=None)
+    return _bundle(cfg, spec, options, {}, arrays=arrays, files=None, classes=classes)
 
 
 def load_files(cfg: ImageFilesCfg, spec: DataSpec, dataset: FileDataset, options: LoadOptions) -> DataBundle:

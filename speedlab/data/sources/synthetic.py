@@ -41,6 +41,4 @@ class Synthetic:
             split: patterns.generate(n, cfg.num_classes, cfg.image_size, dataset_seed=cfg.synthetic_seed, split=split)
             for split, n in (("train", cfg.train_size), ("val", cfg.val_size))
         }
-        bundle = images.load_arrays(cfg, spec, arrays, options, {})
-        bundle.classes = [f"class_{i:03d}" for i in range(cfg.num_classes)]
-        return bundle
+        return images.load_arrays(cfg, spec, arrays, options, [f"class_{i:03d}" for i in range(cfg.num_classes)])
