@@ -86,4 +86,4 @@ def implementation(name: str, device: torch.device | str, dtype: torch.dtype = t
 
 
 # Importing the implementation modules registers them.
-from activations import builtin, fastswish, fastswish_triton  # noqa: E402,F401
+from activations import builtin, fastswish, fastswish_triton, fasttanh  # noqa: E402,F401

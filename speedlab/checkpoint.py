@@ -9,6 +9,7 @@ config, and what a command needs to rebuild the model without the training run's
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,9 @@ def find(path: str | Path, key: str) -> Path:
 
 
 def save(path: Path, state: dict[str, Any]) -> None:
-    """Write `state` so that a crash or Ctrl-C mid-write leaves the previous checkpoint intact."""
+    """Write `state` so that a crash or Ctrl-C mid-write leaves the previous checkpoint intact. The history may come
+    as a JSON string (`RecordLines.array`), which load() turns back into a list: torch.save pickles a list of
+    10,000 epoch records far slower than it stores one string."""
     with atomic_path(path, suffix=".pt") as tmp:
         torch.save({"format": FORMAT, **state}, tmp)
 
@@ -65,6 +68,8 @@ def load(path: Path) -> dict[str, Any]:
             f"{path} is not a speedlab training checkpoint of format {FORMAT} (found format {found}); "
             "train it again with this version"
         )
+    if isinstance(state.get("history"), str):
+        state["history"] = json.loads(state["history"])
     return state
 
 

@@ -47,6 +47,7 @@ Pipeline = _choices("Pipeline", ["device", "classic"])
 CompileMode = _choices("CompileMode", ["default", "reduce-overhead", "max-autotune"])
 AmpDtype = _choices("AmpDtype", ["bf16", "fp16"])
 Schedule = _choices("Schedule", ["cosine", "constant"])
+StepKind = _choices("StepKind", ["module", "functional"])
 ExportFormat = _choices("ExportFormat", ["onnx", "int8", "tensorrt"])
 OnnxExporter = _choices("OnnxExporter", ["dynamo", "torchscript"])
 TrtPrecision = _choices("TrtPrecision", ["fp32", "fp16", "bf16", "int8"])
@@ -108,6 +109,12 @@ class TrainerCfg:
     # Steps run (and undone) before the first epoch so compilation and first-call costs are timed on their own.
     timing_warmup: int = 3
     checkpoint: bool = True  # write checkpoint.pt (atomically) after every epoch
+    # Overhead levers (small networks, where framework overhead and not FLOPs decides the step time):
+    threads: int | None = None  # torch.set_num_threads for the run; None: torch's default (one per core)
+    # module: nn.Module forward, autograd backward, torch.optim step. functional: the whole step as one function
+    # (torch.func gradients, AdamW written out on flat buffers), compiled whole with fullgraph when compile.enabled.
+    step: StepKind = StepKind.module
+    cuda_graphs: bool = False  # replay the whole functional step as one captured CUDA graph (GPU only)
 
 
 @dataclass
@@ -126,6 +133,7 @@ class CompileCfg:
     mode: CompileMode = CompileMode.default
     fullgraph: bool = False
     dynamic: bool | None = None
+    optimizer: bool = False  # also compile the optimizer step (trainer.step=module)
 
 
 @dataclass

@@ -33,8 +33,49 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
-def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+def atomic_write_json(path: str | os.PathLike, data: Any, lines: dict[str, RecordLines] | None = None) -> None:
+    atomic_write_text(path, dumps(data, lines) + "\n")
+
+
+class RecordLines:
+    """The JSON lines of a growing list of records (a run's epochs), encoded once each: a record is final once
+    written, so each write encodes only the records added since. Re-encoding 10,000 epochs at every write cost
+    ~50 ms a time, 2 % of a 10,000-epoch run."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self._encode = json.JSONEncoder(default=str).encode
+
+    def of(self, records: list[Any]) -> list[str]:
+        if len(records) < len(self.lines):  # a different (shorter) list: start again
+            self.lines = []
+        self.lines += [self._encode(r) for r in records[len(self.lines) :]]
+        return self.lines
+
+    def array(self, records: list[Any]) -> str:
+        """The records as one compact JSON array."""
+        return "[" + ",".join(self.of(records)) + "]"
+
+
+def dumps(data: Any, lines: dict[str, RecordLines] | None = None) -> str:
+    """JSON indented for reading, except that a top-level list of records (a run's epochs) is written one record
+    per line, through `lines[key]` when given (which encodes each record once)."""
+    records = (
+        [k for k, v in data.items() if isinstance(v, list) and v and isinstance(v[0], dict)]
+        if isinstance(data, dict)
+        else []
+    )
+    if not records:
+        return json.dumps(data, indent=2, default=str)
+    parts, lines = [], lines if lines is not None else {}
+    for key, value in data.items():
+        if key in records:
+            encoded = lines.setdefault(key, RecordLines()).of(value)
+            parts.append(f"  {json.dumps(key)}: [\n" + ",\n".join(f"    {line}" for line in encoded) + "\n  ]")
+        else:
+            body = json.dumps(value, indent=2, default=str).replace("\n", "\n  ")
+            parts.append(f"  {json.dumps(key)}: {body}")
+    return "{\n" + ",\n".join(parts) + "\n}"
 
 
 @contextmanager

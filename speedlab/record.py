@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from speedlab.errors import SpeedlabError
-from speedlab.fsutil import atomic_write_json
+from speedlab.fsutil import RecordLines, atomic_write_json
 
 RESULT_FILE = "result.json"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -194,6 +194,7 @@ class RunRecord:
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         self._t0 = time.perf_counter()
+        self._lines: dict[str, RecordLines] = {}  # epochs encoded once each, however often the run saves
 
     def __setitem__(self, key: str, value: Any) -> None:
         self.data[key] = value
@@ -215,7 +216,7 @@ class RunRecord:
 
     def save(self) -> Path:
         self.data["wall_time_s"] = round(time.perf_counter() - self._t0, 3)
-        atomic_write_json(self.path, self.data)
+        atomic_write_json(self.path, self.data, self._lines)
         return self.path
 
 

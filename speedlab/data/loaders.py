@@ -6,6 +6,8 @@
   kept so the data lever itself can be measured.
 - `TensorLoader`: whole splits resident on the device as tensors (the small sources); a batch is an index into
   them, and a full batch is the tensors themselves. No DataLoader, no host work per step.
+- `HostLoader`: the same small splits the way most scripts feed them: a torch DataLoader over host tensors, each
+  batch collated on the host and copied to the device (the `data.resident=false` lever, measured against it).
 
 All draw each epoch's order from `epoch_order(n, seed, epoch)` and shard it the same way per rank, so every
 pipeline and every experiment sees the same mini-batches for the same seed. A source's `load` returns a
@@ -221,7 +223,25 @@ class TensorLoader:
         return self.transform(x, generator) if self.transform is not None else x
 
 
-Loader = DeviceLoader | ClassicLoader | TensorLoader
+class HostLoader:
+    """A torch DataLoader (no workers) over host tensors, batches collated per step and moved to the device."""
+
+    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, *, plan: BatchPlan, device: torch.device) -> None:
+        self.dataset = torch.utils.data.TensorDataset(inputs.cpu(), targets.cpu())
+        self.plan, self.device = plan, torch.device(device)
+        self.skipped_corrupt = 0
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def epoch(self, epoch: int) -> Iterator[Batch]:
+        batches = [b.tolist() for b in self.plan.batches(epoch)]
+        non_blocking = self.device.type == "cuda"
+        for x, y in DataLoader(self.dataset, batch_sampler=batches, pin_memory=non_blocking):
+            yield x.to(self.device, non_blocking=non_blocking), y.to(self.device, non_blocking=non_blocking)
+
+
+Loader = DeviceLoader | ClassicLoader | TensorLoader | HostLoader
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Loaders for the small sources, whose splits live on the device as whole tensors (`TensorLoader`): no
 DataLoader and no host work per step. Image splits are normalised (and resized) once when they load; only with
-augmentation do they stay uint8 and go through the batched device transform each step."""
+augmentation do they stay uint8 and go through the batched device transform each step. With `resident=False` (the
+`data.resident` lever turned off) the same prepared tensors feed a host DataLoader instead (`HostLoader`)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import torch
 
 from speedlab.config import ImageDataCfg
 from speedlab.data.images import augmentation, image_recipe
-from speedlab.data.loaders import DataBundle, LoadOptions, TensorLoader
+from speedlab.data.loaders import DataBundle, HostLoader, LoadOptions, TensorLoader
 from speedlab.data.spec import DataSpec
 from speedlab.data.transforms import DeviceBatchTransform
+from speedlab.errors import DataError
 
 CHUNK = 4096  # images prepared at a time, to bound the float scratch memory
 
@@ -26,28 +28,38 @@ def load_images(
     recipe = image_recipe(cfg, spec)
     prepare = DeviceBatchTransform(recipe, train=False)
 
-    def loader(split: str, train: bool) -> TensorLoader:
+    def loader(split: str, train: bool) -> TensorLoader | HostLoader:
         images, labels = arrays[split]
         x = torch.from_numpy(np.ascontiguousarray(images)).to(options.device)
         y = torch.from_numpy(np.ascontiguousarray(labels)).to(options.device)
         plan = options.plan(len(y), train)
         if train and cfg.augment:
+            if not resident:
+                raise DataError(
+                    f"data.resident=false with data.augment=true: the host loader has no augmentation; set "
+                    f"data.augment=false or data.resident=true (data={cfg.name})"
+                )
             return TensorLoader(x, y, plan=plan, transform=DeviceBatchTransform(recipe, train=True))
         ready = torch.cat([prepare(x[i : i + CHUNK]) for i in range(0, len(x), CHUNK)]) if len(x) else x.float()
-        return TensorLoader(ready, y, plan=plan)
+        return TensorLoader(ready, y, plan=plan) if resident else HostLoader(ready, y, plan=plan, device=options.device)
 
-    info = {**info, "resident": True, **augmentation(cfg)}
+    resident = getattr(cfg, "resident", True)
+    info = {**info, "resident": resident, **augmentation(cfg)}
     return DataBundle(loader("train", True), loader("val", False), spec, classes, info)
 
 
 def load_tensors(
     train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor], spec: DataSpec,
-    options: LoadOptions, info: dict[str, Any],
+    options: LoadOptions, info: dict[str, Any], resident: bool = True,
 ) -> DataBundle:  # fmt: skip
-    """Both splits of ready-to-use inputs and targets (features, regression targets), resident on the device."""
+    """Both splits of ready-to-use inputs and targets (features, regression targets), resident on the device (or,
+    with `resident=False`, fed from the host by a DataLoader)."""
 
-    def loader(split: tuple[torch.Tensor, torch.Tensor], is_train: bool) -> TensorLoader:
+    def loader(split: tuple[torch.Tensor, torch.Tensor], is_train: bool) -> TensorLoader | HostLoader:
+        plan = options.plan(len(split[1]), is_train)
+        if not resident:
+            return HostLoader(*split, plan=plan, device=options.device)
         x, y = (t.to(options.device) for t in split)
-        return TensorLoader(x, y, plan=options.plan(len(y), is_train))
+        return TensorLoader(x, y, plan=plan)
 
-    return DataBundle(loader(train, True), loader(val, False), spec, None, {**info, "resident": True})
+    return DataBundle(loader(train, True), loader(val, False), spec, None, {**info, "resident": resident})

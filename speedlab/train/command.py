@@ -9,8 +9,8 @@ study's shape. Under torchrun it trains with DDP.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from contextlib import nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from speedlab.config import RunContext, SpeedlabCfg
 from speedlab.data.build import build_data, describe
 from speedlab.data.loaders import DataBundle
 from speedlab.data.spec import DataSpec
+from speedlab.fsutil import RecordLines
 from speedlab.monitor import PeakMemory, dynamo_frames_compiled
 from speedlab.train import distributed, levers, summary
 from speedlab.train.builder import build_trainer
@@ -136,18 +137,52 @@ def _train(ctx: RunContext, plan: _Plan, info: Dist, rec: Any) -> None:
         frames_after_warmup = dynamo_frames_compiled()
         progress.start_epochs(start_epoch, cfg.trainer.epochs)
         total, every = cfg.trainer.epochs, cfg.trainer.eval_every
+        loop = _LoopClock(first_epoch=start_epoch + 1)
         try:
             for epoch in range(start_epoch + 1, total + 1):
                 history.append({"epoch": epoch, **trainer.train_epoch(epoch, total)})
                 if epoch % every and epoch != total:
                     progress.tick_epoch()  # bookkeeping waits for the next evaluated epoch
                     continue
+                trainer.settle_losses(history)
                 history[-1].update(trainer.evaluate(epoch))
                 progress.end_epoch(_epoch_line(history[-1], total))
-                _finish_epoch(ctx, trainer, history, info, rec, memory, frames_after_warmup)
+                rec.update(loop.fractions(history))
+                with loop.bookkeeping():
+                    _finish_epoch(ctx, trainer, history, info, rec, memory, frames_after_warmup, loop.history)
         finally:
             progress.close()
         _finish_run(ctx, rec, trainer, info)
+
+
+class _LoopClock:
+    """Wall time of this run's epoch loop against the time its steps took: how much of a run of many tiny epochs
+    goes to training rather than to evaluation, bookkeeping and the loop itself."""
+
+    def __init__(self, first_epoch: int) -> None:
+        self.first_epoch, self.start = first_epoch, time.perf_counter()
+        self.bookkeeping_s = 0.0  # result.json and checkpoint writes
+        self.history = RecordLines()  # the checkpoint's copy of the history, each epoch encoded once
+
+    @contextmanager
+    def bookkeeping(self) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.bookkeeping_s += time.perf_counter() - start
+
+    def fractions(self, history: list[dict[str, Any]]) -> dict[str, float]:
+        wall = time.perf_counter() - self.start
+        ours = [e for e in history if e["epoch"] >= self.first_epoch]
+        train = sum(e["train_time_s"] for e in ours)
+        evaluation = sum(e.get("eval_time_s", 0.0) for e in ours)
+        return {
+            "loop_wall_s": round(wall, 4),
+            "train_fraction": round(train / wall, 4) if wall > 0 else None,
+            "eval_fraction": round(evaluation / wall, 4) if wall > 0 else None,
+            "bookkeeping_fraction": round(self.bookkeeping_s / wall, 4) if wall > 0 else None,
+        }
 
 
 def _build(cfg: SpeedlabCfg, plan: _Plan, data: DataBundle, where: torch.device, info: Dist, progress: Progress):
@@ -207,7 +242,14 @@ def _epoch_line(e: dict[str, Any], total: int) -> str:
 
 
 def _finish_epoch(
-    ctx: RunContext, trainer: Trainer, history: list, info: Dist, rec: Any, memory: PeakMemory, frames0: int
+    ctx: RunContext,
+    trainer: Trainer,
+    history: list,
+    info: Dist,
+    rec: Any,
+    memory: PeakMemory,
+    frames0: int,
+    history_lines: RecordLines,
 ) -> None:
     """Update result.json and write the checkpoint (rank 0), so an interrupted run keeps every finished epoch."""
     if not info.is_main:
@@ -225,7 +267,7 @@ def _finish_epoch(
                 "scaler": trainer.scaler.state_dict() if trainer.scaler is not None else None,
                 "epoch": history[-1]["epoch"],
                 "rng": checkpoint.rng_states(),
-                "history": history,
+                "history": history_lines.array(history),
                 "model_config": ctx.resolved["model"],
                 "data_spec": trainer.data.spec.record(),
                 "config": ctx.resolved,

@@ -1,4 +1,5 @@
-"""The speed levers of a training run: AMP, compile, channels_last, cuDNN/TF32 flags and the optimizer.
+"""The speed levers of a training run: AMP, compile, channels_last, cuDNN/TF32 flags, the optimizer, and the
+overhead levers of small networks (threads, the functional whole step, a compiled optimizer step, CUDA graphs).
 
 `check_values` and `check_device` refuse a combination no machine, or this one, can run, naming the key, the value
 and what to use instead, before any data is loaded; nothing is ever silently swapped for something else. The other
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from collections.abc import Callable
 
 import torch
@@ -19,8 +21,15 @@ from speedlab.config import AmpCfg, CompileCfg, OptimCfg, SpeedlabCfg, TrainerCf
 from speedlab.data.spec import DataSpec
 from speedlab.device import UnsupportedHere
 from speedlab.errors import SpeedlabError
+from speedlab.train.functional import param_groups
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+DEFAULT_THREADS = torch.get_num_threads()  # torch's own choice at start-up, restored for runs that set none
+
+
+def cores() -> int:
+    """The cores this process may run on (its CPU affinity, which containers and taskset narrow)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def check_values(cfg: SpeedlabCfg) -> None:
@@ -40,6 +49,38 @@ def check_values(cfg: SpeedlabCfg) -> None:
         raise SpeedlabError(f"optim.lr={cfg.optim.lr}: must be a positive number")
     if cfg.optim.fused and cfg.optim.foreach:
         raise SpeedlabError("optim.fused=true and optim.foreach=true exclude each other; set one of them")
+    if cfg.trainer.threads is not None and cfg.trainer.threads < 1:
+        raise SpeedlabError(f"trainer.threads={cfg.trainer.threads}: must be >= 1 (or null for torch's default)")
+    _check_step_levers(cfg)
+
+
+def _check_step_levers(cfg: SpeedlabCfg) -> None:
+    """Combinations of the step levers that cannot mean anything, each refused with what to set instead."""
+    functional = str(cfg.trainer.step) == "functional"
+    if functional:
+        for key, on in (("optim.fused", cfg.optim.fused), ("optim.foreach", cfg.optim.foreach)):
+            if on:
+                raise SpeedlabError(
+                    f"{key}=true with trainer.step=functional: the functional step writes AdamW out itself (fused "
+                    f"by the compiler when compile.enabled=true); drop {key} or use trainer.step=module"
+                )
+        if cfg.amp.enabled and cfg.amp.dtype == "fp16":
+            raise SpeedlabError(
+                "amp.dtype=fp16 with trainer.step=functional: fp16 needs the GradScaler of trainer.step=module; "
+                "use amp.dtype=bf16 or trainer.step=module"
+            )
+    if cfg.compile.optimizer and functional:
+        raise SpeedlabError(
+            "compile.optimizer=true is a trainer.step=module lever; trainer.step=functional compiles its whole step, "
+            "optimizer included, with compile.enabled=true"
+        )
+    if cfg.compile.optimizer and not cfg.compile.enabled:
+        raise SpeedlabError("compile.optimizer=true needs compile.enabled=true")
+    if cfg.trainer.cuda_graphs and not functional:
+        raise SpeedlabError(
+            "trainer.cuda_graphs=true captures the functional step: set trainer.step=functional (or use "
+            "compile.mode=reduce-overhead for CUDA graphs of the forward and backward)"
+        )
 
 
 def check_device(cfg: SpeedlabCfg, device: torch.device, spec: DataSpec) -> list[str]:
@@ -60,6 +101,16 @@ def check_device(cfg: SpeedlabCfg, device: torch.device, spec: DataSpec) -> list
     for key, on in (("trainer.cudnn_benchmark", cfg.trainer.cudnn_benchmark), ("trainer.tf32", cfg.trainer.tf32)):
         if on and not cuda:
             raise UnsupportedHere(f"{key}=true needs CUDA (it is a cuDNN/cuBLAS flag); this run is on {device.type}")
+    if cfg.trainer.cuda_graphs and not cuda:
+        raise UnsupportedHere(
+            f"trainer.cuda_graphs=true needs a CUDA GPU (it captures the step as a CUDA graph); this run is on "
+            f"{device.type}. On the CPU the nearest lever is trainer.step=functional compile.enabled=true"
+        )
+    if cfg.trainer.threads is not None and cfg.trainer.threads > cores():
+        raise UnsupportedHere(
+            f"trainer.threads={cfg.trainer.threads}: this machine lets the run use {cores()} cores; choose 1 to "
+            f"{cores()} (more threads than cores only queue behind each other)"
+        )
     notes = []
     if cfg.compile.enabled and cfg.compile.mode == "reduce-overhead" and not cuda:
         notes.append("compile.mode=reduce-overhead: CUDA graphs need a GPU; on the CPU it compiles like `default`")
@@ -75,6 +126,7 @@ def apply_backend_flags(cfg: TrainerCfg, device: torch.device) -> None:
     torch.backends.cuda.matmul.allow_tf32 = cuda and cfg.tf32
     torch.backends.cudnn.allow_tf32 = cuda and cfg.tf32
     torch.set_float32_matmul_precision("high" if cuda and cfg.tf32 else "highest")
+    torch.set_num_threads(cfg.threads or DEFAULT_THREADS)
 
 
 def autocast(cfg: AmpCfg, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
@@ -92,12 +144,14 @@ def grad_scaler(cfg: AmpCfg, device: torch.device) -> torch.amp.GradScaler | Non
     return None
 
 
-def optimizer(model: nn.Module, cfg: OptimCfg) -> torch.optim.AdamW:
-    # No weight decay on norms, biases and layer scales (1-d parameters), as in the ConvNeXt recipe.
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, fused=cfg.fused, foreach=cfg.foreach)
+def optimizer(model: nn.Module, cfg: OptimCfg, lr_tensor: bool = False) -> torch.optim.AdamW:
+    """AdamW with no weight decay on norms, biases and layer scales. `lr_tensor`: the learning rate as a tensor, so a
+    compiled optimizer step does not recompile each time the schedule changes it."""
+    grouped = param_groups(model, cfg.weight_decay)
+    groups = [{"params": [p for _, p in named], "weight_decay": decay} for named, decay in grouped]
+    device = next(model.parameters()).device
+    lr = torch.tensor(cfg.lr, device=device) if lr_tensor else cfg.lr
+    return torch.optim.AdamW(groups, lr=lr, fused=cfg.fused, foreach=cfg.foreach)
 
 
 def learning_rate(cfg: OptimCfg, step: int, total_steps: int) -> float:
@@ -135,9 +189,25 @@ def changes_label(cfg: SpeedlabCfg) -> str:
         parts.append("cudnn.benchmark")
     if cfg.trainer.tf32:
         parts.append("TF32")
+    parts += _overhead_labels(cfg)
     if str(getattr(cfg.data, "pipeline", "device")) != "device":
         parts.append(f"{cfg.data.pipeline} data")
     model = models.label(cfg.model)
     if model:
         parts.append(model)
     return " + ".join(parts) or "Vanilla"
+
+
+def _overhead_labels(cfg: SpeedlabCfg) -> list[str]:
+    parts = []
+    if str(cfg.trainer.step) == "functional":
+        parts.append("functional step")
+    if cfg.compile.optimizer:
+        parts.append("compiled optimizer")
+    if cfg.trainer.cuda_graphs:
+        parts.append("CUDA graphs")
+    if cfg.trainer.threads is not None:
+        parts.append(f"{cfg.trainer.threads} thread{'s' if cfg.trainer.threads > 1 else ''}")
+    if not getattr(cfg.data, "resident", True):
+        parts.append("DataLoader")
+    return parts

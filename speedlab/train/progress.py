@@ -7,6 +7,8 @@ from typing import Any
 
 from tqdm import tqdm
 
+MIN_BAR_STEPS = 20
+
 
 class Progress:
     def __init__(self, enabled: bool = True, interactive: bool | None = None) -> None:
@@ -20,7 +22,8 @@ class Progress:
             self._epochs = tqdm(total=total, initial=start, desc="epochs", unit="epoch", position=0, dynamic_ncols=True)
 
     def start_batches(self, epoch: int, total_epochs: int, steps: int) -> None:
-        if self.interactive:
+        # No bar for epochs of a few steps: a bar per one-step epoch would cost more than the step itself.
+        if self.interactive and steps >= MIN_BAR_STEPS:
             self._batches = tqdm(
                 total=steps, desc=f"epoch {epoch}/{total_epochs}", unit="step", position=1, leave=False,
                 dynamic_ncols=True,

@@ -1,0 +1,501 @@
+"""Benchmark the small-network regime: what each overhead lever buys on the reference's MLP and LeNet5.
+
+    python scripts/bench_small.py [--mlp-epochs 2000] [--lenet-epochs 10] [--parts mlp,lenet,ops,widths,split]
+
+Every row runs in a fresh process, one after the other, on this machine:
+- mlp: the 4-32-16-4 tanh MLP on 10,000 matrix exponentials, full-batch AdamW, one step per epoch. Rows: the
+  by-the-book loop written here as a user writes it (the reference twin), speedlab's trainer with no levers
+  (Vanilla), each lever alone, and the best combination. p50/p90 of the per-step time over blocks of 100 steps
+  after the warm-up, and the final train loss and val MSE (a lever that breaks training shows).
+- lenet: LeNet5 on MNIST-shaped data (written once under artifacts/data/mnist-synth), batch 32, Adam 3e-4.
+  Seconds for `--lenet-epochs` epochs and the val accuracy, for the by-the-book loop with a DataLoader, the same
+  loop on resident tensors, Vanilla, each lever and the best combination.
+- ops: time against size n (4 ... 2048) of matrix-matrix, matrix-vector and elementwise ops, allocating, in place
+  (`out=`) and compiled: where per-call overhead stops mattering.
+- widths: the MLP's per-step time against its hidden width (8 ... 1,024), by the book against the best levers.
+- split: the MLP step's forward / backward / optimizer / other split, wall time against the time inside ops.
+Writes result.json, report.md and PNG plots into a run directory under artifacts/runs/; the fp32 matmul yardstick
+of the same run is beside every table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from speedlab import record
+from speedlab.bench.command import yardstick
+from speedlab.data.sources.matrix_exp import generate
+
+BLOCK = 100  # steps per timing block (MLP)
+BEST_MLP = ["trainer.step=functional", "compile.enabled=true", "model.activation=fasttanh"]
+MLP_ROWS: dict[str, list[str]] = {
+    "Vanilla": [],
+    "1 thread": ["trainer.threads=1"],
+    "foreach AdamW": ["optim.foreach=true"],
+    "fused AdamW": ["optim.fused=true"],
+    "DataLoader (not resident)": ["data.resident=false"],
+    "TC": ["compile.enabled=true"],
+    "TC + compiled optimizer": ["compile.enabled=true", "compile.optimizer=true"],
+    "TC (max-autotune)": ["compile.enabled=true", "compile.mode=max-autotune"],
+    "functional step": ["trainer.step=functional"],
+    "functional step + TC": ["trainer.step=functional", "compile.enabled=true"],
+    "fasttanh + TC": ["model.activation=fasttanh", "compile.enabled=true"],
+    "best: functional + TC + fasttanh": BEST_MLP,
+    "best + 1 thread": [*BEST_MLP, "trainer.threads=1"],
+    "bf16 AMP (numerics differ)": ["amp.enabled=true"],
+}
+BEST_LENET = ["trainer.step=functional", "compile.enabled=true"]
+LENET_ROWS: dict[str, list[str]] = {
+    "Vanilla": [],
+    "DataLoader (not resident)": ["data.resident=false"],
+    "1 thread": ["trainer.threads=1"],
+    "foreach AdamW": ["optim.foreach=true"],
+    "TC": ["compile.enabled=true"],
+    "channels_last": ["trainer.channels_last=true"],
+    "functional step": ["trainer.step=functional"],
+    "best: functional + TC": BEST_LENET,
+    "best, batch 256 (changes the workload)": [*BEST_LENET, "trainer.batch_size=256"],
+}
+
+
+# ---------------------------------------------------------------- the reference twins (the by-the-book loops)
+
+
+def book_mlp(epochs: int, threads: int | None, compiled_whole: bool = False) -> dict[str, Any]:
+    """The reference's PyTorch loop: zero_grad, forward, MSE, backward, Adam step, one full batch per epoch.
+    `compiled_whole`: the same step under torch.compile with Dynamo tracing the backward (torch 2.15's route to a
+    compiled whole module step), to see how many graphs it becomes."""
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    x, y = generate(10_000, 2, 0, "train")
+    vx, vy = generate(10_000, 2, 0, "val")
+    model = nn.Sequential(nn.Linear(4, 32), nn.Tanh(), nn.Linear(32, 16), nn.Tanh(), nn.Linear(16, 4))
+    opt = torch.optim.Adam(model.parameters(), lr=torch.tensor(1e-3) if compiled_whole else 1e-3)
+
+    def step() -> torch.Tensor:
+        opt.zero_grad()
+        loss = nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss.detach()
+
+    if compiled_whole:
+        compiled = torch.compile(step)
+
+        def step() -> torch.Tensor:  # noqa: F811 - the compiled twin replaces the eager one
+            with torch._dynamo.config.patch(trace_autograd_ops=True):
+                return compiled()
+
+    warm = _timed_steps(step, 20)[1]  # first calls (and compilation) outside the timed blocks
+    times, loss = _timed_steps(step, epochs)
+    with torch.no_grad():
+        val = float(nn.functional.mse_loss(model(vx), vy))
+    out = {"step_times_s": times, "final_train_loss": float(loss), "final_val_mse": val, "warmup_s": warm}
+    if compiled_whole:
+        import torch._dynamo.utils as dynamo_utils
+
+        out["graphs"] = int(dynamo_utils.counters["stats"]["unique_graphs"])
+        out["graph_breaks"] = int(sum(dynamo_utils.counters["graph_break"].values()))
+    return out
+
+
+def _timed_steps(step: Callable[[], torch.Tensor], n: int) -> tuple[list[float], torch.Tensor]:
+    times, loss = [], None
+    for _ in range(n):
+        start = time.perf_counter()
+        loss = step()
+        times.append(time.perf_counter() - start)
+    return times, loss
+
+
+def book_lenet(root: str, epochs: int, resident: bool) -> dict[str, Any]:
+    """The reference's LeNet5 loop: a DataLoader (batch 32, shuffled) over the normalised images, or the same
+    loop slicing resident tensors; zero_grad, forward, cross-entropy, backward, Adam step."""
+    from speedlab.data.sources.mnist import read_split
+
+    torch.manual_seed(0)
+    images, labels = read_split(root, "train")
+    x = (torch.from_numpy(images).float() / 255 - 0.1307) / 0.3081
+    y = torch.from_numpy(labels)
+    model = nn.Sequential(
+        nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(256, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10),
+    )  # fmt: skip
+    opt = torch.optim.Adam(model.parameters(), lr=3e-4)
+    dataset = torch.utils.data.TensorDataset(x, y)
+    start = time.perf_counter()
+    for _ in range(epochs):
+        if resident:
+            order = torch.randperm(len(y))
+            batches = ((x[i], y[i]) for i in order[: len(y) // 32 * 32].view(-1, 32))
+        else:
+            batches = torch.utils.data.DataLoader(dataset, batch_size=32, shuffle=True, drop_last=True)
+        for xb, yb in batches:
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(model(xb), yb)
+            loss.backward()
+            opt.step()
+    seconds = time.perf_counter() - start
+    vimages, vlabels = read_split(root, "val")
+    vx = (torch.from_numpy(vimages).float() / 255 - 0.1307) / 0.3081
+    with torch.no_grad():
+        acc = float((model(vx).argmax(1) == torch.from_numpy(vlabels)).float().mean()) * 100
+    return {"train_s": seconds, "final_val_acc": acc, "final_train_loss": float(loss)}
+
+
+# ---------------------------------------------------------------- rows in fresh processes
+
+
+def run_speedlab(overrides: list[str], run_dir: Path) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "speedlab", "train", *overrides, f"hydra.run.dir={run_dir}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    if done.returncode != 0:
+        return {"error": (done.stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(record.result_path(run_dir).read_text())
+
+
+def run_twin(kind: str, args: list[str]) -> dict[str, Any]:
+    """A reference twin in a fresh process (this script with --twin)."""
+    cmd = [sys.executable, __file__, "--twin", kind, *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    if done.returncode != 0:
+        return {"error": (done.stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def block_stats(step_times: list[float]) -> dict[str, float]:
+    """p50 / p90 over blocks of BLOCK steps of the mean step time, in microseconds."""
+    blocks = [statistics.fmean(step_times[i : i + BLOCK]) for i in range(0, len(step_times) - BLOCK + 1, BLOCK)]
+    blocks = sorted(blocks) or [statistics.fmean(step_times)]
+    return {"p50_us": statistics.median(blocks) * 1e6, "p90_us": blocks[int(0.9 * (len(blocks) - 1))] * 1e6}
+
+
+def mlp_rows(bench_dir: Path, epochs: int) -> list[dict[str, Any]]:
+    rows = []
+    for label, kind in (("by the book (reference twin)", "mlp"), ("by the book, compiled whole (trace_autograd_ops)",
+                                                                   "mlp-compiled")):  # fmt: skip
+        twin = run_twin(kind, [str(epochs)])
+        rows.append({"row": label, **_mlp_figures(twin, twin.get("step_times_s"))})
+        _say(rows[-1])
+    for label, overrides in MLP_ROWS.items():
+        run_dir = record.job_dir(bench_dir, "mlp-" + label.split(":")[0].replace(" ", "_").replace("/", "_"))
+        result = run_speedlab(["+exp=mlp_matexp", f"trainer.epochs={epochs}", f"trainer.eval_every={epochs}",
+                               "trainer.checkpoint=false", *overrides], run_dir)  # fmt: skip
+        times = [e["train_time_s"] for e in result.get("epochs", [])]
+        rows.append({"row": label, "overrides": " ".join(overrides), **_mlp_figures(result, times)})
+        _say(rows[-1])
+    return rows
+
+
+def _mlp_figures(result: dict[str, Any], times: list[float] | None) -> dict[str, Any]:
+    if "error" in result or not times:
+        return {"error": result.get("error", "no epochs")}
+    figures = {
+        **block_stats(times), "final_train_loss": result.get("final_train_loss"),
+        "final_val_mse": result.get("final_val_mse"), "compile_s": result.get("compile_time_s", result.get("warmup_s")),
+    }  # fmt: skip
+    for key in ("graphs", "graph_breaks", "train_fraction", "changes"):
+        if key in result:
+            figures[key] = result[key]
+    return figures
+
+
+def lenet_rows(bench_dir: Path, epochs: int, root: str) -> list[dict[str, Any]]:
+    rows = []
+    for label, resident in (("by the book, DataLoader (reference twin)", False), ("by the book, resident", True)):
+        twin = run_twin("lenet", [str(epochs), root, "1" if resident else "0"])
+        rows.append({"row": label, **twin})
+        _say(rows[-1])
+    for label, overrides in LENET_ROWS.items():
+        run_dir = record.job_dir(bench_dir, "lenet-" + label.split(":")[0].split(",")[0].replace(" ", "_"))
+        result = run_speedlab(["+exp=lenet5_mnist", f"data.root={root}", f"trainer.epochs={epochs}",
+                               f"trainer.eval_every={epochs}", "trainer.checkpoint=false", *overrides],
+                              run_dir)  # fmt: skip
+        row = {"row": label, "overrides": " ".join(overrides)}
+        if "error" in result:
+            row["error"] = result["error"]
+        else:
+            row.update(train_s=result["total_train_time_s"], final_val_acc=result["final_val_acc"],
+                       final_train_loss=result["final_train_loss"], compile_s=result["compile_time_s"])  # fmt: skip
+        rows.append(row)
+        _say(row)
+    return rows
+
+
+def _say(row: dict[str, Any]) -> None:
+    shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items() if k != "overrides"}
+    print(json.dumps(shown), flush=True)
+
+
+# ---------------------------------------------------------------- the overhead picture
+
+
+def op_sweep(sizes: list[int]) -> dict[str, dict[str, list[float]]]:
+    """Microseconds per call against n for n x n @ n x n, n x n @ n and elementwise tanh on n x n, each
+    allocating its output, writing into a preallocated one (`out=`), and compiled."""
+    from speedlab.bench import timing
+
+    cfg = timing.TimingCfg(3, 0.02, 20, 0.05)
+    cpu = torch.device("cpu")
+    results: dict[str, dict[str, list[float]]] = {}
+    ops = {
+        "matmul (n x n @ n x n)": (lambda n: (torch.randn(n, n), torch.randn(n, n)), torch.mm, lambda a, b: a @ b),
+        "matvec (n x n @ n)": (lambda n: (torch.randn(n, n), torch.randn(n)), torch.mv, lambda a, b: a @ b),
+        "elementwise (tanh(a) * b, n x n)": (
+            lambda n: (torch.randn(n, n), torch.randn(n, n)),
+            None,
+            lambda a, b: torch.tanh(a) * b,
+        ),  # fmt: skip
+    }
+    for name, (make, out_op, fn) in ops.items():
+        curves = {"allocating": [], "in place (out=)": [], "compiled": []}
+        compiled = torch.compile(fn, dynamic=False)
+        for n in sizes:
+            a, b = make(n)
+            out = fn(a, b)
+            if out_op is None:
+                tmp = torch.empty_like(a)
+
+                def in_place(a=a, b=b, out=out, tmp=tmp) -> None:
+                    torch.mul(torch.tanh(a, out=tmp), b, out=out)
+            else:
+
+                def in_place(a=a, b=b, out=out, op=out_op) -> None:
+                    op(a, b, out=out)
+
+            for label, call in (("allocating", fn), ("compiled", compiled)):
+                curves[label].append(timing.measure(lambda a=a, b=b, f=call: f(a, b), cpu, cfg).p50_ms * 1e3)
+            curves["in place (out=)"].append(timing.measure(in_place, cpu, cfg).p50_ms * 1e3)
+        results[name] = curves
+        print(f"ops: {name} done", flush=True)
+    return results
+
+
+def width_sweep(bench_dir: Path, widths: list[int], epochs: int) -> dict[str, list[float | None]]:
+    """p50 step time (us) of a 4-w-w-4 MLP against w: by the book (Vanilla) and with the best levers."""
+    curves: dict[str, list[float | None]] = {"Vanilla": [], "best levers": []}
+    for w in widths:
+        for label, overrides in (("Vanilla", []), ("best levers", BEST_MLP)):
+            run_dir = record.job_dir(bench_dir, f"width-{w}-{label.replace(' ', '_')}")
+            result = run_speedlab(["+exp=mlp_matexp", f"model.widths=[{w},{w}]", f"trainer.epochs={epochs}",
+                                   f"trainer.eval_every={epochs}", "trainer.checkpoint=false", *overrides],
+                                  run_dir)  # fmt: skip
+            times = [e["train_time_s"] for e in result.get("epochs", [])]
+            curves[label].append(block_stats(times)["p50_us"] if times else None)
+        print(f"widths: {w} done", flush=True)
+    return curves
+
+
+def step_split(steps: int = 300) -> dict[str, float]:
+    """Where a by-the-book MLP step's wall time goes: forward (with the loss), backward, optimizer, and the rest
+    (zero_grad, Python); and how much of it the ops themselves take (the profiler's self time of aten ops)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.manual_seed(0)
+    x, y = generate(10_000, 2, 0, "train")
+    model = nn.Sequential(nn.Linear(4, 32), nn.Tanh(), nn.Linear(32, 16), nn.Tanh(), nn.Linear(16, 4))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    phases = dict.fromkeys(("forward", "backward", "optimizer", "other"), 0.0)
+
+    def step(record_phases: bool) -> None:
+        t0 = time.perf_counter()
+        opt.zero_grad()
+        t1 = time.perf_counter()
+        loss = nn.functional.mse_loss(model(x), y)
+        t2 = time.perf_counter()
+        loss.backward()
+        t3 = time.perf_counter()
+        opt.step()
+        t4 = time.perf_counter()
+        if record_phases:
+            phases["other"] += t1 - t0
+            phases["forward"] += t2 - t1
+            phases["backward"] += t3 - t2
+            phases["optimizer"] += t4 - t3
+
+    for _ in range(30):
+        step(False)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step(True)
+    wall = time.perf_counter() - start
+    phases["other"] += wall - sum(phases.values())  # the loop and timing themselves
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        profiled = time.perf_counter()
+        for _ in range(50):
+            step(False)
+        profiled = time.perf_counter() - profiled
+    # Self time of the ops that compute (aten); under the profiler both it and the wall include its own cost, so
+    # this share is a bound on the kernels' part, not an exact split.
+    aten = sum(e.self_cpu_time_total for e in prof.key_averages() if e.key.startswith("aten::")) / 1e6
+    return {
+        "step_us": wall / steps * 1e6,
+        **{f"{k}_share": v / wall for k, v in phases.items()},
+        "ops_share": min(1.0, aten / profiled),
+    }
+
+
+# ---------------------------------------------------------------- report
+
+
+def ensure_mnist(root: Path) -> str:
+    """MNIST-shaped files (60,000 / 10,000 images), written once and reused."""
+    from speedlab.data.fake import write_fake_mnist
+
+    if not (root / "train-images-idx3-ubyte.gz").exists():
+        write_fake_mnist(root, train=60_000, val=10_000, seed=0)
+    return str(root)
+
+
+def markdown(rec: dict[str, Any]) -> str:
+    cpu = rec["env"]["cpu"]
+    lines = [
+        f"# bench-small ({cpu['model']}, {cpu['affinity']} cores, torch {rec['env'].get('torch')})",
+        "",
+        f"fp32 matmul yardstick of this run: {rec['yardstick_gflops']:.0f} GFLOP/s at the start, "
+        f"{rec.get('yardstick_gflops_end', 0):.0f} at the end",
+        "",
+    ]
+    if rec.get("mlp"):
+        book = next(r for r in rec["mlp"] if r["row"].startswith("by the book (")).get("p50_us")
+        lines += [f"## MLP 4-32-16-4, 10,000 samples full batch, {rec['args']['mlp_epochs']} steps per row", "",
+                  "| Row | p50 µs/step | p90 µs/step | vs book | final train loss | val MSE | compile s |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+        for r in rec["mlp"]:
+            if "error" in r:
+                lines.append(f"| {r['row']} | error: {r['error']} | | | | | |")
+                continue
+            ratio = f"{book / r['p50_us']:.2f}×" if book else ""
+            lines.append(
+                f"| {r['row']} | {r['p50_us']:.0f} | {r['p90_us']:.0f} | {ratio} | {r['final_train_loss']:.5f} | "
+                f"{r['final_val_mse']:.5f} | {r.get('compile_s') or 0:.1f} |"
+            )
+        lines.append("")
+    if rec.get("lenet"):
+        book = next(r for r in rec["lenet"] if "DataLoader (reference" in r["row"]).get("train_s")
+        lines += [f"## LeNet5, MNIST-shaped 60,000 images, batch 32, {rec['args']['lenet_epochs']} epochs", "",
+                  "| Row | train s | vs book (DataLoader) | val top-1 % | final train loss |",
+                  "|---|---:|---:|---:|---:|"]  # fmt: skip
+        for r in rec["lenet"]:
+            if "error" in r:
+                lines.append(f"| {r['row']} | error: {r['error']} | | | |")
+                continue
+            ratio = f"{book / r['train_s']:.2f}×" if book else ""
+            lines.append(f"| {r['row']} | {r['train_s']:.1f} | {ratio} | {r['final_val_acc']:.2f} | "
+                         f"{r['final_train_loss']:.4f} |")  # fmt: skip
+        lines.append("")
+    if rec.get("split"):
+        s = rec["split"]
+        lines += ["## Where a by-the-book MLP step goes", "",
+                  f"step {s['step_us']:.0f} µs: forward {s['forward_share']:.0%}, backward {s['backward_share']:.0%}, "
+                  f"optimizer {s['optimizer_share']:.0%}, other {s['other_share']:.0%}; inside aten ops "
+                  f"{s['ops_share']:.0%}, framework overhead the other {1 - s['ops_share']:.0%}", ""]  # fmt: skip
+    for png in rec.get("plots", []):
+        lines += [f"![{Path(png).stem}]({Path(png).name})", ""]
+    return "\n".join(lines)
+
+
+def plots(rec: dict[str, Any], out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    if rec.get("ops"):
+        sizes = rec["args"]["sizes"]
+        fig, axes = plt.subplots(1, len(rec["ops"]), figsize=(5 * len(rec["ops"]), 4))
+        for ax, (name, curves) in zip(axes, rec["ops"].items(), strict=True):
+            for label, values in curves.items():
+                ax.loglog(sizes, values, marker="o", label=label)
+            ax.set(title=name, xlabel="n", ylabel="µs per call")
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend()
+        fig.tight_layout()
+        written.append(str(out / "ops_vs_size.png"))
+        fig.savefig(written[-1], dpi=110)
+        plt.close(fig)
+    if rec.get("widths"):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for label, values in rec["widths"].items():
+            ax.loglog(rec["args"]["widths"], values, marker="o", label=label)
+        ax.set(title="MLP 4-w-w-4, 10,000 samples: step time vs width", xlabel="hidden width w", ylabel="µs/step")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        written.append(str(out / "mlp_width.png"))
+        fig.savefig(written[-1], dpi=110)
+        plt.close(fig)
+    return written
+
+
+def twin_main(argv: list[str]) -> None:
+    kind = argv[0]
+    if kind == "mlp":
+        print(json.dumps(book_mlp(int(argv[1]), None)))
+    elif kind == "mlp-compiled":
+        print(json.dumps(book_mlp(int(argv[1]), None, compiled_whole=True)))
+    elif kind == "lenet":
+        print(json.dumps(book_lenet(argv[2], int(argv[1]), resident=argv[3] == "1")))
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--twin":
+        twin_main(sys.argv[2:])
+        return
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parts", default="mlp,lenet,ops,widths,split")
+    parser.add_argument("--mlp-epochs", type=int, default=2000)
+    parser.add_argument("--lenet-epochs", type=int, default=10)
+    parser.add_argument("--width-epochs", type=int, default=300)
+    parser.add_argument("--sizes", default="4,8,16,32,64,128,256,512,1024,2048")
+    parser.add_argument("--widths", default="8,16,32,64,128,256,512,1024")
+    args = parser.parse_args()
+    parts = set(args.parts.split(","))
+    unknown = parts - {"mlp", "lenet", "ops", "widths", "split"}
+    if unknown:
+        parser.error(f"--parts: unknown {sorted(unknown)}; valid: mlp, lenet, ops, widths, split")
+    cfg = {**vars(args), "sizes": [int(s) for s in args.sizes.split(",")],
+           "widths": [int(w) for w in args.widths.split(",")]}  # fmt: skip
+    bench_dir = record.new_run_dir("bench_small")
+    with record.recording(bench_dir, "bench_small", {"args": cfg}) as rec:
+        rec["args"] = cfg
+        rec["yardstick_gflops"] = yardstick(torch.device("cpu"), "fp32") / 1e9
+        print(f"fp32 matmul yardstick: {rec['yardstick_gflops']:.0f} GFLOP/s", flush=True)
+        if "split" in parts:
+            rec["split"] = step_split()
+        if "mlp" in parts:
+            rec["mlp"] = mlp_rows(bench_dir, args.mlp_epochs)
+            rec.save()
+        if "lenet" in parts:
+            root = ensure_mnist(record.artifacts_root() / "data" / "mnist-synth")
+            rec["lenet"] = lenet_rows(bench_dir, args.lenet_epochs, root)
+            rec.save()
+        if "ops" in parts:
+            rec["ops"] = op_sweep(cfg["sizes"])
+        if "widths" in parts:
+            rec["widths"] = width_sweep(bench_dir, cfg["widths"], args.width_epochs)
+        rec["plots"] = plots(rec.data, bench_dir)
+        rec["yardstick_gflops_end"] = yardstick(torch.device("cpu"), "fp32") / 1e9
+        report = markdown(rec.data)
+        (bench_dir / "report.md").write_text(report)
+        print("\n" + report)
+        print(f"results: {record.result_path(bench_dir)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""The small-network overhead levers: each trains like Vanilla (fp32 levers: the same losses within a stated
+tolerance), a checkpoint moves between the module and the functional step, FastTanh matches torch.tanh, and a lever
+this machine or this combination cannot run gives one clear error before any work."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import activations
+from activations.fasttanh import tanh_exp
+from speedlab import config
+from speedlab.data.build import build_data
+from speedlab.train import command as train_cmd
+from speedlab.train.builder import build_trainer
+from speedlab.train.functional import FlatAdamW
+from speedlab.train.levers import cores
+
+# A tiny regression run: 4-16-4 MLP on 256 matrix exponentials, full batch, 30 one-step epochs.
+SMALL = [
+    "+exp=mlp_matexp", "model.widths=[16]", "data.train_size=256", "data.val_size=64", "trainer.batch_size=256",
+    "trainer.epochs=30", "trainer.eval_every=10", "trainer.timing_warmup=2",
+]  # fmt: skip
+# fp32 levers change the order of floating-point operations only: losses agree to ~1e-6 relative after 30 steps;
+# the tolerance leaves room for compiled kernels' different reductions (and FastTanh's ~1e-7 forward error).
+RTOL = 1e-4
+
+FP32_LEVERS = {
+    "1 thread": ["trainer.threads=1"],
+    "foreach": ["optim.foreach=true"],
+    "fused": ["optim.fused=true"],
+    "not resident": ["data.resident=false"],
+    "functional": ["trainer.step=functional"],
+    "functional compiled": ["trainer.step=functional", "compile.enabled=true"],
+    "compiled optimizer": ["compile.enabled=true", "compile.optimizer=true"],
+    "fasttanh compiled": ["model.activation=fasttanh", "compile.enabled=true"],
+}
+
+
+def train(run_dir: Path, *overrides: str) -> dict:
+    train_cmd.main([*SMALL, *overrides, f"hydra.run.dir={run_dir}"])
+    return json.loads((run_dir / "result.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def vanilla(tmp_path_factory) -> dict:
+    return train(tmp_path_factory.mktemp("vanilla") / "run")
+
+
+def _losses(result: dict) -> list[float]:
+    return [e["train_loss"] for e in result["epochs"]]
+
+
+@pytest.mark.parametrize("lever", FP32_LEVERS)
+def test_every_fp32_lever_trains_like_vanilla(lever, vanilla, tmp_path):
+    result = train(tmp_path / "run", *FP32_LEVERS[lever])
+    assert result["status"] == "ok" and result["changes"] != "Vanilla"
+    assert _losses(result) == pytest.approx(_losses(vanilla), rel=RTOL)
+    assert result["final_val_mse"] == pytest.approx(vanilla["final_val_mse"], rel=RTOL)
+    assert _losses(result)[-1] < _losses(result)[0]  # and it trains
+
+
+def test_bf16_trains_and_is_labelled_apart(vanilla, tmp_path):
+    result = train(tmp_path / "run", "amp.enabled=true", "trainer.step=functional")
+    assert "AMP (bf16)" in result["changes"] and _losses(result)[-1] < _losses(result)[0]
+    assert result["final_val_mse"] == pytest.approx(vanilla["final_val_mse"], rel=0.05)
+
+
+def test_a_long_run_of_tiny_epochs_records_its_time_in_steps(vanilla):
+    assert {"loop_wall_s", "train_fraction", "bookkeeping_fraction"} <= set(vanilla)
+    assert 0 < vanilla["train_fraction"] <= 1
+    evaluated = [e["epoch"] for e in vanilla["epochs"] if "val_mse" in e]
+    assert evaluated == [10, 20, 30] and all(isinstance(e["train_loss"], float) for e in vanilla["epochs"])
+
+
+def _trainer(*overrides: str):
+    cfg = config.compose("train", [*SMALL, *overrides])
+    data = build_data(cfg.data, seed=0, batch_size=cfg.trainer.batch_size, device=torch.device("cpu"))
+    return build_trainer(cfg, data.spec, torch.device("cpu"), data=data), data
+
+
+def test_functional_and_module_steps_agree_step_by_step_and_share_checkpoints():
+    module_trainer, data = _trainer()
+    functional_trainer, _ = _trainer("trainer.step=functional")
+    x, y = next(iter(data.train.epoch(1)))
+    for _ in range(5):
+        a, b = module_trainer.step(x, y, 1e-3), functional_trainer.step(x, y, 1e-3)
+        assert float(b) == pytest.approx(float(a), rel=1e-5)
+    for p, q in zip(module_trainer.module.parameters(), functional_trainer.module.parameters(), strict=True):
+        torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6)
+    # The functional optimizer's state is AdamW's: either step resumes from the other's.
+    state = functional_trainer.optimizer.state_dict()
+    reference = module_trainer.optimizer.state_dict()
+    assert [g["params"] for g in state["param_groups"]] == [g["params"] for g in reference["param_groups"]]
+    for i, s in reference["state"].items():
+        torch.testing.assert_close(state["state"][i]["exp_avg_sq"], s["exp_avg_sq"], rtol=1e-4, atol=1e-9)
+        assert float(state["state"][i]["step"]) == float(s["step"]) == 5
+    module_trainer.optimizer.load_state_dict(state)
+    fresh, _ = _trainer("trainer.step=functional")
+    fresh.optimizer.load_state_dict(reference)
+    assert float(fresh.optimizer.step_count) == 5
+
+
+def test_flat_adamw_shares_storage_with_the_module():
+    trainer, _ = _trainer("trainer.step=functional")
+    opt: FlatAdamW = trainer.optimizer
+    first = next(trainer.module.parameters())
+    with torch.no_grad():
+        opt.params.zero_()
+    assert float(first.detach().abs().sum()) == 0  # the module's weights are views of the flat buffer
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fasttanh_formula_matches_torch_tanh(dtype):
+    x = torch.cat([torch.linspace(-12, 12, 20001, dtype=dtype), torch.tensor([0.0, -0.0, 1e-30, -1e-8], dtype=dtype),
+                   torch.linspace(-0.07, 0.07, 2001, dtype=dtype)])  # fmt: skip
+    exact = torch.tanh(x.double())
+    got = tanh_exp(x).double()
+    assert (got - exact).abs().max() < 2e-7  # absolute, everywhere
+    small = x.abs() < 0.0625
+    rel = ((got - exact).abs() / exact.abs().clamp_min(1e-300))[small & (x != 0)]
+    assert rel.max() < 1e-6  # relative, near 0 (the series branch)
+    assert torch.equal(torch.signbit(got), torch.signbit(exact))
+
+
+def test_fasttanh_compiled_forward_and_gradient_match_torch_tanh():
+    act = activations.create("fasttanh")
+    x = torch.randn(64, 33, dtype=torch.float32) * 3
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    grad = torch.randn_like(x)
+    ya, yb = torch.compile(act)(xa), torch.tanh(xb)
+    torch.testing.assert_close(ya, yb, rtol=0, atol=2e-7)
+    ya.backward(grad)
+    yb.backward(grad)
+    torch.testing.assert_close(xa.grad, xb.grad, rtol=0, atol=1e-6)
+    assert torch.equal(act(x), torch.tanh(x))  # eager: torch.tanh itself
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["trainer.threads=0"], "trainer.threads=0: must be >= 1"),
+        ([f"trainer.threads={cores() + 1}"], f"lets the run use {cores()} cores"),
+        (["trainer.step=functional", "trainer.cuda_graphs=true"], "trainer.cuda_graphs=true needs a CUDA GPU"),
+        (["trainer.cuda_graphs=true"], "set trainer.step=functional"),
+        (["trainer.step=functional", "optim.fused=true"], "drop optim.fused"),
+        (["trainer.step=functional", "amp.enabled=true", "amp.dtype=fp16"], "use amp.dtype=bf16"),
+        (["compile.optimizer=true"], "compile.optimizer=true needs compile.enabled=true"),
+        (["trainer.step=functional", "compile.enabled=true", "compile.optimizer=true"], "trainer.step=module lever"),
+        (["trainer.step=eager"], "trainer.step"),
+    ],
+)
+def test_a_lever_that_cannot_run_gives_one_clear_error(overrides, message, run_main):
+    outcome = run_main("train", *SMALL, *overrides)
+    assert outcome.returncode != 0
+    assert message in outcome.stderr and outcome.stderr.count("error") == 1, outcome.stderr
+    assert "Traceback" not in outcome.stderr
+
+
+def test_lenet5_mnist_experiment_trains_with_the_functional_step(tmp_path, fake_mnist, run_main):
+    outcome = run_main(
+        "train", "+exp=lenet5_mnist", f"data.root={fake_mnist}", "trainer.epochs=1", "trainer.step=functional",
+        "trainer.checkpoint=false", f"hydra.run.dir={tmp_path / 'run'}",
+    )  # fmt: skip
+    assert outcome.returncode == 0, outcome.stderr
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert result["changes"].startswith("functional step") and result["epochs"][0]["steps"] == 200 // 32
