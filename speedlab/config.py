@@ -115,6 +115,9 @@ class TrainerCfg:
     # (torch.func gradients, AdamW written out on flat buffers), compiled whole with fullgraph when compile.enabled.
     step: StepKind = StepKind.module
     cuda_graphs: bool = False  # replay the whole functional step as one captured CUDA graph (GPU only)
+    # Keep freed host memory in the process (glibc mallopt), so a step's MB-sized temporaries reuse warm pages
+    # instead of mapping, faulting in and zeroing fresh ones every step. Process-wide, and stays on once set.
+    reuse_memory: bool = False
 
 
 @dataclass

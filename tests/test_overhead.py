@@ -33,6 +33,7 @@ FP32_LEVERS = {
     "foreach": ["optim.foreach=true"],
     "fused": ["optim.fused=true"],
     "not resident": ["data.resident=false"],
+    "reused memory": ["trainer.reuse_memory=true"],
     "functional": ["trainer.step=functional"],
     "functional compiled": ["trainer.step=functional", "compile.enabled=true"],
     "compiled optimizer": ["compile.enabled=true", "compile.optimizer=true"],

@@ -1,5 +1,6 @@
 """The speed levers of a training run: AMP, compile, channels_last, cuDNN/TF32 flags, the optimizer, and the
-overhead levers of small networks (threads, the functional whole step, a compiled optimizer step, CUDA graphs).
+overhead levers of small networks (threads, the functional whole step, a compiled optimizer step, CUDA graphs,
+memory reuse).
 
 `check_values` and `check_device` refuse a combination no machine, or this one, can run, naming the key, the value
 and what to use instead, before any data is loaded; nothing is ever silently swapped for something else. The other
@@ -9,8 +10,11 @@ functions apply one lever each.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import math
 import os
+import platform
 from collections.abc import Callable
 
 import torch
@@ -106,6 +110,8 @@ def check_device(cfg: SpeedlabCfg, device: torch.device, spec: DataSpec) -> list
             f"trainer.cuda_graphs=true needs a CUDA GPU (it captures the step as a CUDA graph); this run is on "
             f"{device.type}. On the CPU the nearest lever is trainer.step=functional compile.enabled=true"
         )
+    if cfg.trainer.reuse_memory and glibc() is None:
+        raise UnsupportedHere("trainer.reuse_memory=true needs glibc's mallopt; this system's C library is not glibc")
     if cfg.trainer.threads is not None and cfg.trainer.threads > cores():
         raise UnsupportedHere(
             f"trainer.threads={cfg.trainer.threads}: this machine lets the run use {cores()} cores; choose 1 to "
@@ -127,6 +133,30 @@ def apply_backend_flags(cfg: TrainerCfg, device: torch.device) -> None:
     torch.backends.cudnn.allow_tf32 = cuda and cfg.tf32
     torch.set_float32_matmul_precision("high" if cuda and cfg.tf32 else "highest")
     torch.set_num_threads(cfg.threads or DEFAULT_THREADS)
+    if cfg.reuse_memory:
+        keep_freed_memory()
+
+
+# glibc's mallopt parameters: blocks above M_MMAP_THRESHOLD get their own mapping, returned to the OS on free;
+# free memory above M_TRIM_THRESHOLD at the heap's top is returned too. Both high: freed memory stays for reuse.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+KEEP_UP_TO = 1 << 30
+
+
+def glibc() -> ctypes.CDLL | None:
+    """The C library, when it is glibc (whose mallopt the reuse_memory lever sets); None elsewhere."""
+    if platform.libc_ver()[0] != "glibc":
+        return None
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+
+
+def keep_freed_memory() -> None:
+    """Large allocations from the heap, and no trimming: the CPU counterpart of a caching allocator. Without it, a
+    10,000 x 32 float temporary (1.3 MB) is mmapped, page-faulted and zeroed afresh each step (glibc raises its
+    threshold on its own only after a while, which showed as steps getting faster during a run)."""
+    libc = glibc()
+    if libc is None or not (libc.mallopt(M_MMAP_THRESHOLD, KEEP_UP_TO) and libc.mallopt(M_TRIM_THRESHOLD, KEEP_UP_TO)):
+        raise UnsupportedHere("trainer.reuse_memory=true needs glibc's mallopt, which this system does not offer")
 
 
 def autocast(cfg: AmpCfg, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
@@ -208,6 +238,8 @@ def _overhead_labels(cfg: SpeedlabCfg) -> list[str]:
         parts.append("CUDA graphs")
     if cfg.trainer.threads is not None:
         parts.append(f"{cfg.trainer.threads} thread{'s' if cfg.trainer.threads > 1 else ''}")
+    if cfg.trainer.reuse_memory:
+        parts.append("reused memory")
     if not getattr(cfg.data, "resident", True):
         parts.append("DataLoader")
     return parts
