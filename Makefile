@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.speedlab-installed
 
-.PHONY: setup demo test test-slow lint format bench-data bench-train bench-activations bench-export bench-families clean
+.PHONY: setup demo test test-slow lint format bench-data bench-train bench-activations bench-export bench-families bench-small clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,10 @@ lint: setup
 format: setup
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
+
+# The small-network regime: the reference's MLP and LeNet5, a row per overhead lever, plus the overhead plots.
+bench-small: setup
+	$(PY) scripts/bench_small.py
 
 bench-data: setup
 	$(PY) scripts/bench_data.py

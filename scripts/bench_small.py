@@ -1,6 +1,7 @@
 """Benchmark the small-network regime: what each overhead lever buys on the reference's MLP and LeNet5.
 
     python scripts/bench_small.py [--mlp-epochs 2000] [--lenet-epochs 10] [--parts mlp,lenet,ops,widths,split]
+                                  [--rows "by the book,Vanilla,best"]
 
 Every row runs in a fresh process, one after the other, on this machine:
 - mlp: the 4-32-16-4 tanh MLP on 10,000 matrix exponentials, full-batch AdamW, one step per epoch. Rows: the
@@ -190,16 +191,27 @@ def block_stats(step_times: list[float]) -> dict[str, float]:
     return {"p50_us": statistics.median(blocks) * 1e6, "p90_us": blocks[int(0.9 * (len(blocks) - 1))] * 1e6}
 
 
-def mlp_rows(bench_dir: Path, epochs: int) -> list[dict[str, Any]]:
+def wanted(label: str, only: list[str] | None) -> bool:
+    """Whether `--rows` (comma-separated substrings; none: all) selects the row `label`."""
+    return not only or any(o.lower() in label.lower() for o in only)
+
+
+def mlp_rows(bench_dir: Path, epochs: int, only: list[str] | None = None) -> list[dict[str, Any]]:
     rows = []
     for label, kind in (("by the book (reference twin)", "mlp"), ("by the book, compiled whole (trace_autograd_ops)",
                                                                    "mlp-compiled")):  # fmt: skip
+        if not wanted(label, only):
+            continue
         twin = run_twin(kind, [str(epochs)])
         rows.append({"row": label, **_mlp_figures(twin, twin.get("step_times_s"))})
         _say(rows[-1])
     for label, overrides in MLP_ROWS.items():
+        if not wanted(label, only):
+            continue
         run_dir = record.job_dir(bench_dir, "mlp-" + slug(label.split(":")[0]))
-        result = run_speedlab(["+exp=mlp_matexp", f"trainer.epochs={epochs}", f"trainer.eval_every={epochs}",
+        # A DataLoader step over 10,000 single samples takes ~100 ms: a few blocks are enough to time it.
+        n = min(epochs, 3 * BLOCK) if "data.resident=false" in overrides else epochs
+        result = run_speedlab(["+exp=mlp_matexp", f"trainer.epochs={n}", f"trainer.eval_every={n}",
                                "trainer.checkpoint=false", *overrides], run_dir)  # fmt: skip
         times = [e["train_time_s"] for e in result.get("epochs", [])]
         rows.append({"row": label, "overrides": " ".join(overrides), **_mlp_figures(result, times)})
@@ -220,13 +232,17 @@ def _mlp_figures(result: dict[str, Any], times: list[float] | None) -> dict[str,
     return figures
 
 
-def lenet_rows(bench_dir: Path, epochs: int, root: str) -> list[dict[str, Any]]:
+def lenet_rows(bench_dir: Path, epochs: int, root: str, only: list[str] | None = None) -> list[dict[str, Any]]:
     rows = []
     for label, resident in (("by the book, DataLoader (reference twin)", False), ("by the book, resident", True)):
+        if not wanted(label, only):
+            continue
         twin = run_twin("lenet", [str(epochs), root, "1" if resident else "0"])
         rows.append({"row": label, **twin})
         _say(rows[-1])
     for label, overrides in LENET_ROWS.items():
+        if not wanted(label, only):
+            continue
         run_dir = record.job_dir(bench_dir, "lenet-" + slug(label))
         result = run_speedlab(["+exp=lenet5_mnist", f"data.root={root}", f"trainer.epochs={epochs}",
                                f"trainer.eval_every={epochs}", "trainer.checkpoint=false", *overrides],
@@ -257,6 +273,7 @@ def op_sweep(sizes: list[int]) -> dict[str, dict[str, list[float]]]:
 
     cfg = timing.TimingCfg(3, 0.02, 20, 0.05)
     cpu = torch.device("cpu")
+    torch._dynamo.config.recompile_limit = max(64, 2 * len(sizes))  # one compiled specialisation per size
     results: dict[str, dict[str, list[float]]] = {}
     ops = {
         "matmul (n x n @ n x n)": (lambda n: (torch.randn(n, n), torch.randn(n, n)), torch.mm, lambda a, b: a @ b),
@@ -378,7 +395,7 @@ def markdown(rec: dict[str, Any]) -> str:
         "",
     ]
     if rec.get("mlp"):
-        book = next(r for r in rec["mlp"] if r["row"].startswith("by the book (")).get("p50_us")
+        book = next((r for r in rec["mlp"] if r["row"].startswith("by the book (")), {}).get("p50_us")
         lines += [f"## MLP 4-32-16-4, 10,000 samples full batch, {rec['args']['mlp_epochs']} steps per row", "",
                   "| Row | p50 µs/step | p90 µs/step | vs book | final train loss | val MSE | compile s |",
                   "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
@@ -393,7 +410,7 @@ def markdown(rec: dict[str, Any]) -> str:
             )
         lines.append("")
     if rec.get("lenet"):
-        book = next(r for r in rec["lenet"] if "DataLoader (reference" in r["row"]).get("train_s")
+        book = next((r for r in rec["lenet"] if "DataLoader (reference" in r["row"]), {}).get("train_s")
         epochs = rec["args"]["lenet_epochs"]
         lines += [f"## LeNet5, MNIST-shaped 60,000 images, batch 32, Adam 3e-4: {epochs} epochs per row", "",
                   f"Seconds for 10 epochs = the {epochs} measured epochs' training time x {10 / epochs:g}"
@@ -469,6 +486,7 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", default="mlp,lenet,ops,widths,split")
+    parser.add_argument("--rows", default="", help="only rows whose label contains one of these (comma-separated)")
     parser.add_argument("--mlp-epochs", type=int, default=2000)
     parser.add_argument("--lenet-epochs", type=int, default=10)
     parser.add_argument("--width-epochs", type=int, default=300)
@@ -481,6 +499,7 @@ def main() -> None:
         parser.error(f"--parts: unknown {sorted(unknown)}; valid: mlp, lenet, ops, widths, split")
     cfg = {**vars(args), "sizes": [int(s) for s in args.sizes.split(",")],
            "widths": [int(w) for w in args.widths.split(",")]}  # fmt: skip
+    only = [r.strip() for r in args.rows.split(",") if r.strip()] or None
     bench_dir = record.new_run_dir("bench_small")
     with record.recording(bench_dir, "bench_small", {"args": cfg}) as rec:
         rec["args"] = cfg
@@ -489,11 +508,11 @@ def main() -> None:
         if "split" in parts:
             rec["split"] = step_split()
         if "mlp" in parts:
-            rec["mlp"] = mlp_rows(bench_dir, args.mlp_epochs)
+            rec["mlp"] = mlp_rows(bench_dir, args.mlp_epochs, only)
             rec.save()
         if "lenet" in parts:
             root = ensure_mnist(record.artifacts_root() / "data" / "mnist-synth")
-            rec["lenet"] = lenet_rows(bench_dir, args.lenet_epochs, root)
+            rec["lenet"] = lenet_rows(bench_dir, args.lenet_epochs, root, only)
             rec.save()
         if "ops" in parts:
             rec["ops"] = op_sweep(cfg["sizes"])
