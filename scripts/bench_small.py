@@ -15,6 +15,8 @@ Every row runs in a fresh process, one after the other, on this machine:
   (`out=`) and compiled: where per-call overhead stops mattering.
 - widths: the MLP's per-step time against its hidden width (8 ... 1,024), by the book against the best levers.
 - split: the MLP step's forward / backward / optimizer / other split, wall time against the time inside ops.
+- vanilla: speedlab's Vanilla against the by-the-book twin, interleaved fresh processes (`--repeats` each; LeNet5
+  over 1 epoch): the lab's bookkeeping may cost at most 5 % over the loop it measures.
 Writes result.json, report.md and PNG plots into a run directory under artifacts/runs/; the fp32 matmul yardstick
 of the same run is beside every table.
 """
@@ -263,6 +265,33 @@ def _say(row: dict[str, Any]) -> None:
     print(json.dumps(shown), flush=True)
 
 
+def vanilla_check(bench_dir: Path, repeats: int, mlp_epochs: int, lenet_epochs: int, root: str) -> dict[str, Any]:
+    """speedlab's Vanilla against the by-the-book twin, interleaved fresh processes `repeats` times each: the lab's
+    own bookkeeping may cost at most 5 % over the loop it measures."""
+    out: dict[str, Any] = {}
+    for workload in ("mlp", "lenet"):
+        book, ours = [], []
+        for i in range(repeats):
+            if workload == "mlp":
+                twin = run_twin("mlp", [str(mlp_epochs)])
+                book.append(block_stats(twin["step_times_s"])["p50_us"] * 1e-6)
+                result = run_speedlab(["+exp=mlp_matexp", f"trainer.epochs={mlp_epochs}",
+                                       f"trainer.eval_every={mlp_epochs}", "trainer.checkpoint=false"],
+                                      record.job_dir(bench_dir, f"vanilla-mlp-{i}"))  # fmt: skip
+                ours.append(block_stats([e["train_time_s"] for e in result["epochs"]])["p50_us"] * 1e-6)
+            else:
+                book.append(run_twin("lenet", [str(lenet_epochs), root, "1"])["train_s"] / lenet_epochs)
+                result = run_speedlab(["+exp=lenet5_mnist", f"data.root={root}", f"trainer.epochs={lenet_epochs}",
+                                       f"trainer.eval_every={lenet_epochs}", "trainer.checkpoint=false"],
+                                      record.job_dir(bench_dir, f"vanilla-lenet-{i}"))  # fmt: skip
+                ours.append(result["total_train_time_s"] / lenet_epochs)
+            print(f"vanilla check {workload} {i + 1}/{repeats}: book {book[-1]:.4g} s, Vanilla {ours[-1]:.4g} s",
+                  flush=True)  # fmt: skip
+        out[workload] = {"book_s": book, "vanilla_s": ours,
+                         "ratio": statistics.median(ours) / statistics.median(book)}  # fmt: skip
+    return out
+
+
 # ---------------------------------------------------------------- the overhead picture
 
 
@@ -425,6 +454,16 @@ def markdown(rec: dict[str, Any]) -> str:
             lines.append(f"| {r['row']} | {r['train_s'] * 10 / epochs:.1f} | {ratio} | {r['final_val_acc']:.2f} | "
                          f"{r['final_train_loss']:.4f} |")  # fmt: skip
         lines.append("")
+    if rec.get("vanilla"):
+        v = rec["vanilla"]
+        lines += ["## speedlab's Vanilla against the by-the-book loop (interleaved fresh processes, medians)", "",
+                  "| Workload | book | Vanilla | Vanilla / book |", "|---|---:|---:|---:|"]  # fmt: skip
+        for name, unit, scale in (("mlp", "µs/step", 1e6), ("lenet", "s/epoch", 1)):
+            if name in v:
+                b, o = statistics.median(v[name]["book_s"]) * scale, statistics.median(v[name]["vanilla_s"]) * scale
+                lines.append(f"| {name} ({len(v[name]['book_s'])} each) | {b:.4g} {unit} | {o:.4g} {unit} | "
+                             f"{v[name]['ratio']:.3f} |")  # fmt: skip
+        lines.append("")
     if rec.get("split"):
         s = rec["split"]
         lines += ["## Where a by-the-book MLP step goes", "",
@@ -485,18 +524,19 @@ def main() -> None:
         twin_main(sys.argv[2:])
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", default="mlp,lenet,ops,widths,split")
+    parser.add_argument("--parts", default="mlp,lenet,ops,widths,split,vanilla")
     parser.add_argument("--rows", default="", help="only rows whose label contains one of these (comma-separated)")
     parser.add_argument("--mlp-epochs", type=int, default=2000)
     parser.add_argument("--lenet-epochs", type=int, default=10)
     parser.add_argument("--width-epochs", type=int, default=300)
+    parser.add_argument("--repeats", type=int, default=3, help="vanilla: interleaved repeats of book and Vanilla")
     parser.add_argument("--sizes", default="4,8,16,32,64,128,256,512,1024,2048")
     parser.add_argument("--widths", default="8,16,32,64,128,256,512,1024")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
-    unknown = parts - {"mlp", "lenet", "ops", "widths", "split"}
+    unknown = parts - {"mlp", "lenet", "ops", "widths", "split", "vanilla"}
     if unknown:
-        parser.error(f"--parts: unknown {sorted(unknown)}; valid: mlp, lenet, ops, widths, split")
+        parser.error(f"--parts: unknown {sorted(unknown)}; valid: mlp, lenet, ops, widths, split, vanilla")
     cfg = {**vars(args), "sizes": [int(s) for s in args.sizes.split(",")],
            "widths": [int(w) for w in args.widths.split(",")]}  # fmt: skip
     only = [r.strip() for r in args.rows.split(",") if r.strip()] or None
@@ -513,6 +553,10 @@ def main() -> None:
         if "lenet" in parts:
             root = ensure_mnist(record.artifacts_root() / "data" / "mnist-synth")
             rec["lenet"] = lenet_rows(bench_dir, args.lenet_epochs, root, only)
+            rec.save()
+        if "vanilla" in parts:
+            root = ensure_mnist(record.artifacts_root() / "data" / "mnist-synth")
+            rec["vanilla"] = vanilla_check(bench_dir, args.repeats, args.mlp_epochs, 1, root)
             rec.save()
         if "ops" in parts:
             rec["ops"] = op_sweep(cfg["sizes"])
