@@ -425,35 +425,23 @@ def markdown(rec: dict[str, Any]) -> str:
     ]
     if rec.get("mlp"):
         book = next((r for r in rec["mlp"] if r["row"].startswith("by the book (")), {}).get("p50_us")
-        lines += [f"## MLP 4-32-16-4, 10,000 samples full batch, {rec['args']['mlp_epochs']} steps per row", "",
-                  "| Row | p50 µs/step | p90 µs/step | vs book | final train loss | val MSE | compile s |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
-        for r in rec["mlp"]:
-            if "error" in r:
-                lines.append(f"| {r['row']} | error: {r['error']} | | | | | |")
-                continue
-            ratio = f"{book / r['p50_us']:.2f}×" if book else ""
-            lines.append(
-                f"| {r['row']} | {r['p50_us']:.0f} | {r['p90_us']:.0f} | {ratio} | {r['final_train_loss']:.5f} | "
-                f"{r['final_val_mse']:.5f} | {r.get('compile_s') or 0:.1f} |"
-            )
-        lines.append("")
+        lines += [f"## MLP 4-32-16-4, 10,000 samples full batch, {rec['args']['mlp_epochs']} steps per row", ""]
+        lines += _table(
+            rec["mlp"], ["Row", "p50 µs/step", "p90 µs/step", "vs book", "final train loss", "val MSE", "compile s"],
+            lambda r: [f"{r['p50_us']:.0f}", f"{r['p90_us']:.0f}", f"{book / r['p50_us']:.2f}×" if book else "",
+                       f"{r['final_train_loss']:.5f}", f"{r['final_val_mse']:.5f}", f"{r.get('compile_s') or 0:.1f}"],
+        )  # fmt: skip
     if rec.get("lenet"):
         book = next((r for r in rec["lenet"] if "DataLoader (reference" in r["row"]), {}).get("train_s")
         epochs = rec["args"]["lenet_epochs"]
         lines += [f"## LeNet5, MNIST-shaped 60,000 images, batch 32, Adam 3e-4: {epochs} epochs per row", "",
                   f"Seconds for 10 epochs = the {epochs} measured epochs' training time x {10 / epochs:g}"
-                  + (" (projected)." if epochs != 10 else "."), "",
-                  "| Row | s / 10 epochs | vs book (DataLoader) | val top-1 % | final train loss |",
-                  "|---|---:|---:|---:|---:|"]  # fmt: skip
-        for r in rec["lenet"]:
-            if "error" in r:
-                lines.append(f"| {r['row']} | error: {r['error']} | | | |")
-                continue
-            ratio = f"{book / r['train_s']:.2f}×" if book else ""
-            lines.append(f"| {r['row']} | {r['train_s'] * 10 / epochs:.1f} | {ratio} | {r['final_val_acc']:.2f} | "
-                         f"{r['final_train_loss']:.4f} |")  # fmt: skip
-        lines.append("")
+                  + (" (projected)." if epochs != 10 else "."), ""]  # fmt: skip
+        lines += _table(
+            rec["lenet"], ["Row", "s / 10 epochs", "vs book (DataLoader)", "val top-1 %", "final train loss"],
+            lambda r: [f"{r['train_s'] * 10 / epochs:.1f}", f"{book / r['train_s']:.2f}×" if book else "",
+                       f"{r['final_val_acc']:.2f}", f"{r['final_train_loss']:.4f}"],
+        )  # fmt: skip
     if rec.get("vanilla"):
         v = rec["vanilla"]
         lines += ["## speedlab's Vanilla against the by-the-book loop (interleaved fresh processes, medians)", "",
@@ -475,6 +463,15 @@ def markdown(rec: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _table(rows: list[dict[str, Any]], header: list[str], cells: Callable[[dict[str, Any]], list[str]]) -> list[str]:
+    """A markdown table of bench rows: the row's label, then `cells(row)`, or the error a row ended with."""
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    for r in rows:
+        body = [f"error: {r['error']}", *[""] * (len(header) - 2)] if "error" in r else cells(r)
+        lines.append("| " + " | ".join([r["row"], *body]) + " |")
+    return [*lines, ""]
+
+
 def plots(rec: dict[str, Any], out: Path) -> list[str]:
     import matplotlib
 
@@ -482,30 +479,30 @@ def plots(rec: dict[str, Any], out: Path) -> list[str]:
     import matplotlib.pyplot as plt
 
     written = []
-    if rec.get("ops"):
-        sizes = rec["args"]["sizes"]
-        fig, axes = plt.subplots(1, len(rec["ops"]), figsize=(5 * len(rec["ops"]), 4))
-        for ax, (name, curves) in zip(axes, rec["ops"].items(), strict=True):
-            for label, values in curves.items():
-                ax.loglog(sizes, values, marker="o", label=label)
-            ax.set(title=name, xlabel="n", ylabel="µs per call")
-            ax.grid(True, which="both", alpha=0.3)
-            ax.legend()
-        fig.tight_layout()
-        written.append(str(out / "ops_vs_size.png"))
-        fig.savefig(written[-1], dpi=110)
-        plt.close(fig)
-    if rec.get("widths"):
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for label, values in rec["widths"].items():
-            ax.loglog(rec["args"]["widths"], values, marker="o", label=label)
-        ax.set(title="MLP 4-w-w-4, 10,000 samples: step time vs width", xlabel="hidden width w", ylabel="µs/step")
+
+    def loglog(ax, xs: list[int], curves: dict[str, list], title: str, xlabel: str, ylabel: str) -> None:
+        for label, values in curves.items():
+            ax.loglog(xs, values, marker="o", label=label)
+        ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
+
+    def save(fig, name: str) -> None:
         fig.tight_layout()
-        written.append(str(out / "mlp_width.png"))
+        written.append(str(out / name))
         fig.savefig(written[-1], dpi=110)
         plt.close(fig)
+
+    if rec.get("ops"):
+        fig, axes = plt.subplots(1, len(rec["ops"]), figsize=(5 * len(rec["ops"]), 4))
+        for ax, (name, curves) in zip(axes, rec["ops"].items(), strict=True):
+            loglog(ax, rec["args"]["sizes"], curves, name, "n", "µs per call")
+        save(fig, "ops_vs_size.png")
+    if rec.get("widths"):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        title = "MLP 4-w-w-4, 10,000 samples: step time vs width"
+        loglog(ax, rec["args"]["widths"], rec["widths"], title, "hidden width w", "µs/step")
+        save(fig, "mlp_width.png")
     return written
 
 
