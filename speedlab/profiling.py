@@ -92,6 +92,11 @@ def _check(cfg: SpeedlabCfg) -> DataSpec:
     if cfg.profile.warmup < 0:
         raise SpeedlabError(f"profile.warmup={cfg.profile.warmup}: must be 0 or more")
     levers.check_values(cfg)
+    if str(cfg.trainer.step) == "functional":
+        raise SpeedlabError(
+            "trainer.step=functional: profile times the forward and the backward of the module step apart, and the "
+            "functional step is one function; profile with trainer.step=module (make bench-small times both steps)"
+        )
     spec = describe(cfg.data)
     models.check(cfg.model, spec)
     return spec

@@ -192,3 +192,8 @@ def test_the_best_levers_reach_the_reference_mlp_val_mse(tmp_path):
                     "trainer.reuse_memory=true", f"hydra.run.dir={tmp_path / 'run'}"])  # fmt: skip
     result = json.loads((tmp_path / "run" / "result.json").read_text())
     assert result["final_val_mse"] <= 0.05 and 0.5 < result["train_fraction"] <= 1
+
+
+def test_profile_refuses_the_functional_step_with_what_to_do(run_main):
+    outcome = run_main("profile", *SMALL, "trainer.step=functional")
+    assert outcome.returncode != 0 and "profile with trainer.step=module" in outcome.stderr
