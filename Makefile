@@ -3,12 +3,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.speedlab-installed
 
-.PHONY: setup demo test test-slow lint format bench-data bench-train bench-activations bench-export bench-families bench-small clean
+.PHONY: setup demo test test-slow lint format bench-data bench-train bench-activations bench-export bench-families bench-small parity-study bench-monitor clean
 
 setup: $(STAMP)
 
 # The venv is rebuilt only when the requirements or the package metadata change.
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-tracking.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
@@ -36,6 +36,14 @@ format: setup
 # The small-network regime: the reference's MLP and LeNet5, a row per overhead lever, plus the overhead plots.
 bench-small: setup
 	$(PY) scripts/bench_small.py
+
+# The reference's parity study (copied weights x aligned random draws, two init schemes) on a small ConvNeXt.
+parity-study: setup
+	$(PY) scripts/parity_study.py
+
+# What the resource monitor costs: step times with the sampler off and on, interleaved in one process.
+bench-monitor: setup
+	$(PY) scripts/bench_monitor.py
 
 bench-data: setup
 	$(PY) scripts/bench_data.py

@@ -32,6 +32,10 @@ COMMANDS: dict[str, Command] = {
     "export": Command(
         "export ONNX / INT8 / TensorRT artifacts and check their parity", entry="speedlab.export.command:main"
     ),
+    "parity": Command(
+        "train two variants side by side on identical batches: identical, equivalent or diverged?",
+        entry="speedlab.parity.command:main",
+    ),
     "profile": Command("per-op forward/backward time tables and a Chrome trace", entry="speedlab.profiling:main"),
     "report": Command("tables and plots from result.json files under artifacts/", entry="speedlab.report.command:main"),
     "inspect": Command(
@@ -54,6 +58,7 @@ def usage() -> str:
         "  python -m speedlab train +exp=tc_amp +preset=quick",
         "  python -m speedlab train model=lenet5 data=digits",
         "  python -m speedlab train '+exp=glob(*)' --cfg job -m   # compose every experiment",
+        "  python -m speedlab parity model=mlp data=matrix_exp --a compile.enabled=false --b compile.enabled=true",
         "  python -m speedlab data synth --out /tmp/fake-tin",
         "  python -m speedlab export +preset=quick checkpoint=artifacts/runs/<train run>",
         "  python -m speedlab inspect model.onnx --summary-only",

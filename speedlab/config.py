@@ -48,6 +48,7 @@ CompileMode = _choices("CompileMode", ["default", "reduce-overhead", "max-autotu
 AmpDtype = _choices("AmpDtype", ["bf16", "fp16"])
 Schedule = _choices("Schedule", ["cosine", "constant"])
 StepKind = _choices("StepKind", ["module", "functional"])
+TrackingBackend = _choices("TrackingBackend", ["none", "mlflow"])
 ExportFormat = _choices("ExportFormat", ["onnx", "int8", "tensorrt"])
 OnnxExporter = _choices("OnnxExporter", ["dynamo", "torchscript"])
 TrtPrecision = _choices("TrtPrecision", ["fp32", "fp16", "bf16", "int8"])
@@ -168,6 +169,39 @@ class ProfileCfg:
 
 
 @dataclass
+class ParityRunCfg:
+    """`python -m speedlab parity`: two training variants (A and B) stepped side by side on identical batches."""
+
+    steps: int | None = None  # optimiser steps compared; None: trainer.epochs x the steps of an epoch
+    copy_weights: bool = True  # B starts from A's initial weights (their state dicts must match)
+    align_rng: bool = True  # B's stochastic layers (dropout, drop path) draw what A's draw, step by step
+    # Largest relative loss difference still "equivalent", |a - b| / max(|a|, |b|, 1e-3); None: by the two sides'
+    # compute dtypes (speedlab/parity/verdict.py: fp32 1e-4, fp16 1e-2, bf16 3e-2).
+    tolerance: float | None = None
+    evaluate: bool = True  # both sides' validation figures after the last step
+
+
+@dataclass
+class MonitorCfg:
+    """The resource monitor every run carries: a background thread sampling CPU, memory and (NVML) GPU use."""
+
+    enabled: bool = True
+    interval_s: float = 0.5
+
+
+@dataclass
+class TrackingCfg:
+    """Experiment tracking, chosen by the `tracking` group (`tracking=mlflow`: the optional extra in
+    requirements-tracking.txt)."""
+
+    backend: TrackingBackend = TrackingBackend.none
+    # MLflow's tracking URI; None: a SQLite database at artifacts/mlflow/mlflow.db
+    uri: str | None = None
+    experiment: str | None = None  # None: the command and experiment name (a sweep: one experiment for all jobs)
+    log_checkpoints: bool = False  # upload checkpoint.pt as an artifact (can be large)
+
+
+@dataclass
 class ParityCfg:
     """Limits an exported artifact must meet against the eager fp32 model on the fixed batch; None: not checked."""
 
@@ -229,6 +263,9 @@ class SpeedlabCfg:
     bench: BenchCfg = field(default_factory=BenchCfg)
     export: ExportCfg = field(default_factory=ExportCfg)
     profile: ProfileCfg = field(default_factory=ProfileCfg)
+    parity: ParityRunCfg = field(default_factory=ParityRunCfg)
+    monitor: MonitorCfg = field(default_factory=MonitorCfg)
+    tracking: TrackingCfg = field(default_factory=TrackingCfg)
 
 
 ConfigStore.instance().store(name="speedlab_schema", node=SpeedlabCfg)
@@ -270,7 +307,7 @@ PRINT_ONLY_FLAGS = frozenset(
 )
 
 # One primary config per Hydra-driven command, all sharing conf/speedlab.yaml.
-HYDRA_COMMANDS = ("train", "bench", "export", "profile", "data_prepare")
+HYDRA_COMMANDS = ("train", "bench", "export", "profile", "parity", "data_prepare")
 
 
 @dataclass(frozen=True)
@@ -282,6 +319,7 @@ class RunContext:
     run_dir: Path
     multirun: bool = False  # one job of a sweep: a job this machine cannot run is recorded as skipped
     overrides: tuple[str, ...] = ()  # what the user set on the command line (Hydra's task overrides)
+    sweep: str | None = None  # a multirun's sweep directory name (one MLflow experiment per sweep); None: single run
 
     def overridden(self, group: str) -> bool:
         """Whether the command line sets `group` itself or any key under it (`model=mlp`, `model.widths=[8]`)."""
@@ -319,15 +357,24 @@ def compose(command: str, overrides: Sequence[str] = ()) -> SpeedlabCfg:
     """Compose a command's config without starting a run; a bad override raises SpeedlabError naming it."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     load_plugins()
     try:
+        if GlobalHydra.instance().is_initialized():  # inside a running command (parity composes its two sides)
+            return typed(hydra_compose(config_name=command, overrides=list(overrides)))
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             return typed(hydra_compose(config_name=command, overrides=list(overrides)))
     except (HydraException, OmegaConfBaseException) as err:
         raise SpeedlabError(f"invalid configuration for {command}:\n{_explain(err)}") from None
+
+
+def compose_resolved(command: str, overrides: Sequence[str] = ()) -> tuple[SpeedlabCfg, dict[str, Any]]:
+    """`compose`, plus the resolved config as plain data (what result.json records of it)."""
+    typed_cfg = compose(command, overrides)
+    return typed_cfg, plain(typed_cfg)
 
 
 def _split_print_sweep(argv: Sequence[str]) -> tuple[str, list[str]] | None:
@@ -432,6 +479,7 @@ def run_hydra(command: str, argv: Sequence[str], task: Callable[[RunContext], in
             run_dir=Path(hydra_cfg.runtime.output_dir),
             multirun=hydra_cfg.mode == RunMode.MULTIRUN,
             overrides=tuple(hydra_cfg.overrides.task),
+            sweep=Path(hydra_cfg.sweep.dir).name if hydra_cfg.mode == RunMode.MULTIRUN else None,
         )
         try:
             code = task(ctx)

@@ -33,6 +33,11 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
 def atomic_write_json(path: str | os.PathLike, data: Any, lines: dict[str, RecordLines] | None = None) -> None:
     atomic_write_text(path, dumps(data, lines) + "\n")
 

@@ -1,8 +1,12 @@
-"""What a run measures besides time: peak memory and Dynamo's compiled frames (shared by train and bench)."""
+"""What a run measures besides time: peak memory, the resource monitor's timeline (CPU, memory, GPU) and Dynamo's
+compiled frames (shared by every command)."""
 
 from __future__ import annotations
 
+import csv
+import os
 import threading
+import time
 from typing import Any
 
 import psutil
@@ -61,3 +65,141 @@ def inductor_cache_counts() -> dict[str, int]:
         "hits": int(counters["inductor"]["fxgraph_cache_hit"]),
         "misses": int(counters["inductor"]["fxgraph_cache_miss"]),
     }
+
+
+# The timeline's columns; the GPU ones stay empty where NVML sees no GPU.
+COLUMNS = ("t_s", "process_cpu_pct", "process_rss_bytes", "machine_cpu_pct", "gpu_util_pct", "gpu_memory_used_bytes",
+           "gpu_power_w")  # fmt: skip
+
+
+class _Gpu:
+    """NVML's view of the GPU torch uses (utilisation, memory used, power); absent without one or without NVML."""
+
+    def __init__(self) -> None:
+        import pynvml  # nvidia-ml-py, a dependency; its import needs no GPU
+
+        self._nvml = pynvml
+        pynvml.nvmlInit()
+        # NVML numbers every GPU on the machine; torch only the visible ones. The bus id joins the two.
+        bus_id = _torch_bus_id()
+        self.handle = (pynvml.nvmlDeviceGetHandleByPciBusId(bus_id) if bus_id
+                       else pynvml.nvmlDeviceGetHandleByIndex(torch.cuda.current_device()))  # fmt: skip
+
+    def sample(self) -> tuple[float, int, float | None]:
+        util = self._nvml.nvmlDeviceGetUtilizationRates(self.handle).gpu
+        used = self._nvml.nvmlDeviceGetMemoryInfo(self.handle).used
+        try:
+            power = self._nvml.nvmlDeviceGetPowerUsage(self.handle) / 1000.0  # milliwatts
+        except self._nvml.NVMLError:  # some boards (and MIG slices) do not report power
+            power = None
+        return float(util), int(used), power
+
+    def close(self) -> None:
+        self._nvml.nvmlShutdown()
+
+
+def _torch_bus_id() -> str | None:
+    props = torch.cuda.get_device_properties(torch.cuda.current_device())
+    bus = getattr(props, "pci_bus_id", None)
+    if bus is None:
+        return None
+    return f"{getattr(props, 'pci_domain_id', 0):08x}:{bus:02x}:{getattr(props, 'pci_device_id', 0):02x}.0"
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+class ResourceMonitor:
+    """Samples, every `interval_s` in a background thread, the process's CPU % (of all cores) and resident memory,
+    the whole machine's CPU %, and on a GPU its utilisation, memory used and power (NVML).
+
+    The thread measures its own CPU time, so every summary states what the sampling cost: `sampler_cpu_fraction`
+    is that time over the run's wall time on one core.
+    """
+
+    def __init__(self, interval_s: float = 0.5) -> None:
+        if not interval_s > 0:
+            raise ValueError(f"monitor.interval_s={interval_s}: must be above 0")
+        self.interval_s = interval_s
+        self.cores = psutil.cpu_count() or 1
+        self.rows: list[tuple[Any, ...]] = []
+        self.gpu_error: str | None = None
+        self._process = psutil.Process()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._sampler_cpu_s = 0.0
+        self._t0 = 0.0
+        self._gpu: _Gpu | None = None
+
+    def start(self) -> ResourceMonitor:
+        if torch.cuda.is_available():
+            try:
+                self._gpu = _Gpu()
+            except Exception as err:  # noqa: BLE001 - no NVML in a container: CPU figures still count
+                self.gpu_error = f"{type(err).__name__}: {err}"
+        self._process.cpu_percent(None)  # both CPU figures are "since the previous call": prime them
+        psutil.cpu_percent(None)
+        self._t0 = time.perf_counter()
+        self._thread = threading.Thread(target=self._run, name="speedlab-monitor", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            begin = time.thread_time()
+            self._sample()
+            self._sampler_cpu_s += time.thread_time() - begin
+
+    def _sample(self) -> None:
+        gpu = self._gpu.sample() if self._gpu is not None else (None, None, None)
+        self.rows.append((
+            round(time.perf_counter() - self._t0, 3),
+            round(self._process.cpu_percent(None) / self.cores, 1),
+            self._process.memory_info().rss,
+            psutil.cpu_percent(None),
+            *gpu,
+        ))  # fmt: skip
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._gpu is not None:
+            self._gpu.close()
+            self._gpu = None
+
+    def summary(self) -> dict[str, Any]:
+        """Mean, p95 and peak of each sampled figure, and the sampler's own cost."""
+        wall = time.perf_counter() - self._t0
+        rows = list(self.rows)  # the thread may append meanwhile
+        figures = {}
+        for index, name in enumerate(COLUMNS[1:], start=1):
+            values = [r[index] for r in rows if r[index] is not None]
+            if values:
+                figures[name] = {"mean": round(sum(values) / len(values), 2), "p95": _percentile(values, 0.95),
+                                 "peak": max(values)}  # fmt: skip
+        return {
+            "interval_s": self.interval_s,
+            "samples": len(rows),
+            "cores": self.cores,
+            "figures": figures,
+            "gpu": "nvml" if any(r[4] is not None for r in rows) else (self.gpu_error or "none"),
+            "sampler_cpu_s": round(self._sampler_cpu_s, 4),
+            "sampler_cpu_fraction": round(self._sampler_cpu_s / wall, 6) if wall > 0 else None,
+            "per_sample_us": round(self._sampler_cpu_s / len(rows) * 1e6, 1) if rows else None,
+        }
+
+    def timeline_csv(self) -> str:
+        lines = [",".join(COLUMNS)]
+        lines += [",".join("" if v is None else str(v) for v in row) for row in list(self.rows)]
+        return "\n".join(lines) + "\n"
+
+
+def read_timeline(path: str | os.PathLike) -> dict[str, list[float | None]]:
+    """A timeline file as columns (empty cells as None)."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {c: [float(r[c]) if r.get(c) not in (None, "") else None for r in rows] for c in COLUMNS}

@@ -1,16 +1,20 @@
 """`python -m speedlab profile [overrides]`: where a training step's and an inference's time goes, op by op.
 
-Runs `profile.steps` of train's own step (the trainer `speedlab.train.builder` builds: the configured family and
-levers, compile, AMP with its GradScaler, channels_last, the task's loss) on random inputs of the data's declared
-shape and `trainer.batch_size`, after `profile.warmup` untimed steps, profiling the forward pass and the backward
-pass (with the optimizer step) separately, then `profile.steps` inference forwards. Prints and records one table
-per phase (`torch.profiler` key_averages: op, calls, total and average time, % of the phase; CPU time, plus CUDA
-time on a GPU) and saves a Chrome trace of a few whole steps (a bounded schedule keeps it small).
+Runs train's own step (the trainer `speedlab.train.builder` builds: the configured family and levers, compile, AMP
+with its GradScaler, channels_last, the task's loss) on random inputs of the data's declared shape and
+`trainer.batch_size`, after `profile.warmup` untimed steps. Each phase of `profile.steps` steps (forward with the
+loss, backward, optimizer update) and an inference forward is profiled in its own session and printed in the
+reference study's shape: op, calls x average = total per step, % of the step and of the phase (CPU time, plus CUDA
+time on a GPU). Then the step's forward / backward / optimizer / other split: how much of an unprofiled step the
+ops compute and how much is framework overhead (Python, dispatch, the autograd engine, allocation), the number
+that explains why small networks are slow. Saves a Chrome trace of a few whole steps (a bounded schedule).
 """
 
 from __future__ import annotations
 
 import os
+import statistics
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,11 +31,14 @@ from speedlab.fsutil import atomic_path
 from speedlab.train import levers
 from speedlab.train.builder import build_trainer
 
-PHASES = ("forward", "backward", "inference")
+STEP_PHASES = ("forward", "backward", "optimizer")
+PHASES = (*STEP_PHASES, "inference")
 # Kineto (the profiler's engine) logs every session's start and stop to stderr, and on a CPU-only machine an ERROR
 # that no GPU was found: noise around the tables. It reads this level when a profiler first starts; 6 is above all
 # of its levels. A user's own KINETO_LOG_LEVEL wins.
 KINETO_QUIET_LEVEL = "6"
+# The split's unprofiled steps: a median over fewer would move with every scheduling hiccup.
+SPLIT_MIN_STEPS = 20
 
 
 def main(argv: Sequence[str]) -> int:
@@ -40,7 +47,7 @@ def main(argv: Sequence[str]) -> int:
 
 def run(ctx: RunContext) -> int:
     cfg = ctx.cfg
-    with record.recording(ctx.run_dir, "profile", ctx.resolved) as rec:
+    with record.recording(ctx.run_dir, "profile", ctx.resolved, sweep=ctx.sweep) as rec:
         spec = _check(cfg)
         where = device.resolve(cfg.device)
         levers.check_device(cfg, where, spec)
@@ -51,28 +58,29 @@ def run(ctx: RunContext) -> int:
         inputs, targets = _batch(spec, cfg.trainer.batch_size, where)
         activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if where.type == "cuda" else [])]
 
-        def forward() -> torch.Tensor:
-            return trainer.forward_loss(inputs, targets)
-
-        def infer() -> None:
-            with torch.no_grad():
-                trainer.forward_loss(inputs, targets)
+        def step() -> None:
+            trainer.backward_step(trainer.forward_loss(inputs, targets))
 
         label = levers.changes_label(cfg)
         print(f"profiling {label} at batch {cfg.trainer.batch_size} ({spec.describe()}) on {where} ...", flush=True)
         for _ in range(cfg.profile.warmup):  # compilation and first-call costs stay out of the tables
-            trainer.backward_step(forward())
-            infer()
-        tables = _phase_tables(forward, trainer.backward_step, infer, cfg.profile.steps, activities, where)
+            step()
+            _infer(trainer, inputs, targets)
+        timed = _timed_phases(trainer, inputs, targets, max(cfg.profile.steps, SPLIT_MIN_STEPS), where)
+        tables, profiled = _phase_tables(trainer, inputs, targets, cfg.profile.steps, activities, where)
+        split = step_split(tables, profiled, timed)
         trace = record.trace_path(ctx.run_dir)
-        _chrome_trace(lambda: trainer.backward_step(forward()), activities, trace, where)
+        _chrome_trace(step, activities, trace, where)
         rec.update({"changes": label, "family": cfg.model.name, "batch_size": cfg.trainer.batch_size,
                     "device": str(where), "input_shape": [None, *spec.input_shape], "steps": cfg.profile.steps,
-                    "tables": tables, "trace": str(trace)})  # fmt: skip
+                    "tables": tables, "split": split, "trace": str(trace)})  # fmt: skip
         cuda = where.type == "cuda"
         for phase in PHASES:
             print(f"\n{phase} ({cfg.profile.steps} steps, top {cfg.profile.top} ops by self time)")
             print(markdown(tables[phase], cfg.profile.top, cuda=cuda))
+        print(f"\nwhere a training step's time goes (median of {max(cfg.profile.steps, SPLIT_MIN_STEPS)} unprofiled "
+              "steps; the ops' share of each phase from its profile)")  # fmt: skip
+        print(split_markdown(split))
         print(f"\nChrome trace: {trace} (open in chrome://tracing or https://ui.perfetto.dev)\nresult: {rec.path}")
     return 0
 
@@ -102,27 +110,39 @@ def _check(cfg: SpeedlabCfg) -> DataSpec:
     return spec
 
 
-def _phase_tables(forward, backward, infer, steps: int, activities, where) -> dict[str, list[dict[str, Any]]]:
-    """Forward and backward of each training step in separate profiler sessions, so each op lands in its phase."""
-    sessions = {phase: [] for phase in PHASES}
+def _phase_tables(trainer, inputs, targets, steps: int, activities, where) -> tuple[dict[str, list], dict[str, float]]:
+    """Each phase of each training step (forward with the loss, backward, optimizer update) and an inference in its
+    own profiler session, so every op lands in its phase; returns the tables and each phase's profiled wall time."""
+    sessions: dict[str, list] = {phase: [] for phase in PHASES}
+    walls = dict.fromkeys(PHASES, 0.0)
+
+    def session(phase: str, fn: Callable[[], Any]) -> Any:
+        with profile(activities=activities) as prof:
+            start = time.perf_counter()
+            out = fn()
+            synchronize(where)
+            walls[phase] += time.perf_counter() - start
+        sessions[phase].append(prof)
+        return out
+
     for _ in range(steps):
-        with profile(activities=activities) as prof:
-            loss = forward()
-            synchronize(where)
-        sessions["forward"].append(prof)
-        with profile(activities=activities) as prof:
-            backward(loss)
-            synchronize(where)
-        sessions["backward"].append(prof)
-        with profile(activities=activities) as prof:
-            infer()
-            synchronize(where)
-        sessions["inference"].append(prof)
-    return {phase: _table(profs, steps) for phase, profs in sessions.items()}
+        loss = session("forward", lambda: trainer.forward_loss(inputs, targets))
+        session("backward", lambda loss=loss: trainer.backward(loss))
+        session("optimizer", trainer.update)
+        session("inference", lambda: _infer(trainer, inputs, targets))
+    step_us = sum(walls[p] for p in STEP_PHASES) / steps * 1e6
+    tables = {phase: _table(profs, steps, step_us) for phase, profs in sessions.items()}
+    return tables, {p: w / steps * 1e6 for p, w in walls.items()}
 
 
-def _table(profs: list, steps: int) -> list[dict[str, Any]]:
-    """Per op, summed over the sessions: calls, self and total time, and share of the phase (per step)."""
+def _infer(trainer, inputs: torch.Tensor, targets: torch.Tensor) -> None:
+    with torch.no_grad():
+        trainer.forward_loss(inputs, targets)
+
+
+def _table(profs: list, steps: int, step_us: float) -> list[dict[str, Any]]:
+    """Per op, summed over the sessions: calls, self and total time, its share of the phase (per step) and of the
+    whole profiled training step."""
     rows: dict[str, dict[str, float]] = {}
     for prof in profs:
         for event in prof.key_averages():
@@ -137,25 +157,95 @@ def _table(profs: list, steps: int) -> list[dict[str, Any]]:
     for op, r in rows.items():
         self_us = r["self_cpu_us"] + r["self_cuda_us"]
         table.append({
-            "op": op, "calls": int(r["calls"] / steps), "self_ms": self_us / steps / 1e3,
+            "op": op, "calls": round(r["calls"] / steps, 2), "self_ms": self_us / steps / 1e3,
             "avg_us": self_us / max(r["calls"], 1), "share": self_us / phase_us,
+            "share_of_step": self_us / steps / (step_us or 1.0), "compute": _is_compute(op),
             "cpu_self_ms": r["self_cpu_us"] / steps / 1e3, "cpu_total_ms": r["cpu_total_us"] / steps / 1e3,
             "cuda_self_ms": r["self_cuda_us"] / steps / 1e3,
         })  # fmt: skip
     return sorted(table, key=lambda r: r["self_ms"], reverse=True)
 
 
+def _is_compute(op: str) -> bool:
+    """Whether an event is an op that computes (an ATen op, or a compiled graph's kernels), as opposed to the
+    framework around the ops: autograd's engine and nodes, the optimizer's and the profiler's own annotations."""
+    return op.startswith(("aten::", "Torch-Compiled Region", "CompiledFunction", "triton_", "cpp_fused", "mkl"))
+
+
+def _timed_phases(trainer, inputs, targets, steps: int, where) -> dict[str, float]:
+    """Median wall time per phase of unprofiled steps (synchronised between phases), in microseconds."""
+    times: dict[str, list[float]] = {p: [] for p in (*STEP_PHASES, "step")}
+    for _ in range(steps):
+        marks = [time.perf_counter()]
+        loss = trainer.forward_loss(inputs, targets)
+        synchronize(where)
+        marks.append(time.perf_counter())
+        trainer.backward(loss)
+        synchronize(where)
+        marks.append(time.perf_counter())
+        trainer.update()
+        synchronize(where)
+        marks.append(time.perf_counter())
+        for phase, begin, end in zip(STEP_PHASES, marks, marks[1:], strict=False):
+            times[phase].append(end - begin)
+        times["step"].append(marks[-1] - marks[0])
+    return {p: statistics.median(v) * 1e6 for p, v in times.items()}
+
+
+def step_split(tables: dict[str, list], profiled_us: dict[str, float], timed_us: dict[str, float]) -> dict[str, Any]:
+    """The step's forward / backward / optimizer / other split: the time the ops of each phase compute, and the
+    rest of the step (Python, dispatch, the autograd engine, allocation) as `other`.
+
+    Each phase's compute share comes from its profiled session (compute ops' self time over the session's wall) and is
+    applied to the phase's unprofiled wall time, so the profiler's own cost inflates neither side much.
+    """
+    parts: dict[str, float] = {}
+    for phase in STEP_PHASES:
+        compute_us = sum(r["self_ms"] for r in tables[phase] if r["compute"]) * 1e3
+        share = min(1.0, compute_us / profiled_us[phase]) if profiled_us[phase] else 0.0
+        parts[phase] = share * timed_us[phase]
+    step = timed_us["step"]
+    parts["other"] = max(0.0, step - sum(parts.values()))
+    return {
+        "step_us": step,
+        "parts_us": parts,
+        "shares": {k: v / step for k, v in parts.items()} if step else {},
+        "phase_wall_us": {p: timed_us[p] for p in STEP_PHASES},
+        "profiled_phase_wall_us": {p: profiled_us[p] for p in STEP_PHASES},
+    }
+
+
 def markdown(rows: list[dict[str, Any]], top: int, cuda: bool = False) -> str:
-    """The table of a phase; the CUDA column only where a GPU ran (on the CPU it would be all zeros)."""
-    head = "| Op | Calls/step | Self time/step | Avg per call | % of phase | CPU self | CPU total |"
+    """A phase's table in the reference's shape (calls x average = total per step, % of the profiled step), plus
+    the share of the phase; the CUDA column only where a GPU ran (on the CPU it would be all zeros)."""
+    head = "| Op | Calls/step | × Avg per call | = Total/step | % of step | % of phase | CPU total |"
     lines = [head + (" CUDA self |" if cuda else ""), "|---|" + "---:|" * (6 + cuda)]
     for r in rows[:top]:
         cuda_cell = f" {r['cuda_self_ms']:.3f} ms |" if cuda else ""
         lines.append(
-            f"| {r['op']} | {r['calls']} | {r['self_ms']:.3f} ms | {r['avg_us']:.1f} µs | {r['share']:.1%} "
-            f"| {r['cpu_self_ms']:.3f} ms | {r['cpu_total_ms']:.3f} ms |{cuda_cell}"
+            f"| {r['op']} | {r['calls']:g} | {r['avg_us']:.1f} µs | {r['self_ms']:.3f} ms | {r['share_of_step']:.1%} "
+            f"| {r['share']:.1%} | {r['cpu_total_ms']:.3f} ms |{cuda_cell}"
         )
+    if len(rows) > top:
+        rest = rows[top:]
+        lines.append(f"| ({len(rest)} more ops) | | | {sum(r['self_ms'] for r in rest):.3f} ms "
+                     f"| {sum(r['share_of_step'] for r in rest):.1%} | {sum(r['share'] for r in rest):.1%} | |"
+                     + (" |" if cuda else ""))  # fmt: skip
     return "\n".join(lines)
+
+
+def split_markdown(split: dict[str, Any]) -> str:
+    labels = {"forward": "forward (ops)", "backward": "backward (ops)", "optimizer": "optimizer (ops)",
+              "other": "other: Python, dispatch, autograd engine, allocation"}  # fmt: skip
+    lines = ["| Part of the step | Time/step | % |", "|---|---:|---:|"]
+    for part, label in labels.items():
+        lines.append(f"| {label} | {_us(split['parts_us'][part])} | {split['shares'].get(part, 0.0):.1%} |")
+    lines.append(f"| **step (unprofiled wall)** | {_us(split['step_us'])} | 100 % |")
+    return "\n".join(lines)
+
+
+def _us(value: float) -> str:
+    return f"{value / 1e3:.3f} ms" if value >= 1000 else f"{value:.1f} µs"
 
 
 def _chrome_trace(step: Callable[[], None], activities, path, where) -> None:

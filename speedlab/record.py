@@ -19,8 +19,10 @@ from typing import Any
 
 import torch
 
+from speedlab import tracking
 from speedlab.errors import SpeedlabError
-from speedlab.fsutil import RecordLines, atomic_write_json
+from speedlab.fsutil import RecordLines, atomic_write_json, atomic_write_text
+from speedlab.monitor import ResourceMonitor
 
 RESULT_FILE = "result.json"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -39,6 +41,8 @@ def checkpoint_path(run_dir: Path) -> Path:
 # The exported artifacts' file names, which export writes and bench (`bench.export_dir`) reads.
 ONNX_FILES = {"fp32": "model.onnx", "int8": "model-int8.onnx"}
 TRACE_FILE = "trace.json"
+RESOURCES_FILE = "resources.csv"
+PARITY_PLOT_FILE = "parity.png"
 
 
 def onnx_path(run_dir: Path, precision: str) -> Path:
@@ -54,6 +58,16 @@ def engine_path(run_dir: Path, precision: str) -> Path:
 def trace_path(run_dir: Path) -> Path:
     """The profiler's Chrome trace of a profile run."""
     return Path(run_dir) / TRACE_FILE
+
+
+def resources_path(run_dir: Path) -> Path:
+    """The resource monitor's timeline, beside result.json."""
+    return Path(run_dir) / RESOURCES_FILE
+
+
+def parity_plot_path(run_dir: Path) -> Path:
+    """A parity run's plot of both loss curves and their difference."""
+    return Path(run_dir) / PARITY_PLOT_FILE
 
 
 def sidecar_path(artifact: Path) -> Path:
@@ -182,8 +196,11 @@ def environment() -> dict[str, Any]:
 class RunRecord:
     """The contents of one run's result.json; `save()` writes it atomically, as often as the run likes."""
 
-    def __init__(self, run_dir: Path, kind: str, config: dict[str, Any]) -> None:
+    def __init__(
+        self, run_dir: Path, kind: str, config: dict[str, Any], monitor: ResourceMonitor | None = None
+    ) -> None:
         self.run_dir = Path(run_dir)
+        self.monitor = monitor
         self.path = result_path(self.run_dir)
         self.data: dict[str, Any] = {
             "kind": kind,
@@ -216,17 +233,24 @@ class RunRecord:
 
     def save(self) -> Path:
         self.data["wall_time_s"] = round(time.perf_counter() - self._t0, 3)
+        if self.monitor is not None:
+            self.data["resources"] = {**self.monitor.summary(), "timeline": str(resources_path(self.run_dir))}
+            atomic_write_text(resources_path(self.run_dir), self.monitor.timeline_csv())
         atomic_write_json(self.path, self.data, self._lines)
         return self.path
 
 
 @contextmanager
-def recording(run_dir: Path, kind: str, config: dict[str, Any]) -> Iterator[RunRecord]:
+def recording(run_dir: Path, kind: str, config: dict[str, Any], sweep: str | None = None) -> Iterator[RunRecord]:
     """Record a run: status `ok` unless the block sets another, `failed` on an error, `interrupted` on Ctrl-C.
 
-    result.json is written whatever happens, so an interrupted or failed run says so instead of vanishing.
+    result.json is written whatever happens, so an interrupted or failed run says so instead of vanishing. The
+    resource monitor samples the whole block as the config's `monitor` section says (on, every 0.5 s, where the
+    config has none); every save writes its summary and timeline. With the config's `tracking` section set, the
+    ended run is logged there too (`sweep`: the sweep a job belongs to, which names its MLflow experiment).
     """
-    record = RunRecord(run_dir, kind, config)
+    track = tracking.tracker(config.get("tracking"), kind, Path(run_dir), sweep, artifacts_root())
+    record = RunRecord(run_dir, kind, config, monitor=_monitor(config.get("monitor")))
     record.save()
     try:
         yield record
@@ -247,3 +271,32 @@ def recording(run_dir: Path, kind: str, config: dict[str, Any]) -> Iterator[RunR
         if record["status"] == "running":
             record.set_status("ok")
         record.save()
+    finally:
+        if record.monitor is not None:
+            record.monitor.stop()
+        if track is not None:
+            _track(track, record)
+
+
+def _track(track: Any, record: RunRecord) -> None:
+    """Log the ended run; a store that fails is reported and recorded, and the run's own record stays whole."""
+    try:
+        record["tracking"] = track.log(record.data)
+        print(f"tracking: logged to MLflow experiment {record['tracking']['experiment']!r} "
+              f"(run {record['tracking']['run_id']}) at {record['tracking']['uri']}")  # fmt: skip
+    except Exception as err:  # noqa: BLE001 - any store failure: say so, keep the run
+        record["tracking"] = {"backend": "mlflow", "error": f"{type(err).__name__}: {err}"}
+        print(f"tracking: could not log this run to MLflow ({type(err).__name__}: {err}); "
+              f"result.json has everything: {record.path}", file=sys.stderr)  # fmt: skip
+    record.save()
+
+
+def _monitor(settings: dict[str, Any] | None) -> ResourceMonitor | None:
+    settings = settings or {}
+    if not settings.get("enabled", True):
+        return None
+    interval = settings.get("interval_s", 0.5)
+    if not isinstance(interval, int | float) or interval <= 0:
+        raise SpeedlabError(f"monitor.interval_s={interval!r}: must be a number of seconds above 0, e.g. 0.5 "
+                            "(monitor.enabled=false turns the monitor off)")  # fmt: skip
+    return ResourceMonitor(interval).start()

@@ -119,15 +119,24 @@ def test_harness_stops_on_count_and_time():
 def test_profile_writes_phase_tables_and_a_chrome_trace(tmp_path, capsys):
     profiling.main([*TINY, "profile.steps=2", "profile.warmup=1", f"hydra.run.dir={tmp_path}"])
     result = json.loads((tmp_path / "result.json").read_text())
-    assert result["kind"] == "profile" and set(result["tables"]) == {"forward", "backward", "inference"}
+    phases = {"forward", "backward", "optimizer", "inference"}
+    assert result["kind"] == "profile" and set(result["tables"]) == phases
     for phase, rows in result["tables"].items():
         assert rows and sum(r["share"] for r in rows) == pytest.approx(1.0), phase
-        assert {"op", "calls", "self_ms", "avg_us", "share", "cpu_total_ms", "cuda_self_ms"} <= set(rows[0])
+        assert {"op", "calls", "self_ms", "avg_us", "share", "share_of_step", "cpu_total_ms"} <= set(rows[0])
     backward_ops = {r["op"] for r in result["tables"]["backward"]}
-    assert "aten::convolution_backward" in backward_ops
+    assert "aten::convolution_backward" in backward_ops and "aten::_foreach_add_" not in backward_ops
+    step_shares = sum(r["share_of_step"] for p in ("forward", "backward", "optimizer") for r in result["tables"][p])
+    assert 0.5 < step_shares < 1.05  # the events' self times fill most of the profiled step (Python fills the rest)
+    split = result["split"]
+    assert set(split["shares"]) == {"forward", "backward", "optimizer", "other"}
+    assert sum(split["parts_us"].values()) == pytest.approx(split["step_us"], rel=1e-6)
+    assert all(v >= 0 for v in split["parts_us"].values())
     trace = json.loads(Path(result["trace"]).read_text())
     assert trace["traceEvents"] and Path(result["trace"]).stat().st_size < 20e6
-    assert "| Op | Calls/step |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "| Op | Calls/step | × Avg per call | = Total/step | % of step |" in out
+    assert "| other: Python, dispatch, autograd engine, allocation |" in out
 
 
 def test_report_renders_training_inference_and_compare(tmp_path, sweep, capsys):

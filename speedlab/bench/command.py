@@ -57,7 +57,7 @@ def check(cfg: SpeedlabCfg) -> None:
 
 def run(ctx: RunContext) -> int:
     cfg = ctx.cfg
-    with record.recording(ctx.run_dir, "bench", ctx.resolved) as rec:
+    with record.recording(ctx.run_dir, "bench", ctx.resolved, sweep=ctx.sweep) as rec:
         check(cfg)
         where = device.resolve(cfg.device)
         model, model_cfg, spec, source, notes = _model(ctx, where)

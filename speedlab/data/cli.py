@@ -45,7 +45,7 @@ def prepare(ctx: config.RunContext) -> int:
     """Build (or validate) what the source builds on first use (the decoded cache) and record what was done."""
     from speedlab.data.build import prepare as prepare_source
 
-    with record.recording(ctx.run_dir, "data", ctx.resolved) as rec:
+    with record.recording(ctx.run_dir, "data", ctx.resolved, sweep=ctx.sweep) as rec:
         t0 = time.perf_counter()
         info = prepare_source(ctx.cfg.data)
         rec["data"] = {**info, "skipped_corrupt": info.get("skipped_in_cache", 0)}

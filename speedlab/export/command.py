@@ -131,7 +131,7 @@ def _check_data(trained: models.Trained, spec: DataSpec, cfg: SpeedlabCfg) -> No
 
 def run(ctx: RunContext) -> int:
     cfg = ctx.cfg
-    with record.recording(ctx.run_dir, "export", ctx.resolved) as rec:
+    with record.recording(ctx.run_dir, "export", ctx.resolved, sweep=ctx.sweep) as rec:
         plan = _prepare(ctx)
         for note in plan.notes:
             _say(f"note: {note}")

@@ -6,7 +6,9 @@ Reads every result.json under the given directories (default: everything under `
   peak memory), runs of the same changes and model merged by their median;
 - per bench run, the inference table (Changes | Time BS 64 | Time BS 1 | Val accuracy) and every cell's percentiles;
 - latency against batch size per backend (log axes), speed-up and memory bars, and the activation measurements
-  when a `bench_activations` run is present.
+  when a `bench_activations` run is present;
+- the latest parity runs (sides, verdict, differences, and each run's loss plot);
+- the latest monitored runs' resources (CPU, memory, GPU; mean, p95, peak) with a timeline plot each.
 Every table names the machine and software it was measured on. `--compare A B` instead says, cell by cell, whether
 two bench runs differ by more than their noise.
 """
@@ -23,8 +25,11 @@ from typing import Any
 
 from speedlab import record
 from speedlab.errors import SpeedlabError
-from speedlab.fsutil import atomic_write_text
+from speedlab.fsutil import atomic_write_bytes, atomic_write_text
 from speedlab.report import plots
+
+# Parity runs and resource timelines in a report: the latest few, or the report would grow with every run.
+REPORT_LATEST = 6
 
 
 def main(argv: Sequence[str]) -> int:
@@ -195,11 +200,65 @@ def write(results: list[dict[str, Any]], out: Path) -> Path:
     if activations:
         parts += ["## Activations", "", f"Measured on: {machine(activations[-1])}.", ""]
         parts += plots.activations(activations[-1], out)
+    parity = [r for r in results if r["kind"] == "parity"][-REPORT_LATEST:]
+    if parity:
+        parts += ["## Parity runs", "", parity_table(parity), ""]
+        for i, run in enumerate(parity):
+            parts += _copy_plot(Path(run.get("plot", "")), out, f"parity-{i + 1}.png")
+    monitored = [r for r in results if Path(r.get("resources", {}).get("timeline", "")).is_file()][-REPORT_LATEST:]
+    if monitored:
+        parts += ["## Resources", "", resources_table(monitored), ""]
+        for i, run in enumerate(monitored):
+            parts += plots.resources(run, out, f"resources-{i + 1}.png")
     if len(parts) == 2:
         parts.append("No finished train or bench runs found.")
     path = out / "report.md"
     atomic_write_text(path, "\n".join(parts) + "\n")
     return path
+
+
+def parity_table(runs: list[dict[str, Any]]) -> str:
+    lines = ["| # | A | B | Steps | Verdict | Why | Max rel. difference | Final weights rel. diff |",
+             "|---:|---|---|---:|---|---|---:|---:|"]  # fmt: skip
+    for i, r in enumerate(runs, start=1):
+        sides = r.get("sides", {})
+        w = r.get("final_weights", {})
+        weights = f"{w['relative']:.3g}" if w.get("relative") is not None else "not comparable"
+        lines.append(
+            f"| {i} | {sides.get('a', {}).get('changes', '?')} | {sides.get('b', {}).get('changes', '?')} | "
+            f"{r.get('steps')} | {r.get('verdict')} | {r.get('why')} | {r.get('max_rel_difference', 0):.3g} | "
+            f"{weights} |"
+        )
+    return "\n".join(lines)
+
+
+def resources_table(runs: list[dict[str, Any]]) -> str:
+    """Each monitored run's CPU, memory and GPU figures, and what the sampling cost."""
+    lines = ["| # | Run | Samples | Process CPU mean / p95 | RSS peak | Machine CPU mean | GPU util mean | "
+             "Sampler CPU |", "|---:|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for i, r in enumerate(runs, start=1):
+        res = r["resources"]
+        fig = res.get("figures", {})
+
+        def get(key: str, stat: str, fig: dict = fig) -> float | None:
+            return fig.get(key, {}).get(stat)
+
+        cpu = f"{get('process_cpu_pct', 'mean') or 0:.0f} % / {get('process_cpu_pct', 'p95') or 0:.0f} %"
+        rss = f"{(get('process_rss_bytes', 'peak') or 0) / 2**30:.2f} GiB"
+        gpu = f"{get('gpu_util_pct', 'mean'):.0f} %" if get("gpu_util_pct", "mean") is not None else "—"
+        lines.append(
+            f"| {i} | {r['kind']}: {r.get('changes') or r.get('name', '')} ({Path(r['_dir']).name}) | "
+            f"{res.get('samples')} | {cpu} | {rss} | {get('machine_cpu_pct', 'mean') or 0:.0f} % | {gpu} | "
+            f"{(res.get('sampler_cpu_fraction') or 0):.2%} |"
+        )
+    return "\n".join(lines)
+
+
+def _copy_plot(source: Path, out: Path, name: str) -> list[str]:
+    if not source.is_file():
+        return []
+    atomic_write_bytes(out / name, source.read_bytes())
+    return [f"![{name}]({name})", ""]
 
 
 def _interval(row: dict[str, Any]) -> tuple[float, float]:

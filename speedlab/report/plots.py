@@ -100,3 +100,26 @@ def activations(result: dict[str, Any], out: Path) -> list[str]:
     _bars(right, [m["activation"] for m in memory], [m["bytes"] / 2**20 for m in memory], ".1f")
     right.set_title("Saved for backward in one training step (MiB)")
     return _save(fig, out, "activations.png")
+
+
+def resources(result: dict[str, Any], out: Path, name: str) -> list[str]:
+    """A run's resource timeline: process and machine CPU %, resident memory, and GPU utilisation where sampled."""
+    from speedlab.monitor import read_timeline
+
+    timeline = read_timeline(result["resources"]["timeline"])
+    t = timeline["t_s"]
+    gpu = any(v is not None for v in timeline["gpu_util_pct"])
+    fig, axes = plt.subplots(3 if gpu else 2, 1, figsize=(8, 6 if gpu else 4.5), sharex=True)
+    axes[0].plot(t, timeline["process_cpu_pct"], label="this process", color="#4C72B0")
+    axes[0].plot(t, timeline["machine_cpu_pct"], label="whole machine", color="#DD8452", alpha=0.8)
+    axes[0].set_ylabel("CPU % of all cores")
+    axes[0].set_ylim(0, 105)
+    axes[0].legend(fontsize=8)
+    axes[1].plot(t, [v / 2**30 if v is not None else None for v in timeline["process_rss_bytes"]], color="#55A868")
+    axes[1].set_ylabel("resident memory (GiB)")
+    if gpu:
+        axes[2].plot(t, timeline["gpu_util_pct"], color="#C44E52", label="utilisation %")
+        axes[2].set_ylabel("GPU %")
+    axes[-1].set_xlabel("seconds since the run started")
+    axes[0].set_title(f"{result['kind']}: {result.get('changes') or result.get('name', '')}", fontsize=10)
+    return _save(fig, out, name)

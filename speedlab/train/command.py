@@ -86,7 +86,10 @@ def _prepare(ctx: RunContext, info: Dist) -> _Plan:
 
 def run(ctx: RunContext) -> int:
     info = distributed.from_env()
-    recorder = record.recording(ctx.run_dir, "train", ctx.resolved) if info.is_main else nullcontext(_NoRecord())
+    if info.is_main:
+        recorder = record.recording(ctx.run_dir, "train", ctx.resolved, sweep=ctx.sweep)
+    else:
+        recorder = nullcontext(_NoRecord())
     with recorder as rec:
         try:
             plan = _prepare(ctx, info)

@@ -80,13 +80,20 @@ class Trainer:
 
     def backward_step(self, loss: torch.Tensor) -> None:
         """The step's second half: gradients (scaled for fp16) and the optimiser update."""
+        self.backward(loss)
+        self.update()
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Fresh gradients of `loss` (scaled for fp16): the backward pass alone, as profile times it."""
         self.optimizer.zero_grad(set_to_none=True)
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+
+    def update(self) -> None:
+        """The optimiser update from the gradients `backward` left (unscaled and skipped on overflow for fp16)."""
         if self.scaler is not None:
-            self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
-            loss.backward()
             (self.optimizer_step or self.optimizer.step)()
 
     def train_epoch(self, epoch: int, total_epochs: int) -> dict[str, Any]:
