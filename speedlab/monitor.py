@@ -7,6 +7,7 @@ import csv
 import os
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -203,3 +204,35 @@ def read_timeline(path: str | os.PathLike) -> dict[str, list[float | None]]:
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     return {c: [float(r[c]) if r.get(c) not in (None, "") else None for r in rows] for c in COLUMNS}
+
+
+def plot_timeline(timeline_path: Path, out: Path, title: str) -> Path:
+    """A timeline as a PNG: process and machine CPU %, resident memory, and GPU utilisation where it was sampled."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on servers and CI
+    import matplotlib.pyplot as plt
+
+    from speedlab.fsutil import atomic_path
+
+    timeline = read_timeline(timeline_path)
+    t = timeline["t_s"]
+    gpu = any(v is not None for v in timeline["gpu_util_pct"])
+    fig, axes = plt.subplots(3 if gpu else 2, 1, figsize=(8, 6 if gpu else 4.5), sharex=True)
+    axes[0].plot(t, timeline["process_cpu_pct"], label="this process", color="#4C72B0")
+    axes[0].plot(t, timeline["machine_cpu_pct"], label="whole machine", color="#DD8452", alpha=0.8)
+    axes[0].set_ylabel("CPU % of all cores")
+    axes[0].set_ylim(0, 105)
+    axes[0].legend(fontsize=8)
+    axes[1].plot(t, [v / 2**30 if v is not None else None for v in timeline["process_rss_bytes"]], color="#55A868")
+    axes[1].set_ylabel("resident memory (GiB)")
+    if gpu:
+        axes[2].plot(t, timeline["gpu_util_pct"], color="#C44E52")
+        axes[2].set_ylabel("GPU utilisation %")
+    axes[-1].set_xlabel("seconds since the run started")
+    axes[0].set_title(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_path(out, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return out

@@ -2,8 +2,9 @@
 
 What a run logs, once it has ended (whatever its status): the resolved config, flattened, as parameters; each epoch's
 figures as metrics at that epoch's step; the run-level figures (times, final accuracy, resource means) as metrics;
-result.json, the resource timeline, the run's plots and its .hydra/ config as artifacts; checkpoint.pt only with
-`tracking.log_checkpoints=true`. Its status becomes MLflow's (ok: FINISHED, failed: FAILED, interrupted: KILLED).
+result.json, the resource timeline and its plot, the run's other plots and its .hydra/ config as artifacts;
+checkpoint.pt only with `tracking.log_checkpoints=true`. Its status becomes MLflow's (ok: FINISHED, failed:
+FAILED, interrupted: KILLED).
 
 The default store is a SQLite database at artifacts/mlflow/mlflow.db with artifacts beside it; `tracking.uri`
 points at another store or a server. A sweep is one MLflow experiment with a run per job. Logging happens after
@@ -25,6 +26,7 @@ STATUS = {"ok": "FINISHED", "failed": "FAILED", "interrupted": "KILLED", "skippe
 MAX_PARAM_CHARS = 6000  # MLflow's limit on one parameter's value
 BATCH = 900  # MLflow takes at most 1,000 metrics (and 100 params) per log_batch call
 PLOT_SUFFIXES = (".png", ".csv")
+RESOURCES_PLOT = "resources.png"
 
 
 def store_dir(artifacts_root: Path) -> Path:
@@ -109,6 +111,7 @@ class MlflowTracker:
         for i in range(0, len(metrics), BATCH):
             client.log_batch(run_id, metrics=metrics[i : i + BATCH])
         client.log_batch(run_id, tags=[RunTag("speedlab.reason", str(data.get("reason") or ""))])
+        self._plot_resources(data)
         for path in self._artifacts():
             if path.is_dir():
                 client.log_artifacts(run_id, str(path), artifact_path=path.name)
@@ -125,6 +128,14 @@ class MlflowTracker:
             return client.create_experiment(self.experiment, artifact_location=self._artifact_location())
         except self.mlflow.exceptions.MlflowException:  # a parallel job of the same sweep created it first
             return client.get_experiment_by_name(self.experiment).experiment_id
+
+    def _plot_resources(self, data: dict[str, Any]) -> None:
+        """The run's resource timeline as a plot in its directory, so the tracked run shows it."""
+        from speedlab.monitor import plot_timeline
+
+        timeline = Path(data.get("resources", {}).get("timeline", ""))
+        if timeline.is_file():
+            plot_timeline(timeline, self.run_dir / RESOURCES_PLOT, f"{self.kind}: {data.get('changes') or ''}")
 
     def _artifact_location(self) -> str | None:
         """Artifacts beside a SQLite database (MLflow would put them in ./mlruns under the working directory); a

@@ -38,7 +38,7 @@ def test_a_train_run_is_read_back_from_the_default_sqlite_store(run_main, tmp_pa
     assert [m.step for m in sorted(losses, key=lambda m: m.step)] == [1, 2]
     assert [m.value for m in sorted(losses, key=lambda m: m.step)] == [e["train_loss"] for e in result["epochs"]]
     artifacts = {a.path for a in client.list_artifacts(info["run_id"])}
-    assert {"result.json", "resources.csv", ".hydra"} <= artifacts
+    assert {"result.json", "resources.csv", "resources.png", ".hydra"} <= artifacts
     assert run.info.artifact_uri.startswith((tmp_path / "artifacts" / "mlflow" / "artifacts").resolve().as_uri())
     assert client.get_experiment(run.info.experiment_id).name == "speedlab-train"
 

@@ -103,23 +103,9 @@ def activations(result: dict[str, Any], out: Path) -> list[str]:
 
 
 def resources(result: dict[str, Any], out: Path, name: str) -> list[str]:
-    """A run's resource timeline: process and machine CPU %, resident memory, and GPU utilisation where sampled."""
-    from speedlab.monitor import read_timeline
+    """A run's resource timeline (the monitor draws it), embedded in the report."""
+    from speedlab.monitor import plot_timeline
 
-    timeline = read_timeline(result["resources"]["timeline"])
-    t = timeline["t_s"]
-    gpu = any(v is not None for v in timeline["gpu_util_pct"])
-    fig, axes = plt.subplots(3 if gpu else 2, 1, figsize=(8, 6 if gpu else 4.5), sharex=True)
-    axes[0].plot(t, timeline["process_cpu_pct"], label="this process", color="#4C72B0")
-    axes[0].plot(t, timeline["machine_cpu_pct"], label="whole machine", color="#DD8452", alpha=0.8)
-    axes[0].set_ylabel("CPU % of all cores")
-    axes[0].set_ylim(0, 105)
-    axes[0].legend(fontsize=8)
-    axes[1].plot(t, [v / 2**30 if v is not None else None for v in timeline["process_rss_bytes"]], color="#55A868")
-    axes[1].set_ylabel("resident memory (GiB)")
-    if gpu:
-        axes[2].plot(t, timeline["gpu_util_pct"], color="#C44E52", label="utilisation %")
-        axes[2].set_ylabel("GPU %")
-    axes[-1].set_xlabel("seconds since the run started")
-    axes[0].set_title(f"{result['kind']}: {result.get('changes') or result.get('name', '')}", fontsize=10)
-    return _save(fig, out, name)
+    title = f"{result['kind']}: {result.get('changes') or result.get('name', '')}"
+    plot_timeline(Path(result["resources"]["timeline"]), out / name, title)
+    return [f"![{name}]({name})", ""]
