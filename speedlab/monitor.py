@@ -164,10 +164,12 @@ class ResourceMonitor:
         ))  # fmt: skip
 
     def stop(self) -> None:
+        """Stop sampling, with one last sample, so a run shorter than the interval still has its figures."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+            self._sample()
         if self._gpu is not None:
             self._gpu.close()
             self._gpu = None
@@ -175,6 +177,8 @@ class ResourceMonitor:
     def summary(self) -> dict[str, Any]:
         """Mean, p95 and peak of each sampled figure, and the sampler's own cost."""
         wall = time.perf_counter() - self._t0
+        if not self.rows and self._thread is not None:
+            self._sample()  # a save before the first interval ends: one sample now rather than none
         rows = list(self.rows)  # the thread may append meanwhile
         figures = {}
         for index, name in enumerate(COLUMNS[1:], start=1):
