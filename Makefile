@@ -8,7 +8,7 @@ STAMP := $(VENV)/.speedlab-installed
 setup: $(STAMP)
 
 # The venv is rebuilt only when the requirements or the package metadata change.
-$(STAMP): requirements.txt requirements-tracking.txt pyproject.toml
+$(STAMP): requirements.txt requirements-tracking.txt requirements-openvino.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .

@@ -25,9 +25,9 @@ import time
 import torch
 
 from speedlab import config, record
-from speedlab.bench.command import yardstick
 from speedlab.data.build import build_data
 from speedlab.monitor import ResourceMonitor
+from speedlab.roofline import yardstick
 from speedlab.train import levers
 from speedlab.train.builder import build_trainer
 

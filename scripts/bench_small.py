@@ -38,8 +38,8 @@ import torch
 from torch import nn
 
 from speedlab import record
-from speedlab.bench.command import yardstick
 from speedlab.data.sources.matrix_exp import generate
+from speedlab.roofline import yardstick
 
 BLOCK = 100  # steps per timing block (MLP)
 BEST_MLP = ["trainer.step=functional", "compile.enabled=true", "model.activation=fasttanh", "trainer.reuse_memory=true"]

@@ -49,6 +49,8 @@ AmpDtype = _choices("AmpDtype", ["bf16", "fp16"])
 Schedule = _choices("Schedule", ["cosine", "constant"])
 StepKind = _choices("StepKind", ["module", "functional"])
 TrackingBackend = _choices("TrackingBackend", ["none", "mlflow"])
+OrtGraphOptimization = _choices("OrtGraphOptimization", ["disable", "basic", "extended", "all"])
+OpenvinoHint = _choices("OpenvinoHint", ["LATENCY", "THROUGHPUT"])
 ExportFormat = _choices("ExportFormat", ["onnx", "int8", "tensorrt"])
 OnnxExporter = _choices("OnnxExporter", ["dynamo", "torchscript"])
 TrtPrecision = _choices("TrtPrecision", ["fp32", "fp16", "bf16", "int8"])
@@ -147,6 +149,33 @@ class AmpCfg:
 
 
 @dataclass
+class OnnxRuntimeOptions:
+    """The `onnxruntime` backend's session settings, recorded with every cell."""
+
+    intra_op_threads: int | None = None  # None: ONNX Runtime's default (one per core)
+    # ORT's idle workers spin for a while after each run: fine alone, but in a sweep they steal the cores from the
+    # next cell's runtime (torch, or ORT itself). Off unless asked for.
+    spinning: bool = False
+    graph_optimization: OrtGraphOptimization = OrtGraphOptimization.all
+
+
+@dataclass
+class InductorOptions:
+    """The `inductor` backend's extra Inductor settings (its mode is `compile.mode`)."""
+
+    freezing: bool = False  # fold the weights in as constants (inference only), enabling constant-folding passes
+    cpp_wrapper: bool = False  # the compiled graph's Python wrapper as C++: less per-call overhead
+
+
+@dataclass
+class OpenvinoOptions:
+    """The `openvino` backend (the optional extra requirements-openvino.txt) on the CPU."""
+
+    hint: OpenvinoHint = OpenvinoHint.LATENCY
+    threads: int | None = None  # INFERENCE_NUM_THREADS; None: OpenVINO's choice
+
+
+@dataclass
 class BenchCfg:
     # Validated against the backend registry by the bench command, so a new backend needs no edit here.
     backends: list[str] = field(default_factory=lambda: ["eager", "inductor", "onnxruntime", "tensorrt"])
@@ -159,6 +188,9 @@ class BenchCfg:
     warmup_min_s: float = 0.2
     min_iters: int = 20  # timed: at least this many calls and this long
     min_time_s: float = 1.0
+    onnxruntime: OnnxRuntimeOptions = field(default_factory=OnnxRuntimeOptions)
+    inductor: InductorOptions = field(default_factory=InductorOptions)
+    openvino: OpenvinoOptions = field(default_factory=OpenvinoOptions)
 
 
 @dataclass

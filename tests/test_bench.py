@@ -204,3 +204,66 @@ def test_profile_prints_no_profiler_chatter(run_cli):
     out = run_cli("profile", *TINY, "profile.steps=1", "profile.warmup=0")
     assert out.returncode == 0, out.stderr
     assert "profiler_start" not in out.stderr and "gpuGetDeviceCount" not in out.stderr
+
+
+def _logits(output) -> torch.Tensor:
+    """One inference's logits, whatever the backend returns: a tensor, ONNX Runtime's list of arrays, or
+    OpenVINO's result dict."""
+    if isinstance(output, torch.Tensor):
+        return output.float()
+    if hasattr(output, "values"):
+        output = list(output.values())
+    return torch.as_tensor(output[0]).float()
+
+
+@pytest.mark.parametrize(
+    ("backend", "options", "notes"),
+    [
+        ("inductor", ["bench.inductor.freezing=true"], {"freezing": True, "cpp_wrapper": False}),
+        ("onnxruntime", ["bench.onnxruntime.spinning=true", "bench.onnxruntime.intra_op_threads=1",
+                         "bench.onnxruntime.graph_optimization=basic"],
+         {"ort_spinning": True, "ort_intra_op_threads": 1, "ort_graph_optimization": "basic"}),
+        ("onnxruntime", [], {"ort_spinning": False, "ort_graph_optimization": "all"}),
+        ("openvino", [], {"hint": "LATENCY", "inference_precision": "f32"}),
+        pytest.param("inductor", ["bench.inductor.freezing=true", "bench.inductor.cpp_wrapper=true"],
+                     {"cpp_wrapper": True}, marks=pytest.mark.slow, id="inductor-cpp-wrapper"),
+    ],
+)  # fmt: skip
+def test_each_backend_lever_matches_eager_and_is_recorded(tmp_path, backend, options, notes):
+    """A backend setting is a speed lever only if the answers stay the same: fp32 logits against eager's."""
+    from speedlab import config, models
+    from speedlab.data.build import describe
+
+    if backend == "openvino":
+        pytest.importorskip("openvino", reason="openvino is not installed (requirements-openvino.txt)")
+    cfg = config.compose("bench", [*tiny_family("lenet5"), *options])
+    spec = describe(cfg.data)
+    torch.manual_seed(0)
+    model = models.build(cfg.model, spec).eval()
+    setup = backends.BenchSetup(model, cfg, torch.device("cpu"), spec, tmp_path)
+    with torch.no_grad():
+        expected = model(setup.inputs(3))
+    prepared = backends.create(backend).prepare(setup, 3, "fp32")
+    torch.testing.assert_close(_logits(prepared.run()), expected, rtol=1e-4, atol=1e-5)
+    assert notes.items() <= prepared.notes.items()
+
+
+def test_a_missing_openvino_is_an_unsupported_cell_naming_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "openvino", None)
+    from speedlab import config
+
+    cfg = config.compose("bench", tiny_family("lenet5"))
+    setup = backends.BenchSetup(torch.nn.Identity(), cfg, torch.device("cpu"), None, tmp_path)
+    reason = backends.create("openvino").unsupported(setup, "fp32")
+    assert reason == "openvino is not installed (an optional extra: pip install -r requirements-openvino.txt)"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [("bench.inductor.freeze=true", "Key 'freeze' not in 'InductorOptions'"),
+     ("bench.onnxruntime.graph_optimization=max", "expected one of [disable, basic, extended, all]"),
+     ("bench.openvino.hint=FAST", "expected one of [LATENCY, THROUGHPUT]")],
+)  # fmt: skip
+def test_an_unknown_backend_option_is_one_clear_error(run_main, override, message):
+    outcome = run_main("bench", *TINY, override)
+    assert outcome.returncode != 0 and message in outcome.stderr and "Traceback" not in outcome.stderr

@@ -41,8 +41,15 @@ def test_result_json_holds_what_the_issue_asks(tmp_path, capsys):
     assert result["params"] > 10_000 and result["changes"] == "Vanilla"
     assert result["activation_implementation"] == "pytorch"
     assert result["config"]["trainer"]["epochs"] == 2 and result["env"]["torch"] == torch.__version__
+    # efficiency: a step's FLOPs counted on a real forward + backward, against this process's fp32 matmul yardstick
+    assert result["step_flops"] > 3 * 32 * 2 * 62_000  # at least 3 x (batch x 2 FLOPs x parameters)
+    assert all(e["achieved_flops_per_s"] > 0 for e in result["epochs"])
+    assert result["yardstick_precision"] == "fp32" and result["yardstick_flops_per_s"] > 1e9
+    assert 0 < result["efficiency"] < 1.5
     out = capsys.readouterr().out
-    assert "| Changes | Train epoch time | Val accuracy | Images/s | Compile time | Peak memory |" in out
+    header = "| Changes | Train epoch time | Val accuracy | Images/s | Achieved | Compile time | Peak memory |"
+    assert header in " ".join(out.split())  # cells are padded to the widest value
+    assert "% of fp32 peak)" in out
     assert "epoch 2/2: train" in out  # plain progress lines when not on a terminal
 
 

@@ -18,9 +18,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
-from speedlab import config, device, models, record
+from speedlab import config, device, models, record, roofline
 from speedlab.bench import backends, timing
 from speedlab.bench.backends import BenchSetup
 from speedlab.bench.precision import PRECISIONS
@@ -30,8 +29,6 @@ from speedlab.data.spec import DataSpec
 from speedlab.errors import SpeedlabError
 from speedlab.monitor import PeakMemory
 
-YARDSTICK_SIZE = {"cpu": 2048, "cuda": 8192}
-YARDSTICK_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.int8}
 STAT_KEYS = ("mean_ms", "std_ms", "p50_ms", "p90_ms", "p99_ms", "min_ms", "first_call_ms")
 
 
@@ -66,14 +63,16 @@ def run(ctx: RunContext) -> int:
         rec.update({
             "name": cfg.name, "device": str(where), "family": model_cfg.name, "model_source": source,
             "model_config": config.plain(model_cfg), "params": models.count_params(model),
-            "flops_per_image": flops_per_image, "input_shape": [None, *spec.input_shape], "data_spec": spec.record(),
+            "flops_per_image": flops_per_image, "macs_per_image": flops_per_image // 2,
+            "input_shape": [None, *spec.input_shape], "data_spec": spec.record(),
             "timing": _timing_cfg(cfg).__dict__, "repeats": cfg.bench.repeats, "notes": notes,
         })  # fmt: skip
         for note in notes:
             print(f"note: {note}")
-        print(f"{rec['params']:,} parameters ({source}), {spec.describe()}, {flops_per_image / 1e9:.4g} GFLOPs per "
+        print(f"{rec['params']:,} parameters ({source}), {spec.describe()}, {flops_per_image / 1e9:.4g} GFLOPs "
+              f"({flops_per_image / 2e9:.4g} GMACs) per "
               f"sample on {where}", flush=True)  # fmt: skip
-        rec["yardstick_flops_per_s"] = {p: yardstick(where, p) for p in cfg.bench.precisions}
+        rec["yardstick_flops_per_s"] = {p: roofline.yardstick(where, p) for p in cfg.bench.precisions}
         rec["rows"] = []
         for backend_name in cfg.bench.backends:
             backend = backends.create(backend_name)
@@ -110,27 +109,7 @@ def _timing_cfg(cfg: SpeedlabCfg) -> timing.TimingCfg:
 
 def count_flops(model: torch.nn.Module, spec: DataSpec, where: torch.device) -> int:
     """FLOPs of one sample's forward pass (a multiply-add counts two), at the data's input shape."""
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        model(torch.zeros(1, *spec.input_shape, device=where))
-    return int(counter.get_total_flops())
-
-
-def yardstick(where: torch.device, precision: str) -> float | None:
-    """FLOP/s of a large square matmul in the precision's dtype on this device: what the hardware gives a GEMM."""
-    n = YARDSTICK_SIZE.get(where.type, 1024)
-    dtype = YARDSTICK_DTYPES[precision]
-    try:
-        if dtype is torch.int8:
-            a = torch.randint(-64, 64, (n, n), dtype=dtype, device=where)
-            fn = lambda: torch._int_mm(a, a)  # noqa: E731
-        else:
-            a = torch.randn(n, n, device=where).to(dtype)
-            fn = lambda: a @ a  # noqa: E731
-        latency = timing.measure(fn, where, timing.TimingCfg(2, 0.1, 5, 0.3))
-    except RuntimeError:  # no kernel for this dtype here
-        return None
-    return 2 * n**3 / (latency.p50_ms / 1e3)
+    return roofline.forward_flops(model, spec.input_shape, where)
 
 
 def _cell(backend, setup: BenchSetup, precision: str, batch_size: int, flops_per_image: int, yardsticks) -> dict:
@@ -150,6 +129,7 @@ def _cell(backend, setup: BenchSetup, precision: str, batch_size: int, flops_per
     if setup.cfg.bench.host_to_device:
         row["host_to_device_ms"] = host_to_device_ms(setup, batch_size)
     row["flops"] = flops_per_image * batch_size
+    row["macs"] = row["flops"] // 2  # multiply-adds: what many libraries (fvcore, thop, ptflops) label "FLOPs"
     row["achieved_flops_per_s"] = row["flops"] / (row["p50_ms"] / 1e3)
     peak = yardsticks.get(precision)
     row["efficiency"] = row["achieved_flops_per_s"] / peak if peak else None

@@ -109,7 +109,8 @@ def training_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "machine": where, "runs": len(runs), "epoch_time_s": med("mean_epoch_time_s"), "metric": metric,
             "val": med(f"final_{metric}"), "images_per_s": med("mean_images_per_s"),
             "compile_time_s": med("compile_time_s"), "peak_memory_bytes": med("peak_memory_bytes"),
-            "env": machine(runs[-1]),
+            "achieved": med("mean_achieved_flops_per_s"), "efficiency": med("efficiency"),
+            "yardstick_precision": runs[-1].get("yardstick_precision"), "env": machine(runs[-1]),
         })  # fmt: skip
     for row in rows:
         base = next((b for b in rows if b["changes"] == "Vanilla" and b["model"] == row["model"]
@@ -124,6 +125,13 @@ def _val_text(row: dict[str, Any]) -> str:
     return f"MSE {row['val']:.4g}" if row["metric"] == "val_mse" else f"{row['val']:.2f} %"
 
 
+def _achieved(row: dict[str, Any]) -> str:
+    """GFLOP/s and the share of the matmul yardstick in the run's compute dtype (two cells)."""
+    flops = f"{row['achieved'] / 1e9:,.1f} GFLOP/s" if row.get("achieved") else "–"
+    share = f"{row['efficiency']:.0%} ({row['yardstick_precision']})" if row.get("efficiency") else "–"
+    return f"{flops} | {share}"
+
+
 def _seconds(value: float | None) -> str:
     if value is None:
         return "–"
@@ -132,9 +140,9 @@ def _seconds(value: float | None) -> str:
 
 def training_table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| Changes | Train epoch time | Val accuracy | Speed-up vs vanilla | Images/s | Compile time | Peak memory "
-        "| Model | Runs |",
-        "|---|---:|---:|---:|---:|---:|---:|---|---:|",
+        "| Changes | Train epoch time | Val accuracy | Speed-up vs vanilla | Images/s | Achieved | Of matmul peak "
+        "| Compile time | Peak memory | Model | Runs |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for r in rows:
         speedup = f"{r['speedup']:.2f}×" if r["speedup"] else "–"
@@ -142,8 +150,8 @@ def training_table(rows: list[dict[str, Any]]) -> str:
         compile_time = f"{r['compile_time_s']:.1f} s" if r["compile_time_s"] is not None else "–"
         lines.append(
             f"| {r['changes']} | {_seconds(r['epoch_time_s'])} | {_val_text(r)} | {speedup} | "
-            f"{r['images_per_s'] or 0:,.0f} | {compile_time} | {memory} | {r['family']} ({r['params']:,} "
-            f"parameters) on {r['data']} | {r['runs']} |"
+            f"{r['images_per_s'] or 0:,.0f} | {_achieved(r)} | {compile_time} | {memory} | "
+            f"{r['family']} ({r['params']:,} parameters) on {r['data']} | {r['runs']} |"
         )
     missing = [r["changes"] for r in rows if r["speedup"] is None]
     if missing:

@@ -8,6 +8,7 @@ study's shape. Under torchrun it trains with DDP.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -18,7 +19,7 @@ from typing import Any
 import torch
 
 import activations
-from speedlab import checkpoint, config, device, models, record
+from speedlab import checkpoint, config, device, models, record, roofline
 from speedlab.config import RunContext, SpeedlabCfg
 from speedlab.data.build import build_data, describe
 from speedlab.data.loaders import DataBundle
@@ -280,6 +281,29 @@ def _finish_epoch(
         rec["checkpoint"] = str(record.checkpoint_path(ctx.run_dir))
 
 
+@functools.cache
+def _yardstick(where: torch.device, precision: str) -> float | None:
+    """Measured once per process and dtype (a sweep's jobs share it): about half a second on a CPU."""
+    return roofline.yardstick(where, precision)
+
+
+def efficiency(cfg: SpeedlabCfg, where: torch.device, history: list[dict[str, Any]], world: int) -> dict[str, Any]:
+    """Achieved FLOP/s over the run's steady epochs against the matmul yardstick in the run's compute dtype (fp32,
+    or the AMP dtype), measured in this process after training."""
+    achieved = [e["achieved_flops_per_s"] for e in history if e.get("achieved_flops_per_s")]
+    if not achieved:
+        return {"mean_achieved_flops_per_s": None, "efficiency": None}
+    precision = str(cfg.amp.dtype) if cfg.amp.enabled else "fp32"
+    peak = _yardstick(where, precision)
+    mean = sum(achieved) / len(achieved)
+    return {
+        "mean_achieved_flops_per_s": mean,
+        "yardstick_precision": precision,
+        "yardstick_flops_per_s": peak,
+        "efficiency": mean / (peak * world) if peak else None,
+    }
+
+
 def _aggregate(history: list[dict[str, Any]], metric: str) -> dict[str, Any]:
     """Run-level numbers. Every epoch is steady: compilation and warm-up were timed and undone beforehand. The
     final validation figures are the last evaluated epoch's."""
@@ -301,6 +325,7 @@ def _finish_run(ctx: RunContext, rec: Any, trainer: Trainer, info: Dist) -> None
     digests = distributed.gather(distributed.weights_digest(trainer.module), info)
     if not info.is_main:
         return
+    rec.update(efficiency(ctx.cfg, trainer.device, rec.data.get("epochs") or [], info.world))
     if info.enabled:
         rec["distributed"]["weights_sha256"] = digests
         rec["distributed"]["weights_identical"] = len(set(digests)) == 1

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from speedlab import checkpoint
+from speedlab import checkpoint, roofline
 from speedlab.data.loaders import DataBundle
 from speedlab.device import synchronize
 from speedlab.errors import SpeedlabError
@@ -47,6 +47,7 @@ class Trainer:
     # The whole step in one call (trainer.step=functional): (x, y, lr) -> the loss as a device tensor
     fast_step: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor] | None = None
     optimizer_step: Callable[[], Any] | None = None  # a compiled optimizer.step (compile.optimizer)
+    step_flops: int | None = None  # one step's forward + backward FLOPs per process, counted in the warm-up
 
     @property
     def steps_per_epoch(self) -> int:
@@ -135,9 +136,11 @@ class Trainer:
             # Left on the device: the command reads it with the other pending epochs' at the next bookkeeping
             # epoch, so a run of tiny epochs does not pay a host read per epoch.
             mean_loss = loss_sum / max(1, done)
+        achieved = self.step_flops * done * self.dist.world / elapsed if self.step_flops and elapsed > 0 else None
         return {
             "train_time_s": round(elapsed, 6),
             "images_per_s": round(images / elapsed, 2),
+            "achieved_flops_per_s": achieved,
             "train_loss": mean_loss,
             "steps": done,
             "images": images,
@@ -183,6 +186,7 @@ class Trainer:
         x, y = next(iter(batches))
         batches.close()
         train_times = [self._timed(lambda: self.step(x, y, self.lr_at(0))) for _ in range(max(1, steps))]
+        self.step_flops = self._count_step_flops(x, y)
         eval_excess = 0.0
         self.model.eval()
         with torch.no_grad():
@@ -198,11 +202,28 @@ class Trainer:
             "compile_time_s": round(max(0.0, train_times[0] - steady) + eval_excess, 3),
             "warmup_time_s": round(time.perf_counter() - start, 3),
             "warmup_steps": len(train_times),
+            "step_flops": self.step_flops,
             "first_step_s": round(train_times[0], 4),
             "steady_step_s": round(steady, 4),
             "frames_compiled": dynamo_frames_compiled() - frames_before,
             "inductor_cache": {k: v - cache_before[k] for k, v in inductor_cache_counts().items()},
         }
+
+    def _count_step_flops(self, x: torch.Tensor, y: torch.Tensor) -> int:
+        """FLOPs of one training step's forward and backward on a real batch, counted by `torch.utils.flop_counter`
+        on the plain module under the run's autocast (the compiled model runs the same math). Matmuls and
+        convolutions count; the optimizer's and other elementwise work, a few percent, does not. Runs inside the
+        warm-up, whose restore undoes its gradients, batch-norm statistics and random draws."""
+
+        def forward_backward() -> None:
+            with self.autocast():
+                loss = self.task.loss(self.module(self._input(x)), y)
+            loss.backward()
+
+        flops = roofline.count_flops(forward_backward)
+        for param in self.module.parameters():
+            param.grad = None
+        return flops
 
     def _eval_forward(self, x: torch.Tensor) -> torch.Tensor:
         with self.autocast():

@@ -1,12 +1,13 @@
 """The end-of-run summary in the reference study's shape: Changes | Train epoch time | Val accuracy, plus
-samples/s, compile time and peak memory. Regression runs show their val MSE in the accuracy column's place."""
+samples/s, achieved FLOP/s against the machine's matmul yardstick, compile time and peak memory. Regression runs
+show their val MSE in the accuracy column's place."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-COLUMNS = ("Changes", "Train epoch time", "Val accuracy", "Images/s", "Compile time", "Peak memory")
+COLUMNS = ("Changes", "Train epoch time", "Val accuracy", "Images/s", "Achieved", "Compile time", "Peak memory")
 VAL_COLUMN = COLUMNS[2]
 
 
@@ -35,9 +36,20 @@ def row(result: dict[str, Any]) -> dict[str, str]:
         "Train epoch time": num("mean_epoch_time_s", "{:.2f} s" if (epoch_time or 1) >= 0.1 else "{:.4f} s"),
         VAL_COLUMN: num("final_val_mse", "MSE {:.4g}") if regression else num("final_val_acc", "{:.2f} %"),
         "Images/s": num("mean_images_per_s", "{:,.0f}"),
+        "Achieved": _achieved(result),
         "Compile time": num("compile_time_s", "{:.1f} s"),
         "Peak memory": _size(result.get("peak_memory_bytes")),
     }
+
+
+def _achieved(result: dict[str, Any]) -> str:
+    """Achieved GFLOP/s and its share of the matmul yardstick in the run's compute dtype."""
+    flops = result.get("mean_achieved_flops_per_s")
+    if not flops:
+        return "-"
+    share = result.get("efficiency")
+    of = f" ({share:.0%} of {result.get('yardstick_precision')} peak)" if share is not None else ""
+    return f"{flops / 1e9:,.1f} GFLOP/s{of}"
 
 
 def skipped_row(changes: str, reason: str) -> dict[str, str]:

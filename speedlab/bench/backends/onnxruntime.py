@@ -1,7 +1,9 @@
 """`onnxruntime`: the exported ONNX model (fp32, or INT8 QDQ) in an ONNX Runtime session.
 
 On a CUDA device it uses the CUDA provider with IOBinding, so inputs and outputs stay on the GPU and no host copy is
-timed; elsewhere the CPU provider with the input as a host array.
+timed; elsewhere the CPU provider with the input as a host array. `bench.onnxruntime` sets the threads, whether idle
+workers spin (off by default: spinning workers steal the cores from whatever runs next in the process) and the graph
+optimisation level; every cell records them.
 """
 
 from __future__ import annotations
@@ -32,17 +34,39 @@ class OnnxRuntime:
         path = onnx_model(setup, precision)
         cuda = setup.device.type == "cuda"
         provider = "CUDAExecutionProvider" if cuda else "CPUExecutionProvider"
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
+        settings = setup.cfg.bench.onnxruntime
+        options = session_options(settings)
         start = time.perf_counter()
         session = ort.InferenceSession(str(path), options, providers=[provider])
         setup_s = time.perf_counter() - start
         name = session.get_inputs()[0].name
-        notes = {"provider": provider, "model": str(path)}
+        notes = {"provider": provider, "model": str(path), "ort_intra_op_threads": settings.intra_op_threads,
+                 "ort_spinning": settings.spinning,
+                 "ort_graph_optimization": str(settings.graph_optimization)}  # fmt: skip
         if not cuda:
             images = setup.inputs(batch_size).cpu().numpy()
             return Prepared(run=lambda: session.run(None, {name: images}), setup_s=setup_s, notes=notes)
         return Prepared(run=_bound(session, name, setup.inputs(batch_size)), setup_s=setup_s, notes=notes)
+
+
+GRAPH_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+                "all": "ORT_ENABLE_ALL"}  # fmt: skip
+
+
+def session_options(settings):
+    """ONNX Runtime session options from `bench.onnxruntime`: threads, spinning and the graph optimisation level."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if settings.intra_op_threads:
+        options.intra_op_num_threads = settings.intra_op_threads
+    spin = "1" if settings.spinning else "0"
+    options.add_session_config_entry("session.intra_op.allow_spinning", spin)
+    options.add_session_config_entry("session.inter_op.allow_spinning", spin)
+    level = GRAPH_LEVELS[str(settings.graph_optimization)]
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+    return options
 
 
 def _available() -> list[str]:

@@ -1,0 +1,63 @@
+"""`openvino`: the model converted by OpenVINO (`openvino.convert_model` straight from the torch module) and compiled
+for the CPU, an optional extra (requirements-openvino.txt).
+
+The inference precision is pinned to the cell's (`f32` for fp32, `bf16` for bf16): OpenVINO's CPU plugin otherwise
+picks bf16 by itself on CPUs that have it (AMX, AVX-512 BF16), which would put a bf16 number in an fp32 row. The
+performance hint (`bench.openvino.hint`, LATENCY by default) and threads are recorded with each cell, as is the
+precision the compiled model reports. Conversion and compilation are the cell's `setup_s`. OpenVINO's documentation
+does not list AMD EPYC among its supported processors; where it cannot run here, the cell says why.
+"""
+
+from __future__ import annotations
+
+import time
+
+from speedlab.bench.backends import BenchSetup, Prepared, register
+
+EXTRA = "requirements-openvino.txt"
+INFERENCE_PRECISION = {"fp32": "f32", "bf16": "bf16"}
+
+
+@register("openvino")
+class OpenVino:
+    name = "openvino"
+
+    def unsupported(self, setup: BenchSetup, precision: str) -> str | None:
+        if setup.device.type != "cpu":
+            return "speedlab runs OpenVINO on the CPU (device=cpu); on a GPU use onnxruntime or tensorrt"
+        if precision not in INFERENCE_PRECISION:
+            return f"openvino runs fp32 and bf16 here, not {precision}"
+        try:
+            import openvino as ov
+        except ImportError:
+            return f"openvino is not installed (an optional extra: pip install -r {EXTRA})"
+        if precision == "bf16" and "BF16" not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+            return "this CPU has no bf16 support in OpenVINO's CPU plugin"
+        return None
+
+    def prepare(self, setup: BenchSetup, batch_size: int, precision: str) -> Prepared:
+        import openvino as ov
+
+        settings = setup.cfg.bench.openvino
+        images = setup.inputs(batch_size)
+        config = {"PERFORMANCE_HINT": str(settings.hint), "INFERENCE_PRECISION_HINT": INFERENCE_PRECISION[precision]}
+        if settings.threads:
+            config["INFERENCE_NUM_THREADS"] = settings.threads
+        start = time.perf_counter()
+        converted = ov.convert_model(setup.model, example_input=images, input=[tuple(images.shape)])
+        compiled = ov.Core().compile_model(converted, "CPU", config)
+        request = compiled.create_infer_request()
+        setup_s = time.perf_counter() - start
+        array = images.cpu().numpy()
+        notes = {
+            "openvino": ov.__version__,
+            "hint": str(settings.hint),
+            "inference_precision": _type_name(compiled.get_property("INFERENCE_PRECISION_HINT")),
+            "threads": compiled.get_property("INFERENCE_NUM_THREADS"),
+        }
+        return Prepared(run=lambda: request.infer({0: array}), setup_s=setup_s, notes=notes)
+
+
+def _type_name(element_type) -> str:
+    """OpenVINO's element type as its short name ("f32", "bf16"), the spelling of the hint that pinned it."""
+    return element_type.get_type_name() if hasattr(element_type, "get_type_name") else str(element_type)

@@ -1,0 +1,47 @@
+"""The machine's own roofline, shared by every command: FLOPs of a forward pass or a training step, counted by
+`torch.utils.flop_counter` on the real ops (a multiply-add counts two; MACs are half of that), and the yardstick,
+what a large square matmul in a dtype reaches on this device, measured in the calling process."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from speedlab.bench import timing
+
+YARDSTICK_SIZE = {"cpu": 2048, "cuda": 8192}
+YARDSTICK_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.int8}
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """FLOPs of everything `fn` runs (forward, and backward when it calls one)."""
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def forward_flops(model: torch.nn.Module, input_shape: tuple[int, ...], where: torch.device) -> int:
+    """FLOPs of one sample's forward pass at `input_shape`."""
+    with torch.no_grad():
+        return count_flops(lambda: model(torch.zeros(1, *input_shape, device=where)))
+
+
+def yardstick(where: torch.device, precision: str) -> float | None:
+    """FLOP/s of a large square matmul in the precision's dtype on this device: what the hardware gives a GEMM;
+    None where this device has no kernel for the dtype."""
+    n = YARDSTICK_SIZE.get(where.type, 1024)
+    dtype = YARDSTICK_DTYPES[precision]
+    try:
+        if dtype is torch.int8:
+            a = torch.randint(-64, 64, (n, n), dtype=dtype, device=where)
+            fn = lambda: torch._int_mm(a, a)  # noqa: E731
+        else:
+            a = torch.randn(n, n, device=where).to(dtype)
+            fn = lambda: a @ a  # noqa: E731
+        latency = timing.measure(fn, where, timing.TimingCfg(2, 0.1, 5, 0.3))
+    except RuntimeError:  # no kernel for this dtype here
+        return None
+    return 2 * n**3 / (latency.p50_ms / 1e3)
