@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.speedlab-installed
 
-.PHONY: setup demo test test-slow lint format bench-data bench-train bench-activations bench-export bench-families bench-small parity-study bench-monitor clean
+.PHONY: setup demo test test-slow lint format bench-data bench-train bench-activations bench-export bench-families bench-small parity-study bench-monitor bench-fairness clean
 
 setup: $(STAMP)
 
@@ -44,6 +44,10 @@ parity-study: setup
 # What the resource monitor costs: step times with the sampler off and on, interleaved in one process.
 bench-monitor: setup
 	$(PY) scripts/bench_monitor.py
+
+# Whether one bench process treats its backends fairly: together (ORT spinning on / off) against one process each.
+bench-fairness: setup
+	$(PY) scripts/bench_fairness.py
 
 bench-data: setup
 	$(PY) scripts/bench_data.py

@@ -20,7 +20,15 @@ from pathlib import Path
 
 from speedlab import record
 
-METRICS = ("mean_epoch_time_s", "mean_images_per_s", "compile_time_s", "final_val_acc", "peak_memory_bytes")
+METRICS = (
+    "mean_epoch_time_s",
+    "mean_images_per_s",
+    "compile_time_s",
+    "final_val_acc",
+    "peak_memory_bytes",
+    "mean_achieved_flops_per_s",
+    "efficiency",
+)
 
 
 def run_once(exp: str, run_dir: Path, extra: list[str]) -> dict:
@@ -70,13 +78,16 @@ def main() -> None:
         f"\nTraining levers, quick preset ({runs[exps[0]][0]['params']:,} parameters); median of {args.repeats}; "
         f"{env['cpu']['model']}, {env['cpu']['affinity']} cores, torch {env['torch']}\n"
     )
-    print("| Changes | Train epoch time | Speed-up | Val accuracy | Images/s | Compile time | Peak RSS |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| Changes | Train epoch time | Speed-up | Val accuracy | Images/s | Achieved | Of matmul peak "
+          "| Compile time | Peak RSS |")  # fmt: skip
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
+        precision = runs[r["exp"]][0].get("yardstick_precision")
         print(
             f"| {r['changes']} | {r['mean_epoch_time_s']:.2f} s | {r['speedup']:.2f}x | {r['final_val_acc']:.2f} % "
-            f"({r['val_acc_delta']:+.2f}) | {r['mean_images_per_s']:,.0f} | {r['compile_time_s']:.1f} s | "
-            f"{r['peak_memory_bytes'] / 2**30:.2f} GiB |"
+            f"({r['val_acc_delta']:+.2f}) | {r['mean_images_per_s']:,.0f} | "
+            f"{r['mean_achieved_flops_per_s'] / 1e9:.1f} GFLOP/s | {r['efficiency']:.1%} ({precision}) | "
+            f"{r['compile_time_s']:.1f} s | {r['peak_memory_bytes'] / 2**30:.2f} GiB |"
         )
     print(f"\nresult: {rec.path}")
 

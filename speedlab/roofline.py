@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 from speedlab.bench import timing
 
@@ -15,9 +15,19 @@ YARDSTICK_SIZE = {"cpu": 2048, "cuda": 8192}
 YARDSTICK_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.int8}
 
 
+def conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,
+                        _output_padding, _groups, output_mask, out_shape=None) -> int:  # fmt: skip
+    """A convolution's backward: the input gradient and the weight gradient each take exactly the forward's
+    multiply-adds. torch 2.15's own formula transposes the weight's shape, which loses the group division, so it
+    counts a depthwise convolution's backward C times over (28x the forward for the quick ConvNeXt's 7x7 depthwise
+    layers; pytorch/pytorch#183405)."""
+    forward = conv_flop_count(list(x_shape), list(w_shape), list(grad_out_shape), transposed=transposed)
+    return forward * (int(output_mask[0]) + int(output_mask[1]))
+
+
 def count_flops(fn: Callable[[], object]) -> int:
     """FLOPs of everything `fn` runs (forward, and backward when it calls one)."""
-    counter = FlopCounterMode(display=False)
+    counter = FlopCounterMode(display=False, custom_mapping={torch.ops.aten.convolution_backward: conv_backward_flops})
     with counter:
         fn()
     return int(counter.get_total_flops())

@@ -153,6 +153,7 @@ def test_fasttanh_compiled_forward_and_gradient_match_torch_tanh():
         (["trainer.step=functional", "optim.fused=true"], "drop optim.fused"),
         (["trainer.step=functional", "amp.enabled=true", "amp.dtype=fp16"], "use amp.dtype=bf16"),
         (["compile.optimizer=true"], "compile.optimizer=true needs compile.enabled=true"),
+        (["compile.enabled=true", "compile.optimizer=true", "optim.foreach=true"], "drop optim.foreach"),
         (["trainer.step=functional", "compile.enabled=true", "compile.optimizer=true"], "trainer.step=module lever"),
         (["trainer.step=eager"], "trainer.step"),
     ],

@@ -80,6 +80,12 @@ def _check_step_levers(cfg: SpeedlabCfg) -> None:
         )
     if cfg.compile.optimizer and not cfg.compile.enabled:
         raise SpeedlabError("compile.optimizer=true needs compile.enabled=true")
+    if cfg.compile.optimizer and cfg.optim.foreach:
+        # torch.optim refuses a tensor learning rate with foreach unless capturable, which needs a GPU's tensors.
+        raise SpeedlabError(
+            "compile.optimizer=true with optim.foreach=true: the compiled step takes the learning rate as a tensor, "
+            "which torch's foreach AdamW refuses; drop optim.foreach (the compiler fuses the loop itself)"
+        )
     if cfg.trainer.cuda_graphs and not functional:
         raise SpeedlabError(
             "trainer.cuda_graphs=true captures the functional step: set trainer.step=functional (or use "
