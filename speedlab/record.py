@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import socket
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psutil
 import torch
 
 from speedlab import tracking
@@ -27,6 +29,9 @@ from speedlab.monitor import ResourceMonitor
 RESULT_FILE = "result.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 STATUSES = ("ok", "failed", "interrupted", "skipped")
+# A status no process writes: a result.json still saying "running" whose process is gone (killed, or the machine
+# went down) reads as this. See `status_of`.
+CRASHED = "crashed"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -193,6 +198,23 @@ def environment() -> dict[str, Any]:
     }
 
 
+def status_of(result: dict[str, Any]) -> str:
+    """A result.json's status as it stands now: "running" is only believed while its process is alive on this host
+    (the same pid, started when the run did); otherwise the run crashed, since every way out of a live process
+    (success, an error, Ctrl-C) writes its own status. A run on another host stays "running": it cannot be checked."""
+    status = result.get("status", "unknown")
+    process = result.get("process") or {}
+    if status != "running" or process.get("host") != socket.gethostname() or "pid" not in process:
+        return status
+    try:
+        alive = psutil.Process(process["pid"])
+        # A reused pid belongs to a process started after the run's own.
+        same = alive.create_time() <= process.get("started_unix", 0) + 1 and alive.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        same = False
+    return status if same else CRASHED
+
+
 class RunRecord:
     """The contents of one run's result.json; `save()` writes it atomically, as often as the run likes."""
 
@@ -209,6 +231,8 @@ class RunRecord:
             "config": config,
             "env": environment(),
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            # Who is writing: lets a later reader tell a run in progress from one whose process was killed.
+            "process": {"pid": os.getpid(), "host": socket.gethostname(), "started_unix": round(time.time(), 3)},
         }
         self._t0 = time.perf_counter()
         self._lines: dict[str, RecordLines] = {}  # epochs encoded once each, however often the run saves

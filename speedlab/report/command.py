@@ -44,7 +44,8 @@ def main(argv: Sequence[str]) -> int:
     roots = [Path(r) for r in args.runs] or [record.artifacts_root()]
     results = collect(roots)
     out = Path(args.out) if args.out else record.report_dir()
-    path = write(results, out)
+    unfinished = [r for r in collect(roots, finished_only=False) if r["status"] not in ("ok", "skipped")]
+    path = write(results, out, unfinished)
     print(f"report: {path} ({len(results)} result.json files)")
     return 0
 
@@ -59,8 +60,9 @@ def load(run_dir: Path) -> dict[str, Any]:
     return result
 
 
-def collect(roots: Sequence[Path]) -> list[dict[str, Any]]:
-    """Every result.json under `roots` whose run finished (`ok`), oldest first."""
+def collect(roots: Sequence[Path], finished_only: bool = True) -> list[dict[str, Any]]:
+    """Every result.json under `roots` whose run finished (`ok`), oldest first; with `finished_only=False` every
+    run, its `status` read as it stands now (a killed run's "running" becomes "crashed")."""
     missing = [str(r) for r in roots if not r.exists()]
     if missing:
         raise SpeedlabError(f"no such run directory: {', '.join(missing)}")
@@ -71,7 +73,10 @@ def collect(roots: Sequence[Path]) -> list[dict[str, Any]]:
             result = load(path)
         except SpeedlabError:
             continue  # a half-written or foreign file is not a run
-        if result.get("status") == "ok" and "kind" in result:
+        if "kind" not in result:
+            continue
+        result["status"] = record.status_of(result)
+        if result["status"] == "ok" or not finished_only:
             results.append(result)
     return sorted(results, key=lambda r: r.get("started_at", ""))
 
@@ -192,9 +197,11 @@ def percentile_table(bench: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write(results: list[dict[str, Any]], out: Path) -> Path:
+def write(results: list[dict[str, Any]], out: Path, unfinished: list[dict[str, Any]] = ()) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     parts = ["# speedlab report", ""]
+    if unfinished:
+        parts += ["## Runs that did not finish", "", unfinished_table(unfinished), ""]
     train = training_rows(results)
     if train:
         parts += ["## Training", "", f"Measured on: {train[-1]['env']}.", "", training_table(train), ""]
@@ -223,6 +230,17 @@ def write(results: list[dict[str, Any]], out: Path) -> Path:
     path = out / "report.md"
     atomic_write_text(path, "\n".join(parts) + "\n")
     return path
+
+
+def unfinished_table(runs: list[dict[str, Any]]) -> str:
+    """Failed, interrupted and crashed runs: what they kept (finished epochs) and why they stopped."""
+    lines = ["| Run | Kind | Status | Finished epochs | Why |", "|---|---|---|---:|---|"]
+    for r in runs:
+        why = r.get("reason") or ("its process is gone: killed, or the machine went down"
+                                  if r["status"] == record.CRASHED else "")  # fmt: skip
+        epochs = len(r.get("epochs") or []) if r["kind"] == "train" else "–"
+        lines.append(f"| {r['_dir']} | {r['kind']} | {r['status']} | {epochs} | {str(why).splitlines()[0][:120]} |")
+    return "\n".join(lines)
 
 
 def parity_table(runs: list[dict[str, Any]]) -> str:

@@ -9,6 +9,7 @@ study's shape. Under torchrun it trains with DDP.
 from __future__ import annotations
 
 import functools
+import json
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -82,7 +83,22 @@ def _prepare(ctx: RunContext, info: Dist) -> _Plan:
         plan.resume_path = checkpoint.find(cfg.resume, key="resume")
         plan.resume_state = checkpoint.load(plan.resume_path)
         checkpoint.check_model(plan.resume_state, plan.resume_path, plan.model_config, spec)
+        plan.notes += _resume_notes(plan.resume_path, int(plan.resume_state["epoch"]))
     return plan
+
+
+def _resume_notes(checkpoint_file: Path, epoch: int) -> list[str]:
+    """What became of the run being resumed, from its result.json (nothing when it has none or it is unreadable)."""
+    try:
+        result = json.loads(record.result_path(checkpoint_file.parent).read_text())
+    except (OSError, ValueError):
+        return []
+    status = record.status_of(result)
+    if status in ("ok", "running"):
+        return []
+    how = "its process was killed" if status == record.CRASHED else (result.get("reason") or status)
+    return [f"resuming a run that {status} ({how}); its checkpoint holds epoch {epoch}, and its result.json every "
+            "finished epoch"]  # fmt: skip
 
 
 def run(ctx: RunContext) -> int:
