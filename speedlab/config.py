@@ -301,6 +301,8 @@ class SpeedlabCfg:
 
 
 ConfigStore.instance().store(name="speedlab_schema", node=SpeedlabCfg)
+# `${speedlab_pid:}` in conf/speedlab.yaml: run directories started in the same second stay apart.
+OmegaConf.register_new_resolver("speedlab_pid", os.getpid, replace=True)
 
 PLUGIN_GROUPS = ("model", "data")
 

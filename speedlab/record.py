@@ -99,7 +99,7 @@ def artifacts_root() -> Path:
 
 def new_run_dir(name: str) -> Path:
     """A fresh run directory for entry points outside Hydra (benchmark scripts), named like Hydra's runs."""
-    run_dir = artifacts_root() / "runs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"
+    run_dir = artifacts_root() / "runs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{name}"
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 

@@ -68,3 +68,21 @@ def test_a_live_run_reads_as_running_and_a_finished_one_as_itself():
     assert record.status_of(elsewhere) == "running"  # cannot be checked from here: not called crashed
     reused = {**mine, "process": {**mine["process"], "started_unix": time.time() - 10 * 86400}}
     assert record.status_of(reused) == record.CRASHED  # this pid now belongs to a process started later
+
+
+def test_two_sweeps_started_together_get_their_own_directories(tmp_path):
+    """Two sweeps launched in the same instant (one thread each, so they do not fight over the 2 cores): distinct
+    sweep directories, every job's result.json valid, and the report sees all four jobs."""
+    env = {**os.environ, "SPEEDLAB_ARTIFACTS": str(tmp_path)}
+    sweep = [sys.executable, "-m", "speedlab", "train", *TINY, "trainer.epochs=1", "trainer.max_steps=2",
+             "trainer.threads=1", "trainer.checkpoint=false", "seed=0,1", "-m"]  # fmt: skip
+    procs = [subprocess.Popen(sweep, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]  # fmt: skip
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-2000:]
+    sweeps = sorted((tmp_path / "sweeps").iterdir())
+    assert len(sweeps) == 2, sweeps
+    results = sorted((tmp_path / "sweeps").glob("*/*/result.json"))
+    assert len(results) == 4 and all(json.loads(r.read_text())["status"] == "ok" for r in results)
+    assert len(report.collect([tmp_path / "sweeps"])) == 4
