@@ -10,6 +10,7 @@ config, and what a command needs to rebuild the model without the training run's
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +61,18 @@ def save(path: Path, state: dict[str, Any]) -> None:
 def load(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        # weights_only refuses any pickled object beyond tensors and plain data: loading one could run its code.
+        first = str(err).strip().splitlines()[0][:200]
+        raise SpeedlabError(
+            f"refused checkpoint {path}: it holds pickled objects other than tensors and plain data ({first}); "
+            "speedlab never writes such a file, and loading it could run code from it"
+        ) from None
     except Exception as err:  # noqa: BLE001 - any unreadable file gets the same clear message
-        raise SpeedlabError(f"cannot read checkpoint {path}: {type(err).__name__}: {err}") from None
+        raise SpeedlabError(
+            f"cannot read checkpoint {path}: {type(err).__name__}: {str(err).strip()[:300]} (truncated or not a "
+            "checkpoint; resume from an earlier one, or train again)"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         found = state.get("format") if isinstance(state, dict) else None
         raise SpeedlabError(

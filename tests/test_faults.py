@@ -10,7 +10,10 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from speedlab import checkpoint, record
+from speedlab.errors import SpeedlabError
 from speedlab.report import command as report
 from speedlab.train import command as train_cmd
 from tests.conftest import REPO, TINY
@@ -86,3 +89,94 @@ def test_two_sweeps_started_together_get_their_own_directories(tmp_path):
     results = sorted((tmp_path / "sweeps").glob("*/*/result.json"))
     assert len(results) == 4 and all(json.loads(r.read_text())["status"] == "ok" for r in results)
     assert len(report.collect([tmp_path / "sweeps"])) == 4
+
+
+# Runs speedlab's train in a process whose torch.save writes half its bytes, then stalls: a kill in the stall is a
+# kill in the middle of writing a checkpoint (the first checkpoint goes through whole, so there is one to protect).
+SLOW_SAVE = """
+import io, sys, time, torch
+real = torch.save
+calls = []
+def slow_save(obj, path, *args, **kwargs):
+    calls.append(1)
+    if len(calls) == 1:
+        return real(obj, path, *args, **kwargs)
+    buffer = io.BytesIO()
+    real(obj, buffer, *args, **kwargs)
+    data = buffer.getvalue()
+    with open(path, "wb") as f:
+        f.write(data[: len(data) // 2])
+        f.flush()
+        print("HALF-WRITTEN", flush=True)
+        time.sleep(60)
+        f.write(data[len(data) // 2 :])
+torch.save = slow_save
+from speedlab.__main__ import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_kill_9_while_writing_a_checkpoint_leaves_the_previous_one_whole(tmp_path):
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "SPEEDLAB_ARTIFACTS": str(tmp_path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLOW_SAVE, "train", *TINY, "trainer.epochs=3", f"hydra.run.dir={run_dir}"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    for line in proc.stdout:  # the second checkpoint is half on disk and its writer stalls
+        if "HALF-WRITTEN" in line or time.monotonic() > deadline:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    partial = list(run_dir.glob(".checkpoint.pt.*.tmp.pt"))
+    assert len(partial) == 1 and partial[0].stat().st_size > 0  # the half-written file, under its temporary name
+    assert checkpoint.load(checkpoint.find(run_dir, key="resume"))["epoch"] == 1  # the previous one, whole
+    assert record.status_of(json.loads(record.result_path(run_dir).read_text())) == record.CRASHED
+
+
+def test_a_truncated_checkpoint_is_one_clear_error_naming_it(run_main, tmp_path):
+    run_dir = tmp_path / "run"
+    assert run_main("train", *TINY, "trainer.epochs=1", f"hydra.run.dir={run_dir}").returncode == 0
+    path = record.checkpoint_path(run_dir)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+    outcome = run_main("train", *TINY, "trainer.epochs=2", f"resume={run_dir}", f"hydra.run.dir={tmp_path / 'again'}")
+    assert outcome.returncode != 0
+    assert f"cannot read checkpoint {path}" in outcome.stderr and "truncated or not a checkpoint" in outcome.stderr
+    assert outcome.stderr.count("speedlab: error") == 1 and len(outcome.stderr.strip().splitlines()) == 1
+
+
+class _Payload:
+    """An object a checkpoint must never bring back: unpickling it could run any code."""
+
+
+def test_a_checkpoint_holding_pickled_objects_is_refused(tmp_path):
+    import torch
+
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"format": checkpoint.FORMAT, "model": _Payload()}, path)
+    with pytest.raises(SpeedlabError, match="holds pickled objects other than tensors and plain data"):
+        checkpoint.load(path)
+
+
+def test_a_damaged_result_json_is_named_and_skipped_by_the_report(run_main, tmp_path):
+    good, bad = tmp_path / "runs" / "good", tmp_path / "runs" / "bad"
+    assert run_main("train", *TINY, "trainer.epochs=1", f"hydra.run.dir={good}").returncode == 0
+    bad.mkdir(parents=True)
+    record.result_path(bad).write_text(record.result_path(good).read_text()[:200])  # cut mid-write by a full disk
+    outcome = run_main("report", str(tmp_path / "runs"), "--out", str(tmp_path / "report"))
+    assert outcome.returncode == 0
+    assert f"report: skipped {record.result_path(bad)}: no readable result.json" in outcome.stderr
+    assert "Vanilla" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_a_truncated_decoded_cache_is_rebuilt_not_read(fake_tin, capsys):
+    from tests.test_data import data_cfg, decoded_arrays
+
+    cfg = data_cfg(fake_tin)
+    decoded_arrays(cfg)
+    images = next((fake_tin / "speedlab_cache").glob("*train*.images.npy"))
+    images.write_bytes(images.read_bytes()[:1000])
+    again, _, _ = decoded_arrays(cfg)
+    assert again["train"].built and "damaged cache files" in again["train"].rebuild_reason
+    assert len(again["train"].images) > 0

@@ -80,6 +80,12 @@ def _stale_reason(meta_path: Path, images_path: Path, labels_path: Path, expecte
             return f"built from other data or another version: {what}"
     if not images_path.is_file() or not labels_path.is_file():
         return "cache files are missing"
+    try:  # a truncated or overwritten array file (a full disk, a copy cut short) is rebuilt, not read
+        count = len(np.load(images_path, mmap_mode="r"))
+        if count != len(np.load(labels_path)):
+            return "damaged cache files: images and labels differ in count"
+    except (OSError, ValueError) as err:
+        return f"damaged cache files ({err})"
     return None
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -71,8 +72,9 @@ def collect(roots: Sequence[Path], finished_only: bool = True) -> list[dict[str,
     for path in paths:
         try:
             result = load(path)
-        except SpeedlabError:
-            continue  # a half-written or foreign file is not a run
+        except SpeedlabError as err:  # a damaged file is not a run: say which, and go on with the rest
+            print(f"report: skipped {err}", file=sys.stderr)
+            continue
         if "kind" not in result:
             continue
         result["status"] = record.status_of(result)
