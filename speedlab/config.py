@@ -188,6 +188,9 @@ class BenchCfg:
     warmup_min_s: float = 0.2
     min_iters: int = 20  # timed: at least this many calls and this long
     min_time_s: float = 1.0
+    # A cell (prepare and timing, per repeat) still running after this many seconds is stopped and recorded as
+    # `timeout`, and the sweep goes on; None: no limit.
+    cell_timeout_s: float | None = None
     onnxruntime: OnnxRuntimeOptions = field(default_factory=OnnxRuntimeOptions)
     inductor: InductorOptions = field(default_factory=InductorOptions)
     openvino: OpenvinoOptions = field(default_factory=OpenvinoOptions)

@@ -157,7 +157,8 @@ class ResourceMonitor:
         gpu = self._gpu.sample() if self._gpu is not None else (None, None, None)
         self.rows.append((
             round(time.perf_counter() - self._t0, 3),
-            round(self._process.cpu_percent(None) / self.cores, 1),
+            # psutil divides CPU time by a wall interval it measures itself: a hair over 100 % can come out
+            round(min(100.0, self._process.cpu_percent(None) / self.cores), 1),
             self._process.memory_info().rss,
             psutil.cpu_percent(None),
             *gpu,

@@ -79,8 +79,12 @@ def test_onnxruntime_int8_and_a_failing_backend_do_not_stop_the_sweep(tmp_path, 
     assert cell(result, "eager", "int8", 2)["status"] == "unsupported"
     assert cell(result, "onnxruntime", "int8", 2)["status"] == "ok"
     monkeypatch.setattr(type(eager), "unsupported", lambda self, setup, precision: None)
-    result = run_bench(tmp_path / "run2", "bench.backends=[eager,onnxruntime]", "bench.batch_sizes=[2]",
-                       "bench.host_to_device=true")  # fmt: skip
+    with pytest.raises(SystemExit) as exit_:  # a failed cell: the sweep finishes, and the exit code says so
+        run_bench(tmp_path / "run2", "bench.backends=[eager,onnxruntime]", "bench.batch_sizes=[2]",
+                  "bench.host_to_device=true")  # fmt: skip
+    assert exit_.value.code == 1
+    result = json.loads((tmp_path / "run2" / "result.json").read_text())
+    assert result["status"] == "ok" and result["failed_cells"] == 1
     failed = cell(result, "eager", "fp32", 2)
     assert failed["status"] == "error" and "backend exploded" in failed["reason"]
     assert cell(result, "onnxruntime", "fp32", 2)["status"] == "ok"
@@ -267,3 +271,30 @@ def test_a_missing_openvino_is_an_unsupported_cell_naming_the_extra(tmp_path, mo
 def test_an_unknown_backend_option_is_one_clear_error(run_main, override, message):
     outcome = run_main("bench", *TINY, override)
     assert outcome.returncode != 0 and message in outcome.stderr and "Traceback" not in outcome.stderr
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "reason"),
+    [("hang", "timeout", "still running after bench.cell_timeout_s=8.0 s"),
+     ("oom", "oom", "MemoryError"),
+     ("raise", "error", "RuntimeError: injected")],
+)  # fmt: skip
+def test_a_cell_that_hangs_runs_out_of_memory_or_raises_is_recorded_and_the_sweep_goes_on(
+    run_main, tmp_path, monkeypatch, fault, status, reason
+):
+    import time
+
+    def faulty(self, setup, batch_size, precision):
+        if fault == "hang":
+            time.sleep(60)
+        raise MemoryError("injected") if fault == "oom" else RuntimeError("injected")
+
+    monkeypatch.setattr(type(backends.create("eager")), "prepare", faulty)
+    started = time.monotonic()
+    outcome = run_main("bench", *TINY, *FAST, "bench.backends=[eager,onnxruntime]", "bench.batch_sizes=[2]",
+                       "bench.cell_timeout_s=8", f"hydra.run.dir={tmp_path / 'run'}")  # fmt: skip
+    assert time.monotonic() - started < 45  # the hang was cut short
+    assert outcome.returncode == 1 and f"1 of 2 cells failed: eager fp32 batch 2 ({status})" in outcome.stderr
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert cell(result, "eager", "fp32", 2)["status"] == status and reason in cell(result, "eager", "fp32", 2)["reason"]
+    assert cell(result, "onnxruntime", "fp32", 2)["status"] == "ok"  # the next cell ran as usual

@@ -13,8 +13,12 @@ that runs out of memory or fails is recorded (`oom`, `error`) and the sweep goes
 
 from __future__ import annotations
 
+import signal
 import statistics
-from collections.abc import Sequence
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -29,6 +33,7 @@ from speedlab.data.spec import DataSpec
 from speedlab.errors import SpeedlabError
 from speedlab.monitor import PeakMemory
 
+FAILED_STATUSES = ("error", "oom", "timeout")  # what makes a single bench run exit 1 (unsupported is not a failure)
 STAT_KEYS = ("mean_ms", "std_ms", "p50_ms", "p90_ms", "p99_ms", "min_ms", "first_call_ms")
 
 
@@ -50,6 +55,8 @@ def check(cfg: SpeedlabCfg) -> None:
     for key in ("repeats", "min_iters"):
         if getattr(b, key) < 1:
             raise SpeedlabError(f"bench.{key}={getattr(b, key)}: must be at least 1")
+    if b.cell_timeout_s is not None and b.cell_timeout_s <= 0:
+        raise SpeedlabError(f"bench.cell_timeout_s={b.cell_timeout_s}: give seconds above 0, or null for no limit")
 
 
 def run(ctx: RunContext) -> int:
@@ -83,9 +90,15 @@ def run(ctx: RunContext) -> int:
                     rec.save()
                     print(_cell_line(row), flush=True)
         rec["export_s"] = setup.shared.get("export_s")
+        failed = [r for r in rec["rows"] if r["status"] in FAILED_STATUSES]
+        rec["failed_cells"] = len(failed)
         print("\n" + table(rec["rows"]))
         print(f"\nresult: {rec.path}")
-    return 0
+    if failed:
+        names = ", ".join(f"{r['backend']} {r['precision']} batch {r['batch_size']} ({r['status']})" for r in failed)
+        print(f"{len(failed)} of {len(rec['rows'])} cells failed: {names}", file=sys.stderr)
+    # A single run's exit code says a cell failed; a sweep's jobs go on (Hydra would stop at a job that exits).
+    return 1 if failed and not ctx.multirun else 0
 
 
 def _model(ctx: RunContext, where: torch.device):
@@ -118,9 +131,13 @@ def _cell(backend, setup: BenchSetup, precision: str, batch_size: int, flops_per
     if reason:
         return {**row, "status": "unsupported", "reason": reason}
     repeats = []
+    limit = setup.cfg.bench.cell_timeout_s
     for _ in range(setup.cfg.bench.repeats):
         try:
-            repeats.append(_measure_once(backend, setup, precision, batch_size))
+            with time_limit(limit):
+                repeats.append(_measure_once(backend, setup, precision, batch_size))
+        except CellTimeout:
+            return {**row, "status": "timeout", "reason": f"still running after bench.cell_timeout_s={limit} s"}
         except Exception as err:  # noqa: BLE001 - a failing cell is recorded and the sweep goes on
             status = "oom" if _is_oom(err) else "error"
             return {**row, "status": status, "reason": f"{type(err).__name__}: {str(err).strip()[:1000]}"}
@@ -168,6 +185,31 @@ def _combine(repeats: list[dict[str, Any]]) -> dict[str, Any]:
     out["recompiles"] = max(r["recompiles"] for r in repeats)
     out.update(repeat_p50_ms=p50s, p50_ci95_ms=[low, high], p50_cv=statistics.stdev(p50s) / statistics.mean(p50s))
     return out
+
+
+class CellTimeout(Exception):
+    """A cell ran past `bench.cell_timeout_s`."""
+
+
+@contextmanager
+def time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise CellTimeout in this (main) thread once `seconds` have passed. A real-time timer's signal interrupts
+    Python code and the waits that return to it (sleeps, most blocking calls); a kernel that never returns to the
+    interpreter is stopped when it does."""
+    if seconds is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum, frame) -> None:
+        raise CellTimeout
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _is_oom(err: BaseException) -> bool:
