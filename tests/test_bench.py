@@ -21,8 +21,12 @@ ROW_KEYS = {"backend", "precision", "batch_size", "status", "n", "mean_ms", "std
 
 
 def run_bench(run_dir: Path, *overrides: str, base: list[str] = TINY) -> dict:
-    bench.main([*base, *FAST, *overrides, f"hydra.run.dir={run_dir}"])
-    return json.loads((run_dir / "result.json").read_text())
+    """A bench run's result.json, with its exit code as `_exit` (1 when a cell failed)."""
+    try:
+        code = bench.main([*base, *FAST, *overrides, f"hydra.run.dir={run_dir}"])
+    except SystemExit as exit_:
+        code = exit_.code
+    return {**json.loads((run_dir / "result.json").read_text()), "_exit": code}
 
 
 @pytest.fixture(scope="module")
@@ -79,12 +83,10 @@ def test_onnxruntime_int8_and_a_failing_backend_do_not_stop_the_sweep(tmp_path, 
     assert cell(result, "eager", "int8", 2)["status"] == "unsupported"
     assert cell(result, "onnxruntime", "int8", 2)["status"] == "ok"
     monkeypatch.setattr(type(eager), "unsupported", lambda self, setup, precision: None)
-    with pytest.raises(SystemExit) as exit_:  # a failed cell: the sweep finishes, and the exit code says so
-        run_bench(tmp_path / "run2", "bench.backends=[eager,onnxruntime]", "bench.batch_sizes=[2]",
-                  "bench.host_to_device=true")  # fmt: skip
-    assert exit_.value.code == 1
-    result = json.loads((tmp_path / "run2" / "result.json").read_text())
-    assert result["status"] == "ok" and result["failed_cells"] == 1
+    result = run_bench(tmp_path / "run2", "bench.backends=[eager,onnxruntime]", "bench.batch_sizes=[2]",
+                       "bench.host_to_device=true")  # fmt: skip
+    # a failed cell: the sweep finishes, and the exit code says so
+    assert result["_exit"] == 1 and result["status"] == "ok" and result["failed_cells"] == 1
     failed = cell(result, "eager", "fp32", 2)
     assert failed["status"] == "error" and "backend exploded" in failed["reason"]
     assert cell(result, "onnxruntime", "fp32", 2)["status"] == "ok"
@@ -202,6 +204,7 @@ def test_a_failed_export_leaves_the_shared_eager_model_where_every_cell_expects_
     result = run_bench(tmp_path / "run", "bench.backends=[onnxruntime,eager]", "bench.batch_sizes=[2]")
     assert cell(result, "onnxruntime", "fp32", 2)["status"] == "error"
     assert cell(result, "eager", "fp32", 2)["status"] == "ok"
+    assert result["_exit"] == 1
 
 
 def test_profile_prints_no_profiler_chatter(run_cli):
