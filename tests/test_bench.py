@@ -278,7 +278,7 @@ def test_an_unknown_backend_option_is_one_clear_error(run_main, override, messag
 
 @pytest.mark.parametrize(
     ("fault", "status", "reason"),
-    [("hang", "timeout", "still running after bench.cell_timeout_s=8.0 s"),
+    [pytest.param("hang", "timeout", "still running after bench.cell_timeout_s=8.0 s", marks=pytest.mark.slow),
      ("oom", "oom", "MemoryError"),
      ("raise", "error", "RuntimeError: injected")],
 )  # fmt: skip

@@ -73,6 +73,7 @@ def test_a_live_run_reads_as_running_and_a_finished_one_as_itself():
     assert record.status_of(reused) == record.CRASHED  # this pid now belongs to a process started later
 
 
+@pytest.mark.slow  # two sweeps of fresh processes: ~10 s, and CI's 10 minutes are tight
 def test_two_sweeps_started_together_get_their_own_directories(tmp_path):
     """Two sweeps launched in the same instant (one thread each, so they do not fight over the 2 cores): distinct
     sweep directories, every job's result.json valid, and the report sees all four jobs."""
