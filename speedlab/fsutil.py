@@ -1,22 +1,107 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of one (temp file + fsync + rename)."""
+"""Atomic file writes: a reader sees the old file or the new one, never half of one (temp file + fsync + rename).
+
+A write that fails because the disk is full becomes one `DiskFullError` naming the file and the space left, after the
+partial temporary is removed; the previous file is never touched.
+"""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from speedlab.errors import SpeedlabError
+
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+# torch.save's C++ writer reports a full disk as a bare RuntimeError ("unexpected pos ..."); a write that fails while
+# less than this is left on the device is taken to have failed for lack of space.
+NEARLY_FULL_BYTES = 1 << 20
+
+
+class DiskFullError(SpeedlabError):
+    """A write failed because the device holding the file is full."""
+
+
+def free_bytes(path: str | os.PathLike) -> int:
+    """Bytes left on the device holding `path` (or its nearest existing parent), as a process of ours can use them."""
+    where = Path(path)
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    stat = os.statvfs(where)
+    blocks = stat.f_bfree if os.geteuid() == 0 else stat.f_bavail  # root may use the blocks reserved for it
+    return blocks * stat.f_frsize
+
+
+def human_bytes(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(size) < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"  # unreachable; keeps type checkers content
+
+
+def is_disk_full(err: BaseException, path: str | os.PathLike) -> bool:
+    """Whether writing `path` failed with `err` because its device is full."""
+    if isinstance(err, OSError) and err.errno in DISK_FULL_ERRNOS:
+        return True
+    return isinstance(err, OSError | RuntimeError) and free_bytes(path) < NEARLY_FULL_BYTES
+
+
+def disk_full_error(path: str | os.PathLike, needed: int | None = None) -> DiskFullError:
+    """The one error for a write to `path` that ran out of space (call it once the partial file is gone)."""
+    target = Path(path)
+    kept = f"; the previous {target.name} is untouched" if target.exists() else ""
+    need = f", {human_bytes(needed)} needed" if needed else ""
+    return DiskFullError(
+        f"no space left on the device writing {target}: {human_bytes(free_bytes(target))} free there{need}{kept}. "
+        "Free some space (or write elsewhere: hydra.run.dir=..., data.cache_dir=...) and run again"
+    )
+
+
+def reserve(path: str | os.PathLike, size: int) -> None:
+    """Allocate `size` bytes for the file at `path` now, so that a full disk fails here with ENOSPC instead of
+    killing the process with SIGBUS when a memory-mapped write later finds no block to land in."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, size)
+        finally:
+            os.close(fd)
+    except OSError as err:
+        if err.errno in DISK_FULL_ERRNOS:
+            Path(path).unlink(missing_ok=True)
+            raise disk_full_error(path, size) from None
+        raise
+
+
+def _release(err: BaseException) -> None:
+    """Drop the locals of the frames `err` passed through: a writer that failed mid-file (torch.save's) still holds
+    the file open there, so the space of a removed partial file would not come back until the error is gone."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:  # torch's RuntimeError comes with the stream error as context
+        seen.add(id(err))
+        traceback.clear_frames(err.__traceback__)
+        err = err.__context__ or err.__cause__
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block finishes."""
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block finishes. A full disk, in the
+    block or in the final sync, raises `DiskFullError` with the temporary already removed."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{suffix}", dir=target.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{suffix}", dir=target.parent)
+    except OSError as err:
+        if err.errno in DISK_FULL_ERRNOS:
+            raise disk_full_error(target) from None
+        raise
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -24,6 +109,12 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, target)
+    except (OSError, RuntimeError) as err:
+        if not is_disk_full(err, target.parent):
+            raise
+        _release(err)
+        tmp.unlink(missing_ok=True)
+        raise disk_full_error(target) from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -98,6 +189,13 @@ def staged_files(path: str | os.PathLike) -> Iterator[Path]:
             with open(file, "rb+") as f:
                 os.fsync(f.fileno())
             os.replace(file, target.parent / file.name)
+    except (OSError, RuntimeError) as err:
+        if not is_disk_full(err, target.parent):
+            raise
+        _release(err)
+        for leftover in staging.iterdir():
+            leftover.unlink()
+        raise disk_full_error(target) from None
     finally:
         for leftover in staging.iterdir():
             leftover.unlink()

@@ -23,7 +23,7 @@ import torch
 
 from speedlab import tracking
 from speedlab.errors import SpeedlabError
-from speedlab.fsutil import RecordLines, atomic_write_json, atomic_write_text
+from speedlab.fsutil import DiskFullError, RecordLines, atomic_write_json, atomic_write_text
 from speedlab.monitor import ResourceMonitor
 
 RESULT_FILE = "result.json"
@@ -280,16 +280,16 @@ def recording(run_dir: Path, kind: str, config: dict[str, Any], sweep: str | Non
         yield record
     except KeyboardInterrupt:
         record.set_status("interrupted", "interrupted by the user (Ctrl-C / SIGINT)")
-        record.save()
+        _save_ending(record)
         print(f"\ninterrupted: partial results in {record.path}", file=sys.stderr)
         raise
     except SpeedlabError as err:
         record.set_status("failed", str(err))
-        record.save()
+        _save_ending(record)
         raise
     except BaseException as err:
         record.set_status("failed", f"{type(err).__name__}: {err}")
-        record.save()
+        _save_ending(record)
         raise
     else:
         if record["status"] == "running":
@@ -300,6 +300,16 @@ def recording(run_dir: Path, kind: str, config: dict[str, Any], sweep: str | Non
             record.monitor.stop()
         if track is not None:
             _track(track, record)
+
+
+def _save_ending(record: RunRecord) -> None:
+    """Write a failed or interrupted run's status; where even that cannot be written (the disk that failed the run
+    is still full), say so and let the run's own error be the one reported: the result.json on disk keeps every
+    epoch saved before, and a reader sees the run as crashed once this process is gone."""
+    try:
+        record.save()
+    except DiskFullError as err:
+        print(f"speedlab: could not record the run's end in {record.path}: {err}", file=sys.stderr)
 
 
 def _track(track: Any, record: RunRecord) -> None:

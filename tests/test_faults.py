@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -181,3 +184,105 @@ def test_a_truncated_decoded_cache_is_rebuilt_not_read(fake_tin, capsys):
     again, _, _ = decoded_arrays(cfg)
     assert again["train"].built and "damaged cache files" in again["train"].rebuild_reason
     assert len(again["train"].images) > 0
+
+
+# Scenario 3: the disk fills. tests/small_disk.py mounts a small tmpfs in a private mount namespace and fills it
+# while speedlab runs, so the writes fail with the kernel's own ENOSPC.
+def _on_a_small_disk(tmp_path, size: str, steps: list[dict]) -> tuple[list[dict], Path]:
+    """Run `steps` (see tests/small_disk.py) with MOUNT in their argv and paths meaning the small disk; returns each
+    step's outcome and where the disk's final contents were copied."""
+    probe = ["unshare", "--mount", "true"]
+    if shutil.which("unshare") is None or subprocess.run(probe, capture_output=True).returncode != 0:
+        pytest.skip("needs a private mount namespace (`unshare --mount`: root or CAP_SYS_ADMIN) for a small tmpfs")
+    mount, out = tmp_path / "small_disk", tmp_path / "small_disk_out"
+    out.mkdir()
+
+    def at(value: str) -> str:
+        return value.replace("MOUNT", str(mount))
+
+    plan = {"mount": str(mount), "size": size, "out": str(out),
+            "env": {"SPEEDLAB_ARTIFACTS": str(tmp_path / "artifacts")},
+            "steps": [{**s, "argv": [at(a) for a in s["argv"]],
+                       **({"fill_when": at(s["fill_when"])} if "fill_when" in s else {})} for s in steps]}  # fmt: skip
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    subprocess.run(["unshare", "--mount", sys.executable, str(REPO / "tests" / "small_disk.py"),
+                    str(tmp_path / "plan.json")], check=True, timeout=600)  # fmt: skip
+    return json.loads((out / "outcome.json").read_text())["steps"], out / "disk"
+
+
+def _one_error(stderr: str) -> str:
+    errors = [line for line in stderr.splitlines() if line.startswith("speedlab: error")]
+    assert len(errors) == 1, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    return errors[0]
+
+
+TRAIN = [sys.executable, "-m", "speedlab", "train", *TINY]
+
+
+@pytest.mark.slow  # a subprocess in its own mount namespace: ~6 s
+def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint_and_says_so(tmp_path):
+    steps, disk = _on_a_small_disk(tmp_path, "8m", [{
+        "argv": [*TRAIN, "trainer.epochs=8", "hydra.run.dir=MOUNT/run"],
+        "fill_when": "MOUNT/run/checkpoint.pt", "leave": 160 * 1024,  # room for result.json, not for a checkpoint
+    }])  # fmt: skip
+    assert steps[0]["rc"] == 1 and steps[0]["filled"]
+    error = _one_error(steps[0]["stderr"])
+    assert "no space left on the device writing" in error and "/run/checkpoint.pt: " in error
+    assert re.search(r"checkpoint\.pt: [\d.]+ (B|KiB) free there; the previous checkpoint\.pt is untouched", error), (
+        error
+    )
+    run = disk / "run"
+    saved = checkpoint.load(record.checkpoint_path(run))["epoch"]
+    result = json.loads(record.result_path(run).read_text())
+    assert result["status"] == "failed" and "no space left" in result["reason"]
+    assert 1 <= saved < 8 and len(result["epochs"]) >= saved
+    assert not list(run.glob(".*.tmp*"))
+
+
+@pytest.mark.slow  # a subprocess in its own mount namespace: ~6 s
+def test_a_full_disk_while_writing_result_json_keeps_the_previous_one(tmp_path):
+    steps, disk = _on_a_small_disk(tmp_path, "4m", [{
+        "argv": [*TRAIN, "trainer.epochs=40", "trainer.checkpoint=false", "monitor.enabled=false",
+                 "hydra.run.dir=MOUNT/run"],
+        "fill_when": "MOUNT/run/result.json", "leave": 0,
+    }])  # fmt: skip
+    assert steps[0]["rc"] == 1 and steps[0]["filled"]
+    error = _one_error(steps[0]["stderr"])
+    assert "no space left on the device writing" in error and "/run/result.json: " in error
+    assert "the previous result.json is untouched" in error
+    assert "could not record the run's end in" in steps[0]["stderr"]
+    result = json.loads(record.result_path(disk / "run").read_text())  # the previous one: whole, valid JSON
+    assert record.status_of(result) == record.CRASHED
+    assert not list((disk / "run").glob(".*.tmp*"))
+
+
+@pytest.mark.slow  # a subprocess in its own mount namespace: ~6 s
+def test_a_full_disk_while_building_the_data_cache_leaves_no_cache_that_looks_complete(tmp_path, fake_tin):
+    prepare = [sys.executable, "-m", "speedlab", "data", "prepare", f"data.root={fake_tin}",
+               "data.cache_dir=MOUNT/cache", f"hydra.run.dir={tmp_path / 'run'}"]  # fmt: skip
+    steps, disk = _on_a_small_disk(tmp_path, "4m", [
+        {"argv": prepare, "fill_first": True, "leave": 256 * 1024},
+        {"argv": prepare, "unfill": True},
+    ])  # fmt: skip
+    full, freed = steps
+    assert full["rc"] == 1
+    error = _one_error(full["stderr"])
+    assert "no space left on the device writing" in error and "/cache/" in error and "needed" in error
+    assert "building (no cache yet)" in freed["stdout"] and freed["rc"] == 0, freed["stderr"][-2000:]
+    assert len(list((disk / "cache").glob("*.meta.json"))) == 2  # train and val, both complete now
+    assert not list((disk / "cache").glob(".*.tmp*"))
+
+
+def test_the_atomic_writer_turns_a_full_disk_into_one_error_and_keeps_the_previous_file(tmp_path):
+    import errno
+
+    from speedlab import fsutil
+
+    target = tmp_path / "result.json"
+    target.write_text("previous")
+    expected = r"writing .*result\.json: .* free there; the previous result\.json"
+    with pytest.raises(fsutil.DiskFullError, match=expected), fsutil.atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert target.read_text() == "previous" and not list(tmp_path.glob(".*.tmp*"))

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from speedlab.data.decode import decode_many
 from speedlab.data.files import FileSplit
 from speedlab.errors import DataError
-from speedlab.fsutil import atomic_path, atomic_write_json
+from speedlab.fsutil import atomic_path, atomic_write_json, disk_full_error, is_disk_full, reserve
 
 # Bump when the decoding or the layout changes: older caches are then rebuilt (2: channels in the fingerprint).
 CACHE_FORMAT = 2
@@ -133,7 +133,14 @@ def _build(
     meta_path.unlink(missing_ok=True)  # the old cache stops counting as valid before anything is replaced
     shape = (len(split), channels, image_size, image_size)
     scratch = images_path.with_name(f".{images_path.name}.decoding.tmp")
-    decoded = np.lib.format.open_memmap(scratch, mode="w+", dtype=np.uint8, shape=shape)
+    try:
+        decoded = np.lib.format.open_memmap(scratch, mode="w+", dtype=np.uint8, shape=shape)
+        reserve(scratch, scratch.stat().st_size)  # a full disk fails here, not as SIGBUS mid-decode
+    except OSError as err:
+        scratch.unlink(missing_ok=True)
+        if is_disk_full(err, scratch.parent):
+            raise disk_full_error(images_path, needed=int(np.prod(shape))) from None
+        raise
     try:
         bad = _decode_all(split, image_size, decoded, workers, desc)
         if bad and not skip_corrupt:
@@ -150,6 +157,7 @@ def _build(
                 compact = np.lib.format.open_memmap(
                     tmp_images, mode="w+", dtype=np.uint8, shape=(int(keep.sum()), *shape[1:])
                 )
+                reserve(tmp_images, tmp_images.stat().st_size)
                 compact[:] = decoded[keep]
                 compact.flush()
                 del compact
