@@ -55,6 +55,8 @@ def test_engine_sidecar_summary(tmp_path):
     ("make", "message"),
     [
         (lambda d: d / "missing.onnx", "missing.onnx: no such file"),
+        (lambda d: d, "not a file (give an .onnx file or a TensorRT engine)"),
+        (lambda d: _write(d / "checkpoint.pt", b"PK\x03\x04 a zip, not a protobuf"), "is not an ONNX model"),
         (lambda d: _write(d / "notes.onnx", b"these are not the weights you are looking for"), "is not an ONNX model"),
         (lambda d: _write(d / "empty.onnx", b""), "is not an ONNX model (it holds no graph)"),
         (lambda d: _write(d / "x.engine", b"\0"), "has no readable sidecar x.engine.json"),
@@ -88,6 +90,7 @@ def test_serves_the_model_with_netron(onnx_file):
     )  # fmt: skip
     try:
         url = _served_url(proc)
+        _assert_served_on_loopback_only(proc.pid, int(url.rstrip("/").rsplit(":", 1)[1]))
         page = urllib.request.urlopen(url, timeout=10).read().decode()
         assert "netron" in page.lower() and "/data/model.onnx" in page
         model_bytes = urllib.request.urlopen(f"{url}data/model.onnx", timeout=10).read()
@@ -96,6 +99,22 @@ def test_serves_the_model_with_netron(onnx_file):
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=20)
     assert proc.returncode == 0
+
+
+def _assert_served_on_loopback_only(pid: int, port: int) -> None:
+    """The server's listening socket is bound to 127.0.0.1 (not 0.0.0.0), and the machine's other addresses refuse
+    the port: nothing on the network can reach a model being inspected."""
+    import psutil
+
+    listening = [c.laddr for c in psutil.Process(pid).net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+    assert listening and all(addr.ip == inspection.HOST for addr in listening), listening
+    assert port in {addr.port for addr in listening}
+    others = [a.address for addrs in psutil.net_if_addrs().values() for a in addrs
+              if a.family == socket.AF_INET and not a.address.startswith("127.")]  # fmt: skip
+    for address in others:
+        with socket.socket() as probe, pytest.raises(OSError):
+            probe.settimeout(2)
+            probe.connect((address, port))
 
 
 def _served_url(proc: subprocess.Popen) -> str:
@@ -114,3 +133,52 @@ def test_browser_opens_only_when_asked(onnx_file, monkeypatch):
     assert inspection.main([str(onnx_file)]) == 0
     assert inspection.main([str(onnx_file), "--browser"]) == 0
     assert [c["browse"] for c in calls] == [False, True]
+
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+# Where the browser test keeps its screenshot (a test artifact, never committed: artifacts/ is ignored).
+SCREENSHOT = REPO / "artifacts" / "tests" / "inspect-netron.png"
+
+
+@pytest.mark.slow  # starts a real browser: ~10 s
+def test_a_person_sees_the_graph_in_a_real_browser(onnx_file):
+    """What a person sees: headless Chromium opens the page `inspect` serves, accepts netron's consent prompt and
+    shows the model's graph with its Conv nodes; the screenshot is kept at SCREENSHOT."""
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is in requirements.txt")
+    if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
+        pytest.skip("needs Debian's chromium and chromium-driver: apt-get install chromium chromium-driver")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "speedlab", "inspect", str(onnx_file)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    # This machine's network is closed: without the background-networking flags Chromium keeps retrying Google.
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1280,900"):  # fmt: skip
+        options.add_argument(flag)
+    driver = None
+    try:
+        url = _served_url(proc)
+        driver = webdriver.Chrome(service=webdriver.ChromeService(str(CHROMEDRIVER)), options=options)
+        driver.get(url)
+        wait = WebDriverWait(driver, 60)
+        consent = wait.until(lambda d: next((b for b in d.find_elements(By.ID, "message-button") if b.is_displayed()),
+                                            None))  # fmt: skip
+        assert "cookies" in driver.find_element(By.ID, "message").text
+        consent.click()
+        nodes = wait.until(lambda d: [n.text for n in d.find_elements(By.CSS_SELECTOR, "#canvas g.node")
+                                      if n.text.startswith("Conv")])  # fmt: skip
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        assert driver.save_screenshot(str(SCREENSHOT))
+        assert nodes and SCREENSHOT.stat().st_size > 10_000, nodes
+    finally:
+        if driver is not None:
+            driver.quit()
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)
