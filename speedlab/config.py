@@ -304,8 +304,10 @@ class SpeedlabCfg:
 
 
 ConfigStore.instance().store(name="speedlab_schema", node=SpeedlabCfg)
-# `${speedlab_pid:}` in conf/speedlab.yaml: run directories started in the same second stay apart.
-OmegaConf.register_new_resolver("speedlab_pid", os.getpid, replace=True)
+# `${speedlab_pid:}` in conf/speedlab.yaml: run directories started in the same second stay apart. Cached like
+# Hydra's `now`, so that a launcher running jobs in other processes (joblib) gets the launching process's value with
+# the config's cache, and a sweep's jobs share its one directory.
+OmegaConf.register_new_resolver("speedlab_pid", os.getpid, replace=True, use_cache=True)
 
 PLUGIN_GROUPS = ("model", "data")
 

@@ -76,13 +76,15 @@ def test_a_live_run_reads_as_running_and_a_finished_one_as_itself():
     assert record.status_of(reused) == record.CRASHED  # this pid now belongs to a process started later
 
 
-@pytest.mark.slow  # two sweeps of fresh processes: ~10 s, and CI's 10 minutes are tight
-def test_two_sweeps_started_together_get_their_own_directories(tmp_path):
-    """Two sweeps launched in the same instant (one thread each, so they do not fight over the 2 cores): distinct
-    sweep directories, every job's result.json valid, and the report sees all four jobs."""
+@pytest.mark.slow  # two sweeps of fresh processes: ~15 s, and CI's 10 minutes are tight
+def test_two_sweeps_started_together_each_with_two_parallel_jobs_get_their_own_directories(tmp_path):
+    """Two sweeps launched in the same instant, each running its 2 jobs at once in worker processes through Hydra's
+    joblib launcher (one thread a job): one directory per sweep, holding both its jobs; every job's result.json
+    valid; the report sees all four."""
     env = {**os.environ, "SPEEDLAB_ARTIFACTS": str(tmp_path)}
     sweep = [sys.executable, "-m", "speedlab", "train", *TINY, "trainer.epochs=1", "trainer.max_steps=2",
-             "trainer.threads=1", "trainer.checkpoint=false", "seed=0,1", "-m"]  # fmt: skip
+             "trainer.threads=1", "trainer.checkpoint=false", "seed=0,1", "hydra/launcher=joblib",
+             "hydra.launcher.n_jobs=2", "-m"]  # fmt: skip
     procs = [subprocess.Popen(sweep, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]  # fmt: skip
     for proc in procs:
@@ -90,8 +92,10 @@ def test_two_sweeps_started_together_get_their_own_directories(tmp_path):
         assert proc.returncode == 0, err[-2000:]
     sweeps = sorted((tmp_path / "sweeps").iterdir())
     assert len(sweeps) == 2, sweeps
-    results = sorted((tmp_path / "sweeps").glob("*/*/result.json"))
-    assert len(results) == 4 and all(json.loads(r.read_text())["status"] == "ok" for r in results)
+    for directory in sweeps:
+        jobs = [json.loads(r.read_text()) for r in sorted(directory.glob("*/result.json"))]
+        assert [j["status"] for j in jobs] == ["ok", "ok"]
+        assert len({j["process"]["pid"] for j in jobs} | {p.pid for p in procs}) == 4  # run in worker processes
     assert len(report.collect([tmp_path / "sweeps"])) == 4
 
 
