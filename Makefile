@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.speedlab-installed
 
-.PHONY: setup demo test test-slow lint format bench-data bench-train bench-activations bench-export bench-families bench-small parity-study bench-monitor bench-fairness clean
+.PHONY: setup demo test test-slow lint format bench-data bench-train bench-activations bench-export bench-families bench-small parity-study bench-monitor bench-fairness fault-drill clean
 
 setup: $(STAMP)
 
@@ -44,6 +44,11 @@ parity-study: setup
 # What the resource monitor costs: step times with the sampler off and on, interleaved in one process.
 bench-monitor: setup
 	$(PY) scripts/bench_monitor.py
+
+# Every fault scenario (kill -9, full disk, damaged files, concurrent sweeps, bench cell faults, inspect) in one table.
+# The browser row needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver).
+fault-drill: setup
+	$(PY) scripts/fault_drill.py
 
 # Whether one bench process treats its backends fairly: together (ORT spinning on / off) against one process each.
 bench-fairness: setup

@@ -110,3 +110,25 @@ def run_cli(tmp_path: Path):
         )
 
     return run
+
+
+# The fault drill (`make fault-drill`, scripts/fault_drill.py) runs the tests marked `drill` and prints one row per
+# test from what each one recorded here. Under the drill (SPEEDLAB_DRILL=quick) the training faults run on the quick
+# preset's model at 64 px (fewer images, so that 8 epochs stay short); in the suites on TINY.
+DRILL_QUICK = os.environ.get("SPEEDLAB_DRILL") == "quick"
+FAULT_RUN = ["+preset=quick", "data.train_size=1280", "data.val_size=256"] if DRILL_QUICK else TINY
+
+
+@pytest.fixture
+def drill(request: pytest.FixtureRequest, record_property):
+    """`drill(injected=..., did=..., lost=...)`: this test's row of the fault drill, with the figures it measured.
+    The scenario comes from the test's `@pytest.mark.drill("N. name")`."""
+    marker = request.node.get_closest_marker("drill")
+    record_property("drill_scenario", marker.args[0] if marker else request.node.name)
+
+    def note(injected: str, did: str, lost: str = "nothing finished") -> None:
+        record_property("drill_injected", injected)
+        record_property("drill_did", did)
+        record_property("drill_lost", lost)
+
+    return note

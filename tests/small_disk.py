@@ -3,10 +3,10 @@
     unshare --mount python tests/small_disk.py PLAN.json
 
 The plan names the mount point, the tmpfs size, an output folder and a list of steps. Each step runs one command
-(cwd: the repository) and may fill the disk first (`fill_first`) or as soon as a file appears (`fill_when`), leaving
-`leave` bytes free; `unfill` removes the ballast before the step. Writes then fail with a real ENOSPC from the kernel,
-as on a full disk. At the end the tmpfs's contents are copied to OUT/disk (the tmpfs vanishes with the namespace) and
-every step's exit code and output go to OUT/outcome.json.
+(cwd: the repository) and may fill the disk first (`fill_first`) or as soon as a file appears (`fill_when`; with
+`fill_when_text`, once it holds that text), leaving `leave` bytes free; `unfill` removes the ballast before the step.
+Writes then fail with a real ENOSPC from the kernel, as on a full disk. At the end the tmpfs's contents are copied to
+OUT/disk (the tmpfs vanishes with the namespace) and every step's exit code and output go to OUT/outcome.json.
 """
 
 from __future__ import annotations
@@ -33,6 +33,13 @@ def _fill(mount: Path, leave: int) -> None:
         pass
 
 
+def _holds(path: Path, text: str) -> bool:
+    try:
+        return path.exists() and (not text or text in path.read_text(errors="replace"))
+    except OSError:  # replaced as we read it
+        return False
+
+
 def _run_step(step: dict, mount: Path, env: dict) -> dict:
     if step.get("unfill"):
         (mount / "ballast").unlink(missing_ok=True)
@@ -42,14 +49,14 @@ def _run_step(step: dict, mount: Path, env: dict) -> dict:
     trigger = Path(step["fill_when"]) if step.get("fill_when") else None
     deadline = time.monotonic() + step.get("timeout", 300)
     while trigger is not None and proc.poll() is None and time.monotonic() < deadline:
-        if trigger.exists():
+        if _holds(trigger, step.get("fill_when_text", "")):
             _fill(mount, step.get("leave", 0))
             break
         time.sleep(0.01)
     out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
     stat = os.statvfs(mount)
     return {"rc": proc.returncode, "stdout": out, "stderr": err, "free_after": stat.f_bfree * stat.f_frsize,
-            "filled": trigger is None or trigger.exists()}  # fmt: skip
+            "filled": trigger is None or _holds(trigger, step.get("fill_when_text", ""))}  # fmt: skip
 
 
 def main(plan_path: str) -> int:

@@ -282,8 +282,9 @@ def test_an_unknown_backend_option_is_one_clear_error(run_main, override, messag
      ("oom", "oom", "MemoryError"),
      ("raise", "error", "RuntimeError: injected")],
 )  # fmt: skip
+@pytest.mark.drill("6. bench cell faults")
 def test_a_cell_that_hangs_runs_out_of_memory_or_raises_is_recorded_and_the_sweep_goes_on(
-    run_main, tmp_path, monkeypatch, fault, status, reason
+    run_main, tmp_path, monkeypatch, fault, status, reason, drill
 ):
     import time
 
@@ -301,3 +302,8 @@ def test_a_cell_that_hangs_runs_out_of_memory_or_raises_is_recorded_and_the_swee
     result = json.loads((tmp_path / "run" / "result.json").read_text())
     assert cell(result, "eager", "fp32", 2)["status"] == status and reason in cell(result, "eager", "fp32", 2)["reason"]
     assert cell(result, "onnxruntime", "fp32", 2)["status"] == "ok"  # the next cell ran as usual
+    injected = {"hang": "a 60 s sleep, with bench.cell_timeout_s=8", "oom": "MemoryError", "raise": "RuntimeError"}
+    drill(injected=f"the eager cell's prepare: {injected[fault]}",
+          did=f"cell recorded `{status}` ({reason}); the ORT cell after it ran ok; failed_cells=1, exit code 1 "
+              f"(in {time.monotonic() - started:.0f} s)",
+          lost="nothing (the other cells' results)")  # fmt: skip

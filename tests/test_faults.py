@@ -19,20 +19,21 @@ from speedlab import checkpoint, record
 from speedlab.errors import SpeedlabError
 from speedlab.report import command as report
 from speedlab.train import command as train_cmd
-from tests.conftest import REPO, TINY
+from tests.conftest import DRILL_QUICK, FAULT_RUN, REPO
 
 DROP = "model.drop_path=0.2"  # stochastic depth: the RNG state must come back from the checkpoint too
 EPOCHS = 8
 
 
 def _train(run_dir, *overrides: str) -> dict:
-    train_cmd.main([*TINY, f"trainer.epochs={EPOCHS}", DROP, *overrides, f"hydra.run.dir={run_dir}"])
+    train_cmd.main([*FAULT_RUN, f"trainer.epochs={EPOCHS}", DROP, *overrides, f"hydra.run.dir={run_dir}"])
     return json.loads(record.result_path(run_dir).read_text())
 
 
-def test_kill_9_mid_epoch_keeps_finished_epochs_reads_as_crashed_and_resumes_exactly(tmp_path, capsys):
+@pytest.mark.drill("1. kill -9 mid-epoch")
+def test_kill_9_mid_epoch_keeps_finished_epochs_reads_as_crashed_and_resumes_exactly(tmp_path, capsys, drill):
     run_dir = tmp_path / "killed"
-    command = [sys.executable, "-m", "speedlab", "train", *TINY, f"trainer.epochs={EPOCHS}", DROP]
+    command = [sys.executable, "-m", "speedlab", "train", *FAULT_RUN, f"trainer.epochs={EPOCHS}", DROP]
     env = {**os.environ, "SPEEDLAB_ARTIFACTS": str(tmp_path)}
     proc = subprocess.Popen([*command, f"hydra.run.dir={run_dir}"], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)  # fmt: skip
@@ -63,6 +64,10 @@ def test_kill_9_mid_epoch_keeps_finished_epochs_reads_as_crashed_and_resumes_exa
     assert resumed["resumed_at_epoch"] == saved
     assert [e["train_loss"] for e in resumed["epochs"]] == [e["train_loss"] for e in full["epochs"]]
     assert [e["val_acc"] for e in resumed["epochs"]] == [e["val_acc"] for e in full["epochs"]]
+    drill(injected=f"SIGKILL to a {EPOCHS}-epoch train run inside epoch {saved + 1}",
+          did=f"result.json kept {len(killed['epochs'])} finished epoch(s) and reads `crashed` (report too); "
+              f"resume from epoch {saved} gave per-epoch losses and accuracies identical to an uninterrupted run",
+          lost=f"nothing finished (epoch {saved + 1}, in progress, ran again)")  # fmt: skip
 
 
 def test_a_live_run_reads_as_running_and_a_finished_one_as_itself():
@@ -77,12 +82,13 @@ def test_a_live_run_reads_as_running_and_a_finished_one_as_itself():
 
 
 @pytest.mark.slow  # two sweeps of fresh processes: ~15 s, and CI's 10 minutes are tight
-def test_two_sweeps_started_together_each_with_two_parallel_jobs_get_their_own_directories(tmp_path):
+@pytest.mark.drill("5. concurrent sweeps")
+def test_two_sweeps_started_together_each_with_two_parallel_jobs_get_their_own_directories(tmp_path, drill):
     """Two sweeps launched in the same instant, each running its 2 jobs at once in worker processes through Hydra's
     joblib launcher (one thread a job): one directory per sweep, holding both its jobs; every job's result.json
     valid; the report sees all four."""
     env = {**os.environ, "SPEEDLAB_ARTIFACTS": str(tmp_path)}
-    sweep = [sys.executable, "-m", "speedlab", "train", *TINY, "trainer.epochs=1", "trainer.max_steps=2",
+    sweep = [sys.executable, "-m", "speedlab", "train", *FAULT_RUN, "trainer.epochs=1", "trainer.max_steps=2",
              "trainer.threads=1", "trainer.checkpoint=false", "seed=0,1", "hydra/launcher=joblib",
              "hydra.launcher.n_jobs=2", "-m"]  # fmt: skip
     procs = [subprocess.Popen(sweep, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -97,6 +103,9 @@ def test_two_sweeps_started_together_each_with_two_parallel_jobs_get_their_own_d
         assert [j["status"] for j in jobs] == ["ok", "ok"]
         assert len({j["process"]["pid"] for j in jobs} | {p.pid for p in procs}) == 4  # run in worker processes
     assert len(report.collect([tmp_path / "sweeps"])) == 4
+    drill(injected="two sweeps started in the same instant, each with 2 jobs at once (Hydra joblib launcher)",
+          did="2 sweep directories, 2 valid result.json files in each from 4 worker processes; report sees all 4",
+          lost="nothing")  # fmt: skip
 
 
 # Runs speedlab's train in a process whose torch.save writes half its bytes, then stalls: a kill in the stall is a
@@ -124,11 +133,12 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def test_kill_9_while_writing_a_checkpoint_leaves_the_previous_one_whole(tmp_path):
+@pytest.mark.drill("2. kill -9 mid-checkpoint")
+def test_kill_9_while_writing_a_checkpoint_leaves_the_previous_one_whole(tmp_path, drill):
     run_dir = tmp_path / "run"
     env = {**os.environ, "SPEEDLAB_ARTIFACTS": str(tmp_path)}
     proc = subprocess.Popen(
-        [sys.executable, "-c", SLOW_SAVE, "train", *TINY, "trainer.epochs=3", f"hydra.run.dir={run_dir}"],
+        [sys.executable, "-c", SLOW_SAVE, "train", *FAULT_RUN, "trainer.epochs=3", f"hydra.run.dir={run_dir}"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 120
@@ -141,44 +151,67 @@ def test_kill_9_while_writing_a_checkpoint_leaves_the_previous_one_whole(tmp_pat
     assert len(partial) == 1 and partial[0].stat().st_size > 0  # the half-written file, under its temporary name
     assert checkpoint.load(checkpoint.find(run_dir, key="resume"))["epoch"] == 1  # the previous one, whole
     assert record.status_of(json.loads(record.result_path(run_dir).read_text())) == record.CRASHED
+    drill(injected=f"SIGKILL with epoch 2's checkpoint half written ({partial[0].stat().st_size:,} bytes on disk)",
+          did="the half-written file stays under its temporary name; checkpoint.pt (epoch 1) loads whole; "
+              "result.json reads `crashed`",
+          lost="nothing finished (epoch 2's checkpoint, unfinished)")  # fmt: skip
 
 
-def test_a_truncated_checkpoint_is_one_clear_error_naming_it(run_main, tmp_path):
+@pytest.mark.drill("4. damaged files")
+def test_a_truncated_checkpoint_is_one_clear_error_naming_it(run_main, tmp_path, drill):
     run_dir = tmp_path / "run"
-    assert run_main("train", *TINY, "trainer.epochs=1", f"hydra.run.dir={run_dir}").returncode == 0
+    assert run_main("train", *FAULT_RUN, "trainer.epochs=1", f"hydra.run.dir={run_dir}").returncode == 0
     path = record.checkpoint_path(run_dir)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
-    outcome = run_main("train", *TINY, "trainer.epochs=2", f"resume={run_dir}", f"hydra.run.dir={tmp_path / 'again'}")
+    outcome = run_main(
+        "train", *FAULT_RUN, "trainer.epochs=2", f"resume={run_dir}", f"hydra.run.dir={tmp_path / 'again'}"
+    )
     assert outcome.returncode != 0
     assert f"cannot read checkpoint {path}" in outcome.stderr and "truncated or not a checkpoint" in outcome.stderr
     assert outcome.stderr.count("speedlab: error") == 1 and len(outcome.stderr.strip().splitlines()) == 1
+    drill(injected="checkpoint.pt cut to a third, then `train resume=`",
+          did="one error line: `cannot read checkpoint PATH: ... (truncated or not a checkpoint; ...)`",
+          lost="nothing beyond the damaged file")  # fmt: skip
 
 
 class _Payload:
     """An object a checkpoint must never bring back: unpickling it could run any code."""
 
 
-def test_a_checkpoint_holding_pickled_objects_is_refused(tmp_path):
+@pytest.mark.drill("4. damaged files")
+def test_a_checkpoint_holding_pickled_objects_is_refused(tmp_path, drill):
     import torch
 
     path = tmp_path / "checkpoint.pt"
     torch.save({"format": checkpoint.FORMAT, "model": _Payload()}, path)
     with pytest.raises(SpeedlabError, match="holds pickled objects other than tensors and plain data"):
         checkpoint.load(path)
+    drill(
+        injected="a checkpoint holding a pickled Python object",
+        did="refused by the weights-only load, saying that loading it could run code",
+        lost="nothing",
+    )
 
 
-def test_a_damaged_result_json_is_named_and_skipped_by_the_report(run_main, tmp_path):
+@pytest.mark.drill("4. damaged files")
+def test_a_damaged_result_json_is_named_and_skipped_by_the_report(run_main, tmp_path, drill):
     good, bad = tmp_path / "runs" / "good", tmp_path / "runs" / "bad"
-    assert run_main("train", *TINY, "trainer.epochs=1", f"hydra.run.dir={good}").returncode == 0
+    assert run_main("train", *FAULT_RUN, "trainer.epochs=1", f"hydra.run.dir={good}").returncode == 0
     bad.mkdir(parents=True)
     record.result_path(bad).write_text(record.result_path(good).read_text()[:200])  # cut mid-write by a full disk
     outcome = run_main("report", str(tmp_path / "runs"), "--out", str(tmp_path / "report"))
     assert outcome.returncode == 0
     assert f"report: skipped {record.result_path(bad)}: no readable result.json" in outcome.stderr
     assert "Vanilla" in (tmp_path / "report" / "report.md").read_text()
+    drill(
+        injected="a result.json cut to 200 bytes beside a good run",
+        did="`report` names the file on stderr, skips it and renders the other run",
+        lost="nothing beyond that file",
+    )
 
 
-def test_a_truncated_decoded_cache_is_rebuilt_not_read(fake_tin, capsys):
+@pytest.mark.drill("4. damaged files")
+def test_a_truncated_decoded_cache_is_rebuilt_not_read(fake_tin, capsys, drill):
     from tests.test_data import data_cfg, decoded_arrays
 
     cfg = data_cfg(fake_tin)
@@ -188,6 +221,11 @@ def test_a_truncated_decoded_cache_is_rebuilt_not_read(fake_tin, capsys):
     again, _, _ = decoded_arrays(cfg)
     assert again["train"].built and "damaged cache files" in again["train"].rebuild_reason
     assert len(again["train"].images) > 0
+    drill(
+        injected="the decoded cache's image array cut to 1,000 bytes",
+        did=f"rebuilt ({again['train'].rebuild_reason[:60]}...), {len(again['train'].images)} images",
+        lost="nothing",
+    )
 
 
 # Scenario 3: the disk fills. tests/small_disk.py mounts a small tmpfs in a private mount namespace and fills it
@@ -221,14 +259,22 @@ def _one_error(stderr: str) -> str:
     return errors[0]
 
 
-TRAIN = [sys.executable, "-m", "speedlab", "train", *TINY]
+TRAIN = [sys.executable, "-m", "speedlab", "train", *FAULT_RUN]
+CHECKPOINT_DISK = "64m" if DRILL_QUICK else "8m"  # the quick model's checkpoint (weights + AdamW) is ~15 MB
 
 
-@pytest.mark.slow  # a subprocess in its own mount namespace: ~6 s
-def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint_and_says_so(tmp_path):
-    steps, disk = _on_a_small_disk(tmp_path, "8m", [{
+def _free_in(error: str) -> str:
+    return re.search(r": ([\d.]+ (?:B|KiB|MiB|GiB)) free there", error).group(1)
+
+
+@pytest.mark.slow  # a subprocess in its own mount namespace: ~10 s
+@pytest.mark.drill("3. disk full")
+def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint_and_says_so(tmp_path, drill):
+    steps, disk = _on_a_small_disk(tmp_path, CHECKPOINT_DISK, [{
         "argv": [*TRAIN, "trainer.epochs=8", "hydra.run.dir=MOUNT/run"],
         "fill_when": "MOUNT/run/checkpoint.pt", "leave": 160 * 1024,  # room for result.json, not for a checkpoint
+    }, {  # space freed: the run resumes from the checkpoint the full disk left
+        "argv": [*TRAIN, "trainer.epochs=8", "resume=MOUNT/run", "hydra.run.dir=MOUNT/resumed"], "unfill": True,
     }])  # fmt: skip
     assert steps[0]["rc"] == 1 and steps[0]["filled"]
     error = _one_error(steps[0]["stderr"])
@@ -242,14 +288,23 @@ def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint_and_says_
     assert result["status"] == "failed" and "no space left" in result["reason"]
     assert 1 <= saved < 8 and len(result["epochs"]) >= saved
     assert not list(run.glob(".*.tmp*"))
+    assert steps[1]["rc"] == 0, steps[1]["stderr"][-2000:]
+    resumed = json.loads(record.result_path(disk / "resumed").read_text())
+    assert resumed["resumed_at_epoch"] == saved and resumed["epochs"][-1]["epoch"] == 8
+    size = CHECKPOINT_DISK.replace("m", " MiB")
+    drill(injected=f"ENOSPC: the {size} tmpfs filled after checkpoint 1, leaving 160 KiB",
+          did=f"one error naming checkpoint.pt and the space left ({_free_in(error)}); run `failed` with that reason; "
+              f"checkpoint of epoch {saved} whole; resumed to epoch 8 once space was freed",
+          lost=f"nothing finished (epoch {saved + 1}'s checkpoint did not fit)")  # fmt: skip
 
 
 @pytest.mark.slow  # a subprocess in its own mount namespace: ~6 s
-def test_a_full_disk_while_writing_result_json_keeps_the_previous_one(tmp_path):
+@pytest.mark.drill("3. disk full")
+def test_a_full_disk_while_writing_result_json_keeps_the_previous_one(tmp_path, drill):
     steps, disk = _on_a_small_disk(tmp_path, "4m", [{
         "argv": [*TRAIN, "trainer.epochs=40", "trainer.checkpoint=false", "monitor.enabled=false",
                  "hydra.run.dir=MOUNT/run"],
-        "fill_when": "MOUNT/run/result.json", "leave": 0,
+        "fill_when": "MOUNT/run/result.json", "fill_when_text": '{"epoch": 1,', "leave": 0,
     }])  # fmt: skip
     assert steps[0]["rc"] == 1 and steps[0]["filled"]
     error = _one_error(steps[0]["stderr"])
@@ -259,10 +314,15 @@ def test_a_full_disk_while_writing_result_json_keeps_the_previous_one(tmp_path):
     result = json.loads(record.result_path(disk / "run").read_text())  # the previous one: whole, valid JSON
     assert record.status_of(result) == record.CRASHED
     assert not list((disk / "run").glob(".*.tmp*"))
+    drill(injected="ENOSPC: a 4 MiB tmpfs filled completely once result.json held epoch 1 (checkpoints off)",
+          did=f"one error naming result.json ({_free_in(error)} free); stderr says the end could not be recorded; "
+              f"the previous result.json is valid JSON with {len(result['epochs'])} epoch(s) and reads `crashed`",
+          lost="nothing finished")  # fmt: skip
 
 
 @pytest.mark.slow  # a subprocess in its own mount namespace: ~6 s
-def test_a_full_disk_while_building_the_data_cache_leaves_no_cache_that_looks_complete(tmp_path, fake_tin):
+@pytest.mark.drill("3. disk full")
+def test_a_full_disk_while_building_the_data_cache_leaves_no_cache_that_looks_complete(tmp_path, fake_tin, drill):
     prepare = [sys.executable, "-m", "speedlab", "data", "prepare", f"data.root={fake_tin}",
                "data.cache_dir=MOUNT/cache", f"hydra.run.dir={tmp_path / 'run'}"]  # fmt: skip
     steps, disk = _on_a_small_disk(tmp_path, "4m", [
@@ -276,6 +336,10 @@ def test_a_full_disk_while_building_the_data_cache_leaves_no_cache_that_looks_co
     assert "building (no cache yet)" in freed["stdout"] and freed["rc"] == 0, freed["stderr"][-2000:]
     assert len(list((disk / "cache").glob("*.meta.json"))) == 2  # train and val, both complete now
     assert not list((disk / "cache").glob(".*.tmp*"))
+    drill(injected="ENOSPC: `data prepare` with its cache on a 4 MiB tmpfs holding 256 KiB free",
+          did=f"one error naming the cache file, {_free_in(error)} free and the bytes needed, before decoding; "
+              "the next run (space freed) said `building (no cache yet)` and built it",
+          lost="nothing (no partial cache was taken for a complete one)")  # fmt: skip
 
 
 def test_the_atomic_writer_turns_a_full_disk_into_one_error_and_keeps_the_previous_file(tmp_path):

@@ -62,10 +62,17 @@ def test_engine_sidecar_summary(tmp_path):
         (lambda d: _write(d / "x.engine", b"\0"), "has no readable sidecar x.engine.json"),
     ],
 )
-def test_bad_files_are_one_clear_error(tmp_path, run_main, make, message):
-    out = run_main("inspect", str(make(tmp_path)))
+@pytest.mark.drill("7. inspect")
+def test_bad_files_are_one_clear_error(tmp_path, run_main, make, message, drill):
+    path = make(tmp_path)
+    out = run_main("inspect", str(path))
     assert out.returncode == 1 and message in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
+    drill(
+        injected=f"`inspect {'a directory' if path.is_dir() else path.name}`",
+        did=f"refused before netron starts: `...{message}`",
+        lost="nothing",
+    )
 
 
 def _write(path: Path, data: bytes) -> Path:
@@ -82,7 +89,8 @@ def test_port_in_use_is_one_clear_error(onnx_file, run_main):
     assert out.returncode == 1 and f"--port {port}: 127.0.0.1:{port} is not free" in out.stderr
 
 
-def test_serves_the_model_with_netron(onnx_file):
+@pytest.mark.drill("7. inspect")
+def test_serves_the_model_with_netron(onnx_file, drill):
     proc = subprocess.Popen(
         [sys.executable, "-m", "speedlab", "inspect", str(onnx_file)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -90,7 +98,7 @@ def test_serves_the_model_with_netron(onnx_file):
     )  # fmt: skip
     try:
         url = _served_url(proc)
-        _assert_served_on_loopback_only(proc.pid, int(url.rstrip("/").rsplit(":", 1)[1]))
+        others = _assert_served_on_loopback_only(proc.pid, int(url.rstrip("/").rsplit(":", 1)[1]))
         page = urllib.request.urlopen(url, timeout=10).read().decode()
         assert "netron" in page.lower() and "/data/model.onnx" in page
         model_bytes = urllib.request.urlopen(f"{url}data/model.onnx", timeout=10).read()
@@ -99,9 +107,12 @@ def test_serves_the_model_with_netron(onnx_file):
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=20)
     assert proc.returncode == 0
+    drill(injected="`inspect model.onnx`: where does netron listen?",
+          did=f"listening on 127.0.0.1 only; refused on the machine's {len(others)} other address(es); "
+              "page and model bytes served on loopback", lost="nothing")  # fmt: skip
 
 
-def _assert_served_on_loopback_only(pid: int, port: int) -> None:
+def _assert_served_on_loopback_only(pid: int, port: int) -> list[str]:
     """The server's listening socket is bound to 127.0.0.1 (not 0.0.0.0), and the machine's other addresses refuse
     the port: nothing on the network can reach a model being inspected."""
     import psutil
@@ -115,6 +126,7 @@ def _assert_served_on_loopback_only(pid: int, port: int) -> None:
         with socket.socket() as probe, pytest.raises(OSError):
             probe.settimeout(2)
             probe.connect((address, port))
+    return others
 
 
 def _served_url(proc: subprocess.Popen) -> str:
@@ -141,7 +153,8 @@ SCREENSHOT = REPO / "artifacts" / "tests" / "inspect-netron.png"
 
 
 @pytest.mark.slow  # starts a real browser: ~10 s
-def test_a_person_sees_the_graph_in_a_real_browser(onnx_file):
+@pytest.mark.drill("7. inspect")
+def test_a_person_sees_the_graph_in_a_real_browser(onnx_file, drill):
     """What a person sees: headless Chromium opens the page `inspect` serves, accepts netron's consent prompt and
     shows the model's graph with its Conv nodes; the screenshot is kept at SCREENSHOT."""
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is in requirements.txt")
@@ -177,6 +190,9 @@ def test_a_person_sees_the_graph_in_a_real_browser(onnx_file):
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         assert driver.save_screenshot(str(SCREENSHOT))
         assert nodes and SCREENSHOT.stat().st_size > 10_000, nodes
+        drill(injected="headless Chromium opens the served page",
+              did=f"accepted netron's cookie prompt; the graph shows {len(nodes)} Conv node(s); screenshot kept at "
+                  f"{SCREENSHOT.relative_to(REPO)}", lost="nothing")  # fmt: skip
     finally:
         if driver is not None:
             driver.quit()
