@@ -156,3 +156,94 @@ def test_weights_of_another_model_are_refused_naming_the_keys(tmp_path):
     expected = r"(?s)do not fit the model.*missing from the checkpoint: classifier.1.bias.*not in the model: 1.bias"
     with pytest.raises(SpeedlabError, match=expected):
         models.load_weights(lenet, mlp.state_dict(), tmp_path / "checkpoint.pt")
+
+
+# The fast depthwise convolution against its reference twin, nn.Conv2d with the same weights. fp32: forward to
+# 1e-5 and gradients to 1e-4 relative (the weight gradient sums the batch in another order). Under bf16 autocast the
+# fast layer runs fp32, so it is held to the fp32 reference, and the plain layer (bf16) is only as close as bf16 is.
+DEPTHWISE_SHAPES = [(4, 8, 16, 16, "contiguous"), (3, 16, 9, 7, "channels_last"), (2, 32, 2, 2, "contiguous")]
+
+
+# The weight gradient's math runs eager in the fast suite; compiled, as training runs it, in the slow one (each new
+# shape compiles the reduction once: 5-30 s with a cold cache, too much for CI's 10 minutes).
+@pytest.fixture(params=["eager reduction", pytest.param("compiled reduction", marks=pytest.mark.slow)])
+def reduction(request, monkeypatch):
+    from speedlab.models import depthwise
+
+    if request.param == "eager reduction":
+        monkeypatch.setattr(depthwise, "_compiled_weight_grad", depthwise.weight_grad)
+    return request.param
+
+
+def _depthwise_pair(channels: int, bias: bool = True):
+    from speedlab.models.depthwise import DepthwiseConv2d
+
+    torch.manual_seed(0)
+    reference = torch.nn.Conv2d(channels, channels, 7, padding=3, groups=channels, bias=bias)
+    fast = DepthwiseConv2d(channels, channels, 7, padding=3, groups=channels, bias=bias)
+    fast.load_state_dict(reference.state_dict())  # the same parameters, the same state dict
+    return reference, fast
+
+
+def _grads(layer, x, upstream, autocast: bool = False):
+    x = x.clone().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        out = layer(x)
+    out.float().backward(upstream)
+    return out, x.grad, layer.weight.grad, None if layer.bias is None else layer.bias.grad
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a.float() - b.float()).norm() / b.float().norm().clamp_min(1e-12)).item()
+
+
+@pytest.mark.parametrize(("n", "c", "h", "w", "layout"), DEPTHWISE_SHAPES)
+@pytest.mark.parametrize("bias", [True, False])
+def test_fast_depthwise_matches_nn_conv2d_forward_and_gradients_in_fp32(n, c, h, w, layout, bias, reduction):
+    reference, fast = _depthwise_pair(c, bias)
+    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    x = torch.randn(n, c, h, w).contiguous(memory_format=fmt)
+    upstream = torch.randn(n, c, h, w)
+    for want, got in zip(_grads(reference, x, upstream), _grads(fast, x, upstream), strict=True):
+        if want is None:
+            assert got is None
+            continue
+        assert got.dtype == want.dtype and got.shape == want.shape
+        assert _rel(got, want) < 1e-4
+
+
+def test_fast_depthwise_stays_fp32_under_bf16_autocast_and_matches_the_fp32_reference(reduction):
+    reference, fast = _depthwise_pair(8)
+    x, upstream = torch.randn(4, 8, 16, 16), torch.randn(4, 8, 16, 16)
+    want = _grads(reference, x, upstream)  # fp32, no autocast
+    got = _grads(fast, x, upstream, autocast=True)
+    assert got[0].dtype == torch.float32
+    assert all(_rel(g, r) < 1e-4 for g, r in zip(got, want, strict=True))
+    reference.zero_grad()
+    plain_bf16 = _grads(reference, x, upstream, autocast=True)
+    assert plain_bf16[0].dtype == torch.bfloat16 and _rel(plain_bf16[0], want[0]) < 3e-2  # bf16's own accuracy
+
+
+@pytest.mark.slow  # compiles the layer's forward and backward: ~30 s with a cold cache
+def test_fast_depthwise_compiled_matches_eager_and_falls_back_off_its_fast_path():
+    from speedlab.models.depthwise import DepthwiseConv2d
+
+    reference, fast = _depthwise_pair(8)
+    x, upstream = torch.randn(4, 8, 16, 16), torch.randn(4, 8, 16, 16)
+    want = _grads(reference, x, upstream)
+    fast.zero_grad()
+    got = _grads(torch.compile(fast, dynamic=False), x, upstream)
+    assert all(_rel(g, r) < 1e-4 for g, r in zip(got, want, strict=True))
+    strided = DepthwiseConv2d(8, 8, 7, stride=2, padding=3, groups=8)
+    assert not strided.fast_path_applies() and strided(x).shape == (4, 8, 8, 8)
+
+
+def test_convnext_fast_depthwise_shares_the_state_dict_and_labels_the_run():
+    cfg = config.compose("train", ["model.depthwise=fast", *[f"model.{k}={v}" for k, v in TINY.items()]])
+    fast = models.build(cfg.model, IMAGES)
+    plain = models.build(config.compose("train", [f"model.{k}={v}" for k, v in TINY.items()]).model, IMAGES)
+    assert fast.state_dict().keys() == plain.state_dict().keys()
+    assert type(fast.stages[0][0].dwconv).__name__ == "DepthwiseConv2d"
+    assert models.label(cfg.model) == "fast depthwise"
+    with pytest.raises(SpeedlabError, match=r"(?s)model.depthwise=fastest.*expected one of \[torch, fast\]"):
+        config.compose("train", ["model.depthwise=fastest"])

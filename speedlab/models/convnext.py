@@ -17,10 +17,11 @@ import torch.nn.functional as F
 from torch import nn
 
 import activations
-from speedlab.config import ActivationName, InitName, ModelCfg
+from speedlab.config import ActivationName, Choice, InitName, ModelCfg
 from speedlab.data.spec import DataSpec
 from speedlab.errors import SpeedlabError
 from speedlab.models import register
+from speedlab.models.depthwise import DepthwiseConv2d
 from speedlab.models.init import initialise, require_image_input
 
 
@@ -57,9 +58,16 @@ class Block(nn.Module):
     The pointwise convs are Linear layers on channels-last activations, as in the paper's reference code.
     """
 
-    def __init__(self, dim: int, act: Callable[[], nn.Module], drop_path: float, layer_scale_init: float) -> None:
+    def __init__(
+        self,
+        dim: int,
+        act: Callable[[], nn.Module],
+        drop_path: float,
+        layer_scale_init: float,
+        depthwise: type[nn.Conv2d] = nn.Conv2d,
+    ) -> None:
         super().__init__()
-        self.dwconv = nn.Conv2d(dim, dim, kernel_size=7, padding=3, groups=dim)
+        self.dwconv = depthwise(dim, dim, kernel_size=7, padding=3, groups=dim)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.pwconv1 = nn.Linear(dim, 4 * dim)
         self.act = act()
@@ -85,6 +93,7 @@ class ConvNeXt(nn.Module):
         drop_path: float = 0.1,
         layer_scale_init: float = 1e-6,
         in_chans: int = 3,
+        depthwise: type[nn.Conv2d] = nn.Conv2d,
     ) -> None:
         super().__init__()
         if len(depths) != len(dims) or not depths:
@@ -101,7 +110,7 @@ class ConvNeXt(nn.Module):
         self.stages = nn.ModuleList()
         for depth, dim in zip(depths, dims, strict=True):
             stage_rates, rates = rates[:depth], rates[depth:]
-            self.stages.append(nn.Sequential(*(Block(dim, act, r, layer_scale_init) for r in stage_rates)))
+            self.stages.append(nn.Sequential(*(Block(dim, act, r, layer_scale_init, depthwise) for r in stage_rates)))
         self.norm = nn.LayerNorm(dims[-1], eps=1e-6)
         self.head = nn.Linear(dims[-1], num_classes)
 
@@ -114,6 +123,11 @@ class ConvNeXt(nn.Module):
         return self.head(self.forward_features(x))
 
 
+class DepthwiseImpl(Choice):
+    torch = "torch"
+    fast = "fast"
+
+
 @dataclass
 class ConvNeXtCfg(ModelCfg):
     name: str = "convnext"
@@ -123,6 +137,9 @@ class ConvNeXtCfg(ModelCfg):
     dims: list[int] = field(default_factory=lambda: [80, 160, 320, 640])  # 17.8M parameters for 200 classes
     drop_path: float = 0.1
     layer_scale_init: float = 1e-6
+    # The blocks' depthwise 7x7 convolution: torch's nn.Conv2d, or speedlab's DepthwiseConv2d (same weights), whose
+    # backward is a compiled reduction and which stays fp32 under autocast (speedlab/models/depthwise.py).
+    depthwise: DepthwiseImpl = DepthwiseImpl.torch
 
 
 @register("convnext", ConvNeXtCfg)
@@ -135,6 +152,13 @@ class ConvNeXtFamily:
         # The 4x4 stem and each 2x2 downsampling between stages must leave at least one pixel.
         require_image_input("convnext", spec, min_size=4 * 2 ** (len(cfg.depths) - 1))
 
+    def label(self, cfg: ConvNeXtCfg) -> str | None:
+        """The "Changes" column: a swapped activation, and the fast depthwise convolution when chosen."""
+        parts = [str(cfg.activation)] if str(cfg.activation) != str(ConvNeXtCfg.activation) else []
+        if cfg.depthwise == DepthwiseImpl.fast:
+            parts.append("fast depthwise")
+        return " + ".join(parts) or None
+
     def build(self, cfg: ConvNeXtCfg, spec: DataSpec) -> nn.Module:
         model = ConvNeXt(
             spec.num_outputs,
@@ -144,6 +168,7 @@ class ConvNeXtFamily:
             drop_path=cfg.drop_path,
             layer_scale_init=cfg.layer_scale_init,
             in_chans=spec.input_shape[0],
+            depthwise=DepthwiseConv2d if cfg.depthwise == DepthwiseImpl.fast else nn.Conv2d,
         )
         initialise(model, str(cfg.init), str(cfg.activation))
         return model
