@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.speedlab-installed
 
-.PHONY: setup demo test test-slow lint format bench-data bench-train bench-activations bench-export bench-families bench-small parity-study bench-monitor bench-fairness fault-drill clean
+.PHONY: setup demo test test-slow lint format bench-data bench-train bench-activations bench-export bench-families bench-small parity-study bench-monitor bench-fairness fault-drill bench-bound clean
 
 setup: $(STAMP)
 
@@ -49,6 +49,11 @@ bench-monitor: setup
 # The browser row needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver).
 fault-drill: setup
 	$(PY) scripts/fault_drill.py
+
+# The inference bound: every GEMM and convolution of one forward pass timed alone, against the matmul yardstick.
+bench-bound: setup
+	$(PY) scripts/inference_bound.py --batch 64
+	$(PY) scripts/inference_bound.py --batch 1
 
 # Whether one bench process treats its backends fairly: together (ORT spinning on / off) against one process each.
 bench-fairness: setup

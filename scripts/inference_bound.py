@@ -1,0 +1,127 @@
+"""How close can a model's inference get to the matmul yardstick on this machine? A bound from its own ops.
+
+    python scripts/inference_bound.py [--batch 64] [-- model/data overrides, default: +preset=quick]
+
+Records every aten op of one fp32 forward pass (eval mode, channels_last as the fast backends run it) with its
+arguments, then times each compute op alone, on fresh tensors of the same shapes and strides: the GEMMs (mm, addmm,
+bmm, linear) and the convolutions. Their FLOPs come from torch's flop counter. Prints, per op kind: calls, FLOPs,
+the time alone and its fraction of the fp32 yardstick measured in the same process; then the bound: the forward's
+FLOPs over the time of its GEMMs and convolutions alone. No backend can beat that bound with these kernels, since
+the elementwise ops, norms and copies only add time; a target above it needs faster GEMM or convolution kernels
+for these shapes, not a better graph. Writes result.json under artifacts/runs/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from speedlab import config, models, record  # noqa: E402
+from speedlab.data.build import describe  # noqa: E402
+from speedlab.roofline import count_flops, yardstick  # noqa: E402
+
+GEMMS = {"mm", "addmm", "bmm", "baddbmm", "linear"}
+CONVS = {"conv2d", "convolution", "_convolution", "mkldnn_convolution", "convolution_overrideable"}
+
+
+class _Recorder(TorchDispatchMode):
+    """Every GEMM and convolution call of a forward pass, with its arguments (tensors kept as shape and stride)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[object, tuple, dict]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+        name = func.overloadpacket.__name__
+        if name in GEMMS or name in CONVS:
+            self.calls.append((func, args, kwargs or {}))
+        return func(*args, **(kwargs or {}))
+
+
+def _fresh(value: object) -> object:
+    if isinstance(value, torch.Tensor):
+        return torch.empty_strided(value.shape, value.stride(), dtype=value.dtype).normal_()
+    if isinstance(value, list | tuple):
+        return type(value)(_fresh(v) for v in value)
+    return value
+
+
+def _time_alone(func: object, args: tuple, kwargs: dict, min_s: float = 0.2) -> float:
+    """Median seconds of one call on fresh inputs of the same shapes (after a warm-up)."""
+    args, kwargs = _fresh(args), {k: _fresh(v) for k, v in kwargs.items()}
+    for _ in range(3):
+        func(*args, **kwargs)
+    times, end = [], time.perf_counter() + min_s
+    while time.perf_counter() < end or len(times) < 10:
+        t0 = time.perf_counter()
+        func(*args, **kwargs)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _flops_of(func: object, args: tuple, kwargs: dict) -> int:
+    with FlopCounterMode(display=False) as counter:
+        func(*_fresh(args), **{k: _fresh(v) for k, v in kwargs.items()})
+    return counter.get_total_flops()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("overrides", nargs="*", default=["+preset=quick"])
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    cfg = config.compose("bench", args.overrides)
+    spec = describe(cfg.data)
+    model = models.build(cfg.model, spec).eval().to(memory_format=torch.channels_last)
+    x = torch.randn(args.batch, *spec.input_shape).contiguous(memory_format=torch.channels_last)
+    with record.recording(record.new_run_dir("inference-bound"), "inference_bound", {"args": vars(args)}) as rec:
+        yard_before = yardstick(torch.device("cpu"), "fp32")
+        with torch.inference_mode():
+            total_flops = count_flops(lambda: model(x))
+            recorder = _Recorder()
+            with recorder:
+                model(x)
+            kinds: dict[str, dict[str, float]] = defaultdict(lambda: {"calls": 0, "flops": 0, "seconds": 0.0})
+            for func, call_args, kwargs in recorder.calls:
+                kind = "gemm" if func.overloadpacket.__name__ in GEMMS else "convolution"
+                if kind == "convolution":
+                    groups = call_args[-1] if isinstance(call_args[-1], int) else 1
+                    kind = "depthwise convolution" if groups > 1 else "dense convolution"
+                row = kinds[kind]
+                row["calls"] += 1
+                row["flops"] += _flops_of(func, call_args, kwargs)
+                row["seconds"] += _time_alone(func, call_args, kwargs)
+        yard = (yard_before + yardstick(torch.device("cpu"), "fp32")) / 2
+        busy = sum(r["seconds"] for r in kinds.values())
+        bound = total_flops / busy / yard
+        rec.update({"batch": args.batch, "forward_flops": total_flops, "yardstick_flops_per_s": yard,
+                    "kinds": dict(kinds), "compute_ops_seconds": busy,
+                    "bound_fraction_of_yardstick": bound})  # fmt: skip
+
+    print(f"\n{cfg.model.name}, batch {args.batch}, fp32 forward: {total_flops / 1e9:.3f} GFLOP; "
+          f"yardstick {yard / 1e9:.0f} GFLOP/s (mean of before and after)\n")  # fmt: skip
+    print("| Ops | Calls | GFLOP | Time alone | GFLOP/s | Of yardstick |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for kind, r in sorted(kinds.items(), key=lambda kv: -kv[1]["seconds"]):
+        rate = r["flops"] / r["seconds"] if r["seconds"] else 0.0
+        print(f"| {kind} | {r['calls']:.0f} | {r['flops'] / 1e9:.3f} | {r['seconds'] * 1e3:.3f} ms | "
+              f"{rate / 1e9:.0f} | {rate / yard:.1%} |")  # fmt: skip
+    print(f"\nBound: {total_flops / 1e9:.3f} GFLOP over {busy * 1e3:.3f} ms of GEMMs and convolutions alone = "
+          f"{total_flops / busy / 1e9:.0f} GFLOP/s, {bound:.1%} of the yardstick. Every other op only adds time.")
+    print(f"result: {record.result_path(rec.run_dir)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
