@@ -24,3 +24,27 @@ def test_only_the_weight_gradient_when_the_input_needs_none():
     x = torch.randn(1, 8, 10, 10)  # no gradient for the input: the backward computes the weight's alone
     forward = roofline.count_flops(lambda: conv(x))
     assert roofline.count_flops(lambda: conv(x).sum().backward()) == 2 * forward
+
+
+@pytest.mark.slow  # a fresh process measuring the yardstick twice: ~10 s
+def test_the_inference_bound_times_every_gemm_and_convolution_of_a_forward(tmp_path):
+    """scripts/inference_bound.py on a tiny ConvNeXt: 4 blocks give 9 GEMMs (two per block and the head), 4 depthwise
+    and 4 patchify convolutions; their FLOPs add up to the forward's, and the bound is a fraction below 1."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO, TINY
+
+    out = subprocess.run(
+        [sys.executable, "scripts/inference_bound.py", "--batch", "2", *TINY],
+        cwd=REPO, env={**os.environ, "SPEEDLAB_ARTIFACTS": str(tmp_path)}, capture_output=True, text=True,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "Bound:" in out.stdout and "of the yardstick" in out.stdout
+    result = json.loads(next(tmp_path.glob("runs/*/result.json")).read_text())
+    kinds = result["kinds"]
+    assert {k: v["calls"] for k, v in kinds.items()} == {"gemm": 9, "depthwise convolution": 4, "dense convolution": 4}
+    assert sum(v["flops"] for v in kinds.values()) == result["forward_flops"]
+    assert 0 < result["bound_fraction_of_yardstick"] < 1
