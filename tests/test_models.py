@@ -247,3 +247,15 @@ def test_convnext_fast_depthwise_shares_the_state_dict_and_labels_the_run():
     assert models.label(cfg.model) == "fast depthwise"
     with pytest.raises(SpeedlabError, match=r"(?s)model.depthwise=fastest.*expected one of \[torch, fast\]"):
         config.compose("train", ["model.depthwise=fastest"])
+
+
+def test_fast_depthwise_without_grad_is_the_plain_convolution_so_it_exports(tmp_path):
+    import onnx
+
+    reference, fast = _depthwise_pair(8)
+    x = torch.randn(2, 8, 10, 10)
+    with torch.no_grad():
+        assert _rel(fast(x), reference(x)) < 1e-6
+    path = tmp_path / "dw.onnx"
+    torch.onnx.export(fast.eval(), (x,), str(path), dynamo=False)
+    assert [n.op_type for n in onnx.load(str(path)).graph.node] == ["Conv"]

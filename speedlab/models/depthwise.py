@@ -89,7 +89,13 @@ class DepthwiseConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.fast_path_applies():
             return super().forward(x)
+        x, weight, bias = _fp32(x), _fp32(self.weight), None if self.bias is None else _fp32(self.bias)
         with torch.autocast(device_type=x.device.type, enabled=False):
-            return _DepthwiseFunction.apply(
-                x.float(), self.weight.float(), None if self.bias is None else self.bias.float()
-            )
+            if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+                return _DepthwiseFunction.apply(x, weight, bias)
+            # No backward to speed up (inference, export): the plain convolution, so exporters see a standard op.
+            return F.conv2d(x, weight, bias, padding=self.padding, groups=self.groups)
+
+
+def _fp32(t: torch.Tensor) -> torch.Tensor:
+    return t if t.dtype == torch.float32 else t.float()  # no cast op at all when it is fp32 already (exporters)
