@@ -207,6 +207,7 @@ def test_a_failed_export_leaves_the_shared_eager_model_where_every_cell_expects_
     assert result["_exit"] == 1
 
 
+@pytest.mark.slow  # a fresh profile process: ~8 s
 def test_profile_prints_no_profiler_chatter(run_cli):
     out = run_cli("profile", *TINY, "profile.steps=1", "profile.warmup=0")
     assert out.returncode == 0, out.stderr

@@ -108,6 +108,7 @@ def test_export_writes_artifacts_and_result_json(tmp_path, capsys):
     assert not list((tmp_path / "run").glob(".*tmp*")), "staging files left behind"
 
 
+@pytest.mark.slow  # ~8 s; the fast suite keeps INT8 in test_int8_of_data_dependent_graph_...
 def test_int8_agrees_with_fp32_on_synthetic_data(tmp_path):
     """The issue's bar: at least 90 % top-1 agreement, on the quick preset's own synthetic val images."""
     result = export.main(["+preset=quick", "export.formats=[int8]", f"hydra.run.dir={tmp_path}"])

@@ -25,7 +25,13 @@ def run(command, run_dir: Path, *overrides: str) -> dict:
     return json.loads((run_dir / "result.json").read_text())
 
 
-@pytest.mark.parametrize("family", models.names())
+# timm's and torchvision's adapters cost ~9 s each here: the slow suite runs them, CI's 10 minutes are tight.
+SLOW_FAMILIES = {"timm", "torchvision"}
+
+
+@pytest.mark.parametrize(
+    "family", [pytest.param(f, marks=pytest.mark.slow) if f in SLOW_FAMILIES else f for f in models.names()]
+)
 def test_every_family_trains_benches_exports_and_profiles(family, tmp_path):
     from speedlab import profiling
 

@@ -30,6 +30,7 @@ def _train(run_dir, *overrides: str) -> dict:
     return json.loads(record.result_path(run_dir).read_text())
 
 
+@pytest.mark.slow  # three training runs, one killed: ~10 s (make fault-drill runs it too)
 @pytest.mark.drill("1. kill -9 mid-epoch")
 def test_kill_9_mid_epoch_keeps_finished_epochs_reads_as_crashed_and_resumes_exactly(tmp_path, capsys, drill):
     run_dir = tmp_path / "killed"
@@ -133,6 +134,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow  # ~7 s (make fault-drill runs it too)
 @pytest.mark.drill("2. kill -9 mid-checkpoint")
 def test_kill_9_while_writing_a_checkpoint_leaves_the_previous_one_whole(tmp_path, drill):
     run_dir = tmp_path / "run"
