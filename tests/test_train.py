@@ -162,6 +162,7 @@ def test_compiled_amp_run_times_compilation_on_its_own(tmp_path):
     assert torch.isfinite(torch.tensor(result["final_train_loss"]))
 
 
+@pytest.mark.slow  # three fresh jobs: ~9 s; the fast suite keeps multiruns in test_data and test_tracking
 def test_multirun_runs_each_job_and_records_an_impossible_one_as_skipped(run_cli, tmp_path):
     out = run_cli("train", *TINY, "+exp=vanilla,amp", "amp.dtype=fp16", "trainer.max_steps=2", "-m")
     assert out.returncode == 0, out.stderr
