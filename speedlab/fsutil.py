@@ -106,6 +106,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         raise
     os.close(fd)
     tmp = Path(tmp_name)
+    disk_full = False
     try:
         yield tmp
         with open(tmp, "rb+") as f:
@@ -115,10 +116,11 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         if not is_disk_full(err, target.parent):
             raise
         _release(err)
-        tmp.unlink(missing_ok=True)
-        raise disk_full_error(target) from None
+        disk_full = True
     finally:
         tmp.unlink(missing_ok=True)
+    if disk_full:  # reported once the partial file is gone, so the space it names is what is really left
+        raise disk_full_error(target)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -184,6 +186,7 @@ def staged_files(path: str | os.PathLike) -> Iterator[Path]:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    disk_full = False
     try:
         yield staging / target.name
         written = sorted(staging.iterdir(), key=lambda p: p.name == target.name)
@@ -195,10 +198,10 @@ def staged_files(path: str | os.PathLike) -> Iterator[Path]:
         if not is_disk_full(err, target.parent):
             raise
         _release(err)
-        for leftover in staging.iterdir():
-            leftover.unlink()
-        raise disk_full_error(target) from None
+        disk_full = True
     finally:
         for leftover in staging.iterdir():
             leftover.unlink()
         staging.rmdir()
+    if disk_full:
+        raise disk_full_error(target)
