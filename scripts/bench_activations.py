@@ -24,7 +24,7 @@ from torch.autograd.graph import saved_tensors_hooks
 
 import activations
 from activations.fastswish_triton import implementation
-from speedlab import config, models, record
+from speedlab import cli, models, record
 from speedlab.data.build import describe
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -117,7 +117,7 @@ def speed_rows(names: list[str], shape: tuple[int, ...], device: torch.device, r
 
 def step_memory(name: str, device: torch.device) -> dict:
     """One training step of the quick ConvNeXt (batch 64, 64 px, 200 classes) with activation `name`."""
-    cfg = config.compose("train", ["+preset=quick", f"model.activation={name}"])
+    cfg = cli.compose("train", ["+preset=quick", f"model.activation={name}"])
     torch.manual_seed(0)
     model = models.build(cfg.model, describe(cfg.data)).to(device)
     x = torch.randn(64, 3, 64, 64, device=device)

@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from speedlab import config, record
+from speedlab import cli, config, record
 from speedlab.data.build import build_data, prepare
 from speedlab.data.fake import write_fake_tinyimagenet
 
@@ -56,7 +56,7 @@ def main() -> None:
             n_train = args.classes * args.train_per_class
             print(f"fake TinyImageNet: {n_train} train JPEGs in {time.perf_counter() - t0:.1f} s")
         overrides = [f"data.root={root}", f"data.resolution={args.resolution}", f"data.workers={args.workers}"]
-        cfg = config.compose("train", overrides)
+        cfg = cli.compose("train", overrides)
         run_dir = record.new_run_dir("bench_data")
         with record.recording(run_dir, "bench_data", {"args": vars(args), **dataclasses.asdict(cfg)}) as rec:
             t0 = time.perf_counter()

@@ -60,7 +60,7 @@ def main() -> None:
                     "export.formats=[onnx,int8]",
                 ]
                 if act in checkpoints:
-                    overrides.append(f"checkpoint={checkpoints[act]}")
+                    overrides.append(f"weights={checkpoints[act]}")
                 result = speedlab(
                     "export", [*overrides, *args.extra], record.job_dir(bench_dir, f"{act}-{exporter}-{i}")
                 )

@@ -24,7 +24,7 @@ import time
 
 import torch
 
-from speedlab import config, record
+from speedlab import cli, record
 from speedlab.data.build import build_data
 from speedlab.monitor import ResourceMonitor
 from speedlab.roofline import yardstick
@@ -50,7 +50,7 @@ def main() -> int:
     args = parser.parse_args()
     intervals = [float(v) for v in args.intervals.split(",")]
     settings = ["off", *(f"every {v:g} s" for v in intervals)]
-    cfg = config.compose("train", ["+exp=mlp_matexp"])
+    cfg = cli.compose("train", ["+exp=mlp_matexp"])
     where = torch.device("cpu")
     levers.apply_backend_flags(cfg.trainer, where)
     data = build_data(cfg.data, seed=0, batch_size=cfg.trainer.batch_size, device=where)

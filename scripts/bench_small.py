@@ -51,7 +51,7 @@ MLP_ROWS: dict[str, list[str]] = {
     "DataLoader (not resident)": ["data.resident=false"],
     "reused memory": ["trainer.reuse_memory=true"],
     "TC": ["compile.enabled=true"],
-    "TC + compiled optimizer": ["compile.enabled=true", "compile.optimizer=true"],
+    "TC + compiled optimizer": ["compile.enabled=true", "trainer.step=compiled_optimizer"],
     "TC (max-autotune)": ["compile.enabled=true", "compile.mode=max-autotune"],
     "functional step": ["trainer.step=functional"],
     "functional step + TC": ["trainer.step=functional", "compile.enabled=true"],
@@ -214,7 +214,7 @@ def mlp_rows(bench_dir: Path, epochs: int, only: list[str] | None = None) -> lis
         # A DataLoader step over 10,000 single samples takes ~100 ms: a few blocks are enough to time it.
         n = min(epochs, 3 * BLOCK) if "data.resident=false" in overrides else epochs
         result = run_speedlab(["+exp=mlp_matexp", f"trainer.epochs={n}", f"trainer.eval_every={n}",
-                               "trainer.checkpoint=false", *overrides], run_dir)  # fmt: skip
+                               "trainer.save_checkpoints=false", *overrides], run_dir)  # fmt: skip
         times = [e["train_time_s"] for e in result.get("epochs", [])]
         rows.append({"row": label, "overrides": " ".join(overrides), **_mlp_figures(result, times)})
         _say(rows[-1])
@@ -247,7 +247,7 @@ def lenet_rows(bench_dir: Path, epochs: int, root: str, only: list[str] | None =
             continue
         run_dir = record.job_dir(bench_dir, "lenet-" + slug(label))
         result = run_speedlab(["+exp=lenet5_mnist", f"data.root={root}", f"trainer.epochs={epochs}",
-                               f"trainer.eval_every={epochs}", "trainer.checkpoint=false", *overrides],
+                               f"trainer.eval_every={epochs}", "trainer.save_checkpoints=false", *overrides],
                               run_dir)  # fmt: skip
         row = {"row": label, "overrides": " ".join(overrides)}
         if "error" in result:
@@ -276,13 +276,13 @@ def vanilla_check(bench_dir: Path, repeats: int, mlp_epochs: int, lenet_epochs: 
                 twin = run_twin("mlp", [str(mlp_epochs)])
                 book.append(block_stats(twin["step_times_s"])["p50_us"] * 1e-6)
                 result = run_speedlab(["+exp=mlp_matexp", f"trainer.epochs={mlp_epochs}",
-                                       f"trainer.eval_every={mlp_epochs}", "trainer.checkpoint=false"],
+                                       f"trainer.eval_every={mlp_epochs}", "trainer.save_checkpoints=false"],
                                       record.job_dir(bench_dir, f"vanilla-mlp-{i}"))  # fmt: skip
                 ours.append(block_stats([e["train_time_s"] for e in result["epochs"]])["p50_us"] * 1e-6)
             else:
                 book.append(run_twin("lenet", [str(lenet_epochs), root, "1"])["train_s"] / lenet_epochs)
                 result = run_speedlab(["+exp=lenet5_mnist", f"data.root={root}", f"trainer.epochs={lenet_epochs}",
-                                       f"trainer.eval_every={lenet_epochs}", "trainer.checkpoint=false"],
+                                       f"trainer.eval_every={lenet_epochs}", "trainer.save_checkpoints=false"],
                                       record.job_dir(bench_dir, f"vanilla-lenet-{i}"))  # fmt: skip
                 ours.append(result["total_train_time_s"] / lenet_epochs)
             print(f"vanilla check {workload} {i + 1}/{repeats}: book {book[-1]:.4g} s, Vanilla {ours[-1]:.4g} s",
@@ -298,7 +298,7 @@ def vanilla_check(bench_dir: Path, repeats: int, mlp_epochs: int, lenet_epochs: 
 def op_sweep(sizes: list[int]) -> dict[str, dict[str, list[float]]]:
     """Microseconds per call against n for n x n @ n x n, n x n @ n and elementwise tanh on n x n, each
     allocating its output, writing into a preallocated one (`out=`), and compiled."""
-    from speedlab.bench import timing
+    from speedlab import timing
 
     cfg = timing.TimingCfg(3, 0.02, 20, 0.05)
     cpu = torch.device("cpu")
@@ -344,7 +344,7 @@ def width_sweep(bench_dir: Path, widths: list[int], epochs: int) -> dict[str, li
         for label, overrides in (("Vanilla", []), ("best levers", BEST_MLP)):
             run_dir = record.job_dir(bench_dir, f"width-{w}-{label.replace(' ', '_')}")
             result = run_speedlab(["+exp=mlp_matexp", f"model.widths=[{w},{w}]", f"trainer.epochs={epochs}",
-                                   f"trainer.eval_every={epochs}", "trainer.checkpoint=false", *overrides],
+                                   f"trainer.eval_every={epochs}", "trainer.save_checkpoints=false", *overrides],
                                   run_dir)  # fmt: skip
             times = [e["train_time_s"] for e in result.get("epochs", [])]
             curves[label].append(block_stats(times)["p50_us"] if times else None)

@@ -2,7 +2,7 @@
 
     python scripts/check_bench_harness.py [--rounds 5] [--min-time 2] [-- overrides...]
 
-For the quick preset's eager model at each `bench.batch_sizes`, alternates the harness (`speedlab.bench.timing`) and
+For the quick preset's eager model at each `bench.batch_sizes`, alternates the harness (`speedlab.timing`) and
 `Timer.blocked_autorange` for `--rounds` rounds, so that drift on a shared machine hits both alike, and compares the
 median over rounds of the harness's p50 with the median over rounds of Timer's median. Passes when they agree within
 5 %. Also reports the coefficient of variation of the harness's p50 across the rounds. Exits 1 on a failure.
@@ -17,8 +17,8 @@ import sys
 import torch
 from torch.utils import benchmark
 
-from speedlab import config, models
-from speedlab.bench import backends, timing
+from speedlab import cli, models, timing
+from speedlab.bench import backends
 from speedlab.bench.backends import BenchSetup
 from speedlab.data.build import describe
 
@@ -31,7 +31,7 @@ def main() -> int:
     parser.add_argument("--min-time", type=float, default=2.0, help="seconds per measurement, for both timers")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
-    cfg = config.compose("bench", ["+preset=quick", *args.overrides])
+    cfg = cli.compose("bench", ["+preset=quick", *args.overrides])
     device = torch.device("cpu")
     torch.manual_seed(cfg.seed)
     spec = describe(cfg.data)

@@ -26,7 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from speedlab import config, models, record  # noqa: E402
+from speedlab import cli, models, record  # noqa: E402
 from speedlab.data.build import describe  # noqa: E402
 from speedlab.roofline import count_flops, yardstick  # noqa: E402
 
@@ -81,7 +81,7 @@ def main() -> int:
     parser.add_argument("overrides", nargs="*", default=["+preset=quick"])
     args = parser.parse_args()
     torch.manual_seed(0)
-    cfg = config.compose("bench", args.overrides)
+    cfg = cli.compose("bench", args.overrides)
     spec = describe(cfg.data)
     model = models.build(cfg.model, spec).eval().to(memory_format=torch.channels_last)
     x = torch.randn(args.batch, *spec.input_shape).contiguous(memory_format=torch.channels_last)

@@ -1,31 +1,37 @@
-"""Typed configuration for every speedlab command.
+"""Typed configuration: one job schema per command, built from shared parts.
 
-Dataclass schemas registered in Hydra's ConfigStore give each key a type, so a misspelt key, a wrong type or an
-unknown choice fails at composition with the key's name. Values live in `conf/` (YAML). This is the only module that
-touches Hydra or OmegaConf objects: commands receive plain dataclasses (`SpeedlabCfg` and its parts) and a plain dict
-of the resolved config for result.json.
+Every Hydra-driven command (train, bench, export, profile, parity, data prepare) composes its own primary config
+(`conf/<command>.yaml`) against its own job schema (`TrainJob`, `BenchJob`, ...), so `--cfg job` and `--help` show
+only the sections that command reads. Each section is a dataclass whose `__post_init__` refuses an out-of-range
+value, naming the key, the value and the valid range: a bad value fails at composition, before any work. Keys that
+were renamed are refused with their new name (`RENAMED`).
+
+This module knows no plug-in and no command: model families and data sources register their schemas into it
+(`register_schema`), and the Hydra runner (`speedlab.cli`) composes. Commands receive plain dataclasses and a plain
+dict of the resolved config for result.json.
 """
 
 from __future__ import annotations
 
 import enum
+import math
 import os
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import hydra
 from hydra.core.config_store import ConfigStore
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 import activations
 from speedlab.errors import SpeedlabError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+class ConfigError(SpeedlabError, ValueError):
+    """A value outside its valid range, found when the composed config becomes dataclasses."""
 
 
 class Choice(str, enum.Enum):
@@ -47,22 +53,41 @@ Pipeline = _choices("Pipeline", ["device", "classic"])
 CompileMode = _choices("CompileMode", ["default", "reduce-overhead", "max-autotune"])
 AmpDtype = _choices("AmpDtype", ["bf16", "fp16"])
 Schedule = _choices("Schedule", ["cosine", "constant"])
-StepKind = _choices("StepKind", ["module", "functional"])
 TrackingBackend = _choices("TrackingBackend", ["none", "mlflow"])
 OrtGraphOptimization = _choices("OrtGraphOptimization", ["disable", "basic", "extended", "all"])
 OpenvinoHint = _choices("OpenvinoHint", ["LATENCY", "THROUGHPUT"])
-ExportFormat = _choices("ExportFormat", ["onnx", "int8", "tensorrt"])
 OnnxExporter = _choices("OnnxExporter", ["dynamo", "torchscript"])
 TrtPrecision = _choices("TrtPrecision", ["fp32", "fp16", "bf16", "int8"])
 CalibrationMethod = _choices("CalibrationMethod", ["minmax", "entropy", "percentile"])
 
+# Precisions a bench cell can ask for (each backend says which of them it runs).
+BENCH_PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+# Opsets each ONNX exporter can write: dynamo's torchlib starts at 18; the TorchScript exporter stops at 20, and the
+# custom-op translations use CastLike (opset 15).
+OPSETS = {"dynamo": range(18, 24), "torchscript": range(15, 21)}
 
+
+def require(ok: bool, key: str, value: Any, rule: str) -> None:
+    """Refuse `key=value` unless `ok`, saying what `rule` allows."""
+    if not ok:
+        raise ConfigError(f"{key}={value}: {rule}")
+
+
+def at_least(key: str, value: float | None, low: float, *, optional: bool = False) -> None:
+    """`value` must be >= `low` (or None when `optional`)."""
+    if value is None and optional:
+        return
+    rule = f"must be at least {low:g}" + (" (or null)" if optional else "")
+    require(value is not None and value >= low, key, value, rule)
+
+
+# ---------------------------------------------------------------------------------------------------- plug-in bases
 @dataclass
 class ModelCfg:
     """What every model family's schema has: its registered name. A family (`speedlab/models/<name>.py`) subclasses
     this with its own keys and registers it; `conf/model/<name>.yaml` selects it (`model=<name>`)."""
 
-    name: str = MISSING
+    name: str = MISSING  # set by the choice `model=NAME`, never by hand
 
 
 @dataclass
@@ -70,10 +95,14 @@ class DataCfg:
     """What every data source's schema has. A source (`speedlab/data/sources/<name>.py`) subclasses this (or
     `ImageDataCfg`) with its own keys and registers it; `conf/data/<name>.yaml` selects it (`data=<name>`)."""
 
-    name: str = MISSING
+    name: str = MISSING  # set by the choice `data=NAME`, never by hand
     # A number of samples per split for generated sources; a cap (None = all) for the others.
     train_size: int | None = None
     val_size: int | None = None
+
+    def __post_init__(self) -> None:
+        at_least("data.train_size", self.train_size, 1, optional=True)
+        at_least("data.val_size", self.val_size, 1, optional=True)
 
 
 @dataclass
@@ -85,21 +114,33 @@ class ImageDataCfg(DataCfg):
     crop_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])  # area range of the random crops
     flip: bool = True  # horizontal flips when augmenting (off for digits: a mirrored 2 is no 2)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        at_least("data.resolution", self.resolution, 1)
+
 
 @dataclass
 class ImagePipelineCfg(ImageDataCfg):
     """Keys of the sources whose uint8 images go through the device or classic pipeline (arrays or files)."""
 
     image_size: int = 64  # size images are decoded and cached at
-    pipeline: Pipeline = Pipeline.device
-    # classic pipeline only
-    workers: int = 2
-    pin_memory: bool = True
-    prefetch_factor: int = 2
+    pipeline: Pipeline = Pipeline.device  # device: batches sliced and transformed on the device; classic: DataLoader
+    workers: int = 2  # classic pipeline only
+    pin_memory: bool = True  # classic pipeline only
+    prefetch_factor: int = 2  # classic pipeline only
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        at_least("data.image_size", self.image_size, 1)
+        at_least("data.workers", self.workers, 0)
+        at_least("data.prefetch_factor", self.prefetch_factor, 1)
 
 
+# ------------------------------------------------------------------------------------------------- training parts
 @dataclass
 class TrainerCfg:
+    """How a training run steps: epochs, batch, the step variant and the process-wide levers."""
+
     epochs: int = 10
     batch_size: int = 128
     max_steps: int | None = None  # cap on optimiser steps per epoch (quick runs, smoke tests)
@@ -111,43 +152,61 @@ class TrainerCfg:
     eval_every: int = 1
     # Steps run (and undone) before the first epoch so compilation and first-call costs are timed on their own.
     timing_warmup: int = 3
-    checkpoint: bool = True  # write checkpoint.pt (atomically) after every epoch
-    # Overhead levers (small networks, where framework overhead and not FLOPs decides the step time):
+    save_checkpoints: bool = True  # write checkpoint.pt (atomically) at every evaluated epoch
     threads: int | None = None  # torch.set_num_threads for the run; None: torch's default (one per core)
-    # module: nn.Module forward, autograd backward, torch.optim step. functional: the whole step as one function
-    # (torch.func gradients, AdamW written out on flat buffers), compiled whole with fullgraph when compile.enabled.
-    step: StepKind = StepKind.module
-    cuda_graphs: bool = False  # replay the whole functional step as one captured CUDA graph (GPU only)
+    # The step variant (speedlab/train/steps/): module (nn.Module forward, autograd, torch.optim), compiled_optimizer
+    # (the module step with its optimizer step compiled), functional (the whole step as one function on flat
+    # buffers, compiled whole with compile.enabled), graphed (the functional step replayed as a CUDA graph).
+    step: str = "module"
     # Keep freed host memory in the process (glibc mallopt), so a step's MB-sized temporaries reuse warm pages
     # instead of mapping, faulting in and zeroing fresh ones every step. Process-wide, and stays on once set.
     reuse_memory: bool = False
 
+    def __post_init__(self) -> None:
+        for key in ("epochs", "batch_size", "eval_every", "timing_warmup"):
+            at_least(f"trainer.{key}", getattr(self, key), 1)
+        at_least("trainer.max_steps", self.max_steps, 1, optional=True)
+        at_least("trainer.threads", self.threads, 1, optional=True)
+
 
 @dataclass
 class OptimCfg:
+    """AdamW: learning rate, its schedule (per step, over the whole run) and the implementation."""
+
     lr: float = 1e-3
     weight_decay: float = 0.05
     fused: bool | None = None  # None: torch's default for the device
     foreach: bool | None = None
-    schedule: Schedule = Schedule.cosine  # per step, over the whole run
+    schedule: Schedule = Schedule.cosine
     lr_warmup_steps: int = 0  # linear warm-up from 0 before the schedule
+
+    def __post_init__(self) -> None:
+        require(self.lr > 0 and math.isfinite(self.lr), "optim.lr", self.lr, "must be a positive number")
+        at_least("optim.weight_decay", self.weight_decay, 0)
+        at_least("optim.lr_warmup_steps", self.lr_warmup_steps, 0)
+        if self.fused and self.foreach:
+            raise ConfigError("optim.fused=true and optim.foreach=true exclude each other; set one of them")
 
 
 @dataclass
 class CompileCfg:
+    """torch.compile of the model (and, with trainer.step=functional, of the whole step)."""
+
     enabled: bool = False
     mode: CompileMode = CompileMode.default
     fullgraph: bool = False
     dynamic: bool | None = None
-    optimizer: bool = False  # also compile the optimizer step (trainer.step=module)
 
 
 @dataclass
 class AmpCfg:
+    """Automatic mixed precision of the forward pass (fp16 adds a GradScaler)."""
+
     enabled: bool = False
     dtype: AmpDtype = AmpDtype.bf16
 
 
+# ----------------------------------------------------------------------------------------------------- bench parts
 @dataclass
 class OnnxRuntimeOptions:
     """The `onnxruntime` backend's session settings, recorded with every cell."""
@@ -158,11 +217,15 @@ class OnnxRuntimeOptions:
     spinning: bool = False
     graph_optimization: OrtGraphOptimization = OrtGraphOptimization.all
 
+    def __post_init__(self) -> None:
+        at_least("bench.onnxruntime.intra_op_threads", self.intra_op_threads, 1, optional=True)
+
 
 @dataclass
 class InductorOptions:
-    """The `inductor` backend's extra Inductor settings (its mode is `compile.mode`)."""
+    """The `inductor` backend: torch.compile's mode and Inductor's inference settings."""
 
+    mode: CompileMode = CompileMode.default
     freezing: bool = False  # fold the weights in as constants (inference only), enabling constant-folding passes
     cpp_wrapper: bool = False  # the compiled graph's Python wrapper as C++: less per-call overhead
 
@@ -174,15 +237,20 @@ class OpenvinoOptions:
     hint: OpenvinoHint = OpenvinoHint.LATENCY
     threads: int | None = None  # INFERENCE_NUM_THREADS; None: OpenVINO's choice
 
+    def __post_init__(self) -> None:
+        at_least("bench.openvino.threads", self.threads, 1, optional=True)
+
 
 @dataclass
 class BenchCfg:
-    # Validated against the backend registry by the bench command, so a new backend needs no edit here.
+    """The latency sweep: backends x precisions x batch sizes, and how each cell is timed."""
+
+    # Checked against the backend registry when composed, so a new backend needs no edit here.
     backends: list[str] = field(default_factory=lambda: ["eager", "inductor", "onnxruntime", "tensorrt"])
     batch_sizes: list[int] = field(default_factory=lambda: [1, 64])
     precisions: list[str] = field(default_factory=lambda: ["fp32"])  # fp32 | bf16 | fp16 | int8
     repeats: int = 1  # each cell prepared and timed afresh this many times: median and 95 % interval
-    export_dir: str | None = None  # an export run whose ONNX files / engines to run; None: export them here
+    export_dir: str | None = None  # an export run whose ONNX files / engines to run; None: export asks for them
     host_to_device: bool = False  # also time copying each cell's batch from pinned host memory to the GPU
     warmup_iters: int = 5  # warm-up: at least this many calls and this long
     warmup_min_s: float = 0.2
@@ -195,16 +263,102 @@ class BenchCfg:
     inductor: InductorOptions = field(default_factory=InductorOptions)
     openvino: OpenvinoOptions = field(default_factory=OpenvinoOptions)
 
+    def __post_init__(self) -> None:
+        require(bool(self.batch_sizes) and min(self.batch_sizes) >= 1, "bench.batch_sizes", self.batch_sizes,
+                "give one or more sizes >= 1")  # fmt: skip
+        bad = [p for p in self.precisions if p not in BENCH_PRECISIONS]
+        require(not bad, "bench.precisions", self.precisions, f"valid precisions: {', '.join(BENCH_PRECISIONS)}")
+        require(bool(self.backends), "bench.backends", self.backends, "give one or more backends")
+        for key in ("repeats", "min_iters"):
+            at_least(f"bench.{key}", getattr(self, key), 1)
+        for key in ("warmup_iters", "warmup_min_s", "min_time_s"):
+            at_least(f"bench.{key}", getattr(self, key), 0)
+        if self.cell_timeout_s is not None:
+            require(self.cell_timeout_s > 0, "bench.cell_timeout_s", self.cell_timeout_s,
+                    "give seconds above 0, or null for no limit")  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------- export parts
+@dataclass
+class ArtifactLimits:
+    """Limits an exported artifact must meet against the eager fp32 model on the fixed batch; None: not checked."""
+
+    max_abs_error: float | None = None
+    max_rel_error: float | None = 1e-4  # max |difference| over the largest |reference logit|
+    min_cosine: float = 0.99999
+    min_top1_agreement: float = 0.99
+
+    def __post_init__(self) -> None:
+        for key in ("min_cosine", "min_top1_agreement"):
+            value = getattr(self, key)
+            require(0.0 <= value <= 1.0, f"export.limits.*.{key}", value, "must lie in [0, 1]")
+
 
 @dataclass
+class ExportLimits:
+    """Parity limits per kind of artifact."""
+
+    fp32: ArtifactLimits = field(default_factory=ArtifactLimits)
+    half: ArtifactLimits = field(  # fp16 and bf16 engines
+        default_factory=lambda: ArtifactLimits(max_rel_error=0.05, min_cosine=0.999, min_top1_agreement=0.95)
+    )
+    int8: ArtifactLimits = field(
+        default_factory=lambda: ArtifactLimits(max_rel_error=None, min_cosine=0.99, min_top1_agreement=0.90)
+    )
+
+
+@dataclass
+class ExportCfg:
+    """Which artifacts to build, how, and the limits each must meet against the eager model."""
+
+    # Checked against the format registry when composed. ONNX fp32 is always built: INT8 and TensorRT come from it.
+    formats: list[str] = field(default_factory=lambda: ["onnx", "int8", "tensorrt"])
+    onnx_exporter: OnnxExporter = OnnxExporter.dynamo
+    opset: int = 18
+    dynamic_batch: bool = True
+    external_data: bool | None = None  # None: only when the weights pass 1 GiB (protobuf caps a file at 2 GiB)
+    parity_batch_size: int = 256  # the fixed batch: the first images of the val split (top-1 agreement needs many)
+    limits: ExportLimits = field(default_factory=ExportLimits)
+    # INT8: ONNX Runtime static quantisation (QDQ), calibrated on training images without augmentation
+    calibration_batches: int = 8
+    calibration_batch_size: int = 32
+    calibration_method: CalibrationMethod = CalibrationMethod.minmax
+    per_channel: bool = True
+    int8_head: bool = False  # quantise the classifier head too (costs top-1 agreement; see export/formats/int8.py)
+    # TensorRT: one engine per precision, with one optimisation profile over this batch range [min, max]
+    tensorrt_precisions: list[TrtPrecision] = field(default_factory=lambda: [TrtPrecision.fp32, TrtPrecision.fp16])
+    tensorrt_batch_range: list[int] = field(default_factory=lambda: [1, 64])
+    workspace_gib: float = 4.0
+
+    def __post_init__(self) -> None:
+        valid = OPSETS[str(self.onnx_exporter)]
+        require(self.opset in valid, "export.opset", self.opset,
+                f"the {self.onnx_exporter} exporter writes opsets {valid[0]}-{valid[-1]}")  # fmt: skip
+        for key in ("parity_batch_size", "calibration_batches", "calibration_batch_size"):
+            at_least(f"export.{key}", getattr(self, key), 1)
+        low_high = self.tensorrt_batch_range
+        require(len(low_high) == 2 and 1 <= low_high[0] <= low_high[1], "export.tensorrt_batch_range", low_high,
+                "give [min, max] with 1 <= min <= max")  # fmt: skip
+        require(self.workspace_gib > 0, "export.workspace_gib", self.workspace_gib, "must be above 0")
+
+
+# ----------------------------------------------------------------------------------------------- the other commands
+@dataclass
 class ProfileCfg:
+    """The profile command's tables."""
+
     steps: int = 5  # profiled training steps and inference forwards
     warmup: int = 3  # untimed steps first (compilation, first calls)
     top: int = 15  # ops shown per table (result.json keeps them all)
 
+    def __post_init__(self) -> None:
+        at_least("profile.steps", self.steps, 1)
+        at_least("profile.top", self.top, 1)
+        at_least("profile.warmup", self.warmup, 0)
+
 
 @dataclass
-class ParityRunCfg:
+class ParityCfg:
     """`python -m speedlab parity`: two training variants (A and B) stepped side by side on identical batches."""
 
     steps: int | None = None  # optimiser steps compared; None: trainer.epochs x the steps of an epoch
@@ -215,6 +369,11 @@ class ParityRunCfg:
     tolerance: float | None = None
     evaluate: bool = True  # both sides' validation figures after the last step
 
+    def __post_init__(self) -> None:
+        at_least("parity.steps", self.steps, 1, optional=True)
+        if self.tolerance is not None:
+            require(self.tolerance > 0, "parity.tolerance", self.tolerance, "must be above 0 (or null)")
+
 
 @dataclass
 class MonitorCfg:
@@ -222,6 +381,9 @@ class MonitorCfg:
 
     enabled: bool = True
     interval_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        require(self.interval_s > 0, "monitor.interval_s", self.interval_s, "must be above 0 seconds")
 
 
 @dataclass
@@ -236,77 +398,106 @@ class TrackingCfg:
     log_checkpoints: bool = False  # upload checkpoint.pt as an artifact (can be large)
 
 
+# ------------------------------------------------------------------------------------------------------------- jobs
 @dataclass
-class ParityCfg:
-    """Limits an exported artifact must meet against the eager fp32 model on the fixed batch; None: not checked."""
+class JobCfg:
+    """What every command's job has: its name, its data, and how the run is recorded."""
 
-    max_abs_error: float | None = None
-    max_rel_error: float | None = 1e-4  # max |difference| over the largest |reference logit|
-    min_cosine: float = 0.99999
-    min_top1_agreement: float = 0.99
-
-
-@dataclass
-class ParityLimits:
-    fp32: ParityCfg = field(default_factory=ParityCfg)
-    half: ParityCfg = field(  # fp16 and bf16 engines
-        default_factory=lambda: ParityCfg(max_rel_error=0.05, min_cosine=0.999, min_top1_agreement=0.95)
-    )
-    int8: ParityCfg = field(
-        default_factory=lambda: ParityCfg(max_rel_error=None, min_cosine=0.99, min_top1_agreement=0.90)
-    )
-
-
-@dataclass
-class ExportCfg:
-    # ONNX fp32 is always exported: INT8 and TensorRT are built from it.
-    formats: list[ExportFormat] = field(
-        default_factory=lambda: [ExportFormat.onnx, ExportFormat.int8, ExportFormat.tensorrt]
-    )
-    onnx_exporter: OnnxExporter = OnnxExporter.dynamo
-    opset: int = 18
-    dynamic_batch: bool = True
-    external_data: bool | None = None  # None: only when the weights pass 1 GiB (protobuf caps a file at 2 GiB)
-    parity_batch_size: int = 256  # the fixed batch: the first images of the val split (top-1 agreement needs many)
-    parity: ParityLimits = field(default_factory=ParityLimits)
-    # INT8: ONNX Runtime static quantisation (QDQ), calibrated on training images without augmentation
-    calibration_batches: int = 8
-    calibration_batch_size: int = 32
-    calibration_method: CalibrationMethod = CalibrationMethod.minmax
-    per_channel: bool = True
-    int8_head: bool = False  # quantise the classifier head too (costs top-1 agreement; see export/quantize.py)
-    # TensorRT: one engine per precision; its optimisation profile spans bench.batch_sizes
-    tensorrt_precisions: list[TrtPrecision] = field(default_factory=lambda: [TrtPrecision.fp32, TrtPrecision.fp16])
-    workspace_gib: float = 4.0
-
-
-@dataclass
-class SpeedlabCfg:
-    seed: int = 0
     name: str = "default"  # the experiment's name; exp configs set it, run directories carry it
-    device: str = "auto"  # every command: auto | cpu | cuda | cuda:N
-    resume: str | None = None  # train: a checkpoint.pt, or a run directory holding one, to continue from
-    # export, bench: the trained model (checkpoint.pt or its run directory), whose family, model config and data
-    # declaration replace this run's; None: a fresh model of this run's config
-    checkpoint: str | None = None
-    model: ModelCfg = MISSING  # a family's schema, chosen by the `model` group
     data: DataCfg = MISSING  # a source's schema, chosen by the `data` group
-    trainer: TrainerCfg = field(default_factory=TrainerCfg)
-    optim: OptimCfg = field(default_factory=OptimCfg)
-    compile: CompileCfg = field(default_factory=CompileCfg)
-    amp: AmpCfg = field(default_factory=AmpCfg)
-    bench: BenchCfg = field(default_factory=BenchCfg)
-    export: ExportCfg = field(default_factory=ExportCfg)
-    profile: ProfileCfg = field(default_factory=ProfileCfg)
-    parity: ParityRunCfg = field(default_factory=ParityRunCfg)
     monitor: MonitorCfg = field(default_factory=MonitorCfg)
     tracking: TrackingCfg = field(default_factory=TrackingCfg)
 
 
-ConfigStore.instance().store(name="speedlab_schema", node=SpeedlabCfg)
-# `${speedlab_pid:}` in conf/speedlab.yaml: run directories started in the same second stay apart. Cached like
-# Hydra's `now`, so that a launcher running jobs in other processes (joblib) gets the launching process's value with
-# the config's cache, and a sweep's jobs share its one directory.
+@dataclass
+class ModelJobCfg(JobCfg):
+    """A job that builds a model: its family, seed and device."""
+
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    model: ModelCfg = MISSING  # a family's schema, chosen by the `model` group
+
+
+@dataclass
+class TrainingJobCfg(ModelJobCfg):
+    """A job that runs train's step: the trainer, the optimizer and the model-side levers."""
+
+    trainer: TrainerCfg = field(default_factory=TrainerCfg)
+    optim: OptimCfg = field(default_factory=OptimCfg)
+    compile: CompileCfg = field(default_factory=CompileCfg)
+    amp: AmpCfg = field(default_factory=AmpCfg)
+
+
+@dataclass
+class TrainJob(TrainingJobCfg):
+    """`speedlab train`."""
+
+    resume: str | None = None  # a checkpoint.pt, or a train run directory holding one, to continue from
+
+
+@dataclass
+class ProfileJob(TrainingJobCfg):
+    """`speedlab profile`."""
+
+    profile: ProfileCfg = field(default_factory=ProfileCfg)
+
+
+@dataclass
+class ParityJob(TrainingJobCfg):
+    """`speedlab parity`."""
+
+    parity: ParityCfg = field(default_factory=ParityCfg)
+
+
+@dataclass
+class ExportJob(ModelJobCfg):
+    """`speedlab export`."""
+
+    # The trained model (checkpoint.pt or its train run directory), whose family, model config and data declaration
+    # replace this run's; None: a fresh model of this run's config.
+    weights: str | None = None
+    export: ExportCfg = field(default_factory=ExportCfg)
+
+
+@dataclass
+class BenchJob(ModelJobCfg):
+    """`speedlab bench`: its sweep, and the export settings of the artifacts it asks export for."""
+
+    weights: str | None = None  # as export's: a trained model to bench; None: a fresh one
+    bench: BenchCfg = field(default_factory=BenchCfg)
+    export: ExportCfg = field(default_factory=ExportCfg)
+
+
+@dataclass
+class DataPrepareJob(JobCfg):
+    """`speedlab data prepare`: the data source alone."""
+
+
+JOBS: dict[str, type[JobCfg]] = {
+    "train": TrainJob,
+    "bench": BenchJob,
+    "export": ExportJob,
+    "profile": ProfileJob,
+    "parity": ParityJob,
+    "data_prepare": DataPrepareJob,
+}
+for _command, _job in JOBS.items():
+    ConfigStore.instance().store(name=f"{_command}_schema", node=_job)
+
+# Keys that were renamed: an old spelling is refused with its new one (on the command line and in YAML files).
+RENAMED = {
+    "checkpoint": "weights (the trained model to load)",
+    "trainer.checkpoint": "trainer.save_checkpoints",
+    "trainer.cuda_graphs": "trainer.step=graphed",
+    "compile.optimizer": "trainer.step=compiled_optimizer",
+    "export.parity": "export.limits",
+}
+# Keys set by a group choice, never by hand.
+CHOSEN_BY_GROUP = {"model.name": "model=NAME", "data.name": "data=NAME"}
+
+# `${speedlab_pid:}` in conf/base.yaml: run directories started in the same second stay apart. Cached like Hydra's
+# `now`, so that a launcher running jobs in other processes (joblib) gets the launching process's value with the
+# config's cache, and a sweep's jobs share its one directory.
 OmegaConf.register_new_resolver("speedlab_pid", os.getpid, replace=True, use_cache=True)
 
 PLUGIN_GROUPS = ("model", "data")
@@ -320,15 +511,6 @@ def register_schema(group: str, name: str, schema: type) -> None:
     ConfigStore.instance().store(group=f"schema/{group}", name=name, node=schema)
 
 
-def load_plugins() -> None:
-    """Import every model family and data source, which registers their schemas: run before any composition."""
-    import speedlab.data.sources
-    import speedlab.models
-
-    speedlab.models.names()
-    speedlab.data.sources.names()
-
-
 def structured(schema: type[Any], values: dict[str, Any], what: str) -> Any:
     """`values` (plain data, e.g. a checkpoint's model config) checked against `schema` and returned as an instance;
     a key or type the schema does not know raises SpeedlabError naming it and `what` the values came from."""
@@ -336,38 +518,24 @@ def structured(schema: type[Any], values: dict[str, Any], what: str) -> Any:
 
     try:
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
+    except (OmegaConfBaseException, ConfigError) as err:
+        raise SpeedlabError(f"{what} does not fit {schema.__name__}: {explain(err)}") from None
+
+
+def typed(cfg: DictConfig) -> Any:
+    """Convert a composed config to its job dataclasses (the edge: nothing past here sees OmegaConf). Each section's
+    `__post_init__` checks its ranges here, so a bad value fails before any work."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return OmegaConf.to_object(cfg)
+    except ConfigError:
+        raise
     except OmegaConfBaseException as err:
-        raise SpeedlabError(f"{what} does not fit {schema.__name__}: {_explain(err)}") from None
-
-
-# Hydra flags that only print (config, help, info) and so never start a run.
-PRINT_ONLY_FLAGS = frozenset(
-    {"--cfg", "-c", "--help", "-h", "--hydra-help", "--info", "-i", "--resolve", "--package", "-p"}
-)
-
-# One primary config per Hydra-driven command, all sharing conf/speedlab.yaml.
-HYDRA_COMMANDS = ("train", "bench", "export", "profile", "parity", "data_prepare")
-
-
-@dataclass(frozen=True)
-class RunContext:
-    """What a command gets: the typed config, the resolved config as plain data, and its run directory."""
-
-    cfg: SpeedlabCfg
-    resolved: dict[str, Any]
-    run_dir: Path
-    multirun: bool = False  # one job of a sweep: a job this machine cannot run is recorded as skipped
-    overrides: tuple[str, ...] = ()  # what the user set on the command line (Hydra's task overrides)
-    sweep: str | None = None  # a multirun's sweep directory name (one MLflow experiment per sweep); None: single run
-
-    def overridden(self, group: str) -> bool:
-        """Whether the command line sets `group` itself or any key under it (`model=mlp`, `model.widths=[8]`)."""
-        return any(o.lstrip("+~").split("=", 1)[0].split(".", 1)[0].split("@", 1)[0] == group for o in self.overrides)
-
-
-def typed(cfg: DictConfig) -> SpeedlabCfg:
-    """Convert a composed config to dataclasses (the edge: nothing past here sees OmegaConf)."""
-    return OmegaConf.to_object(cfg)  # type: ignore[return-value]
+        cause = err.__cause__ or err.__context__
+        if isinstance(cause, ConfigError):
+            raise ConfigError(str(cause)) from None
+        raise
 
 
 def resolved_dict(cfg: DictConfig) -> dict[str, Any]:
@@ -379,9 +547,9 @@ def plain(node: Any) -> dict[str, Any]:
     return resolved_dict(OmegaConf.structured(node))
 
 
-def _explain(err: BaseException) -> str:
+def explain(err: BaseException) -> str:
     """Hydra's message plus its direct cause's (which names the key and, for choices, the valid values), without
-    OmegaConf's message templates and Hydra's search-path listing."""
+    OmegaConf's message templates and Hydra's search-path listing; a renamed key gets its new name."""
     text = str(err).strip()
     cause = err.__cause__
     if cause is not None and str(cause).strip() not in text:
@@ -389,147 +557,35 @@ def _explain(err: BaseException) -> str:
     text = text.split("Config search path:")[0]
     # Hydra suggests "+key=value" to append an unknown key: for a misspelt key that is the wrong advice.
     noise = ("$VALUE", "To append to your config", "reference_type=", "object_type=")
-    return "\n".join(line for line in text.splitlines() if not any(n in line for n in noise)).strip()
+    text = "\n".join(line for line in text.splitlines() if not any(n in line for n in noise)).strip()
+    for line in text.splitlines():
+        key = line.strip().removeprefix("full_key:").strip()
+        if line.strip().startswith("full_key:") and renamed_hint(key):
+            text += "\n" + renamed_hint(key)
+    return text
 
 
-def compose(command: str, overrides: Sequence[str] = ()) -> SpeedlabCfg:
-    """Compose a command's config without starting a run; a bad override raises SpeedlabError naming it."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    load_plugins()
-    try:
-        if GlobalHydra.instance().is_initialized():  # inside a running command (parity composes its two sides)
-            return typed(hydra_compose(config_name=command, overrides=list(overrides)))
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return typed(hydra_compose(config_name=command, overrides=list(overrides)))
-    except (HydraException, OmegaConfBaseException) as err:
-        raise SpeedlabError(f"invalid configuration for {command}:\n{_explain(err)}") from None
+def renamed_hint(key: str) -> str | None:
+    """What to write instead of an old or hand-set key, or None when `key` is neither."""
+    for old, new in RENAMED.items():
+        if key == old.split(" ")[0] or key.startswith(old.split(" ")[0] + "."):
+            return f"{old.split(' ')[0]} was renamed: use {new}"
+    if key in CHOSEN_BY_GROUP:
+        return f"{key} is set by the choice {CHOSEN_BY_GROUP[key]}, not by hand"
+    return None
 
 
-def compose_resolved(command: str, overrides: Sequence[str] = ()) -> tuple[SpeedlabCfg, dict[str, Any]]:
-    """`compose`, plus the resolved config as plain data (what result.json records of it)."""
-    typed_cfg = compose(command, overrides)
-    return typed_cfg, plain(typed_cfg)
+@dataclass(frozen=True)
+class RunContext:
+    """What a command gets: the typed job config, the resolved config as plain data, and its run directory."""
 
+    cfg: Any  # the command's job dataclass (TrainJob, BenchJob, ...)
+    resolved: dict[str, Any]
+    run_dir: Path
+    multirun: bool = False  # one job of a sweep: a job this machine cannot run is recorded as skipped
+    overrides: tuple[str, ...] = ()  # what the user set on the command line (Hydra's task overrides)
+    sweep: str | None = None  # a multirun's sweep directory name (one MLflow experiment per sweep); None: single run
 
-def _split_print_sweep(argv: Sequence[str]) -> tuple[str, list[str]] | None:
-    """For `--cfg X -m` (which Hydra itself refuses): the cfg type and the overrides; None for any other argv."""
-    args = list(argv)
-    if not {"-m", "--multirun"} & set(args) or not {"-c", "--cfg"} & set(args):
-        return None
-    cfg_type, overrides = "job", []
-    it = iter(args)
-    for arg in it:
-        if arg in ("-m", "--multirun", "--resolve"):
-            continue
-        if arg in ("-c", "--cfg"):
-            cfg_type = next(it, "job")
-        elif arg.startswith("-"):
-            raise SpeedlabError(f"flag {arg!r} cannot be combined with --cfg and --multirun")
-        else:
-            overrides.append(arg)
-    return cfg_type, overrides
-
-
-def _sweep_jobs(overrides: Sequence[str]) -> list[list[str]]:
-    """The overrides of each job of a sweep: the expansion the basic sweeper does (glob() over a group's options,
-    comma lists, ranges). Call inside an initialised Hydra context."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
-    return [
-        job for batch in BasicSweeper.split_arguments(parser.parse_overrides(list(overrides)), None) for job in batch
-    ]
-
-
-def print_sweep_configs(command: str, cfg_type: str, overrides: Sequence[str]) -> int:
-    """Compose and print every job of a sweep, as `--cfg` does for a single run; returns the number of jobs."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    if cfg_type not in ("job", "hydra", "all"):
-        raise SpeedlabError(f"--cfg {cfg_type!r}: valid values are job, hydra, all")
-    load_plugins()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        jobs = _sweep_jobs(overrides)
-        for num, job in enumerate(jobs):
-            cfg = hydra_compose(config_name=command, overrides=job, return_hydra_config=cfg_type != "job")
-            if cfg_type == "hydra":
-                cfg = cfg.hydra
-            elif cfg_type == "all":
-                cfg.hydra.job.num = num
-            print(f"# job {num}: {' '.join(job) or '(no overrides)'}")
-            print(OmegaConf.to_yaml(cfg))
-    return len(jobs)
-
-
-def validate(command: str, argv: Sequence[str]) -> None:
-    """Compose every job `argv` asks for, so a bad override fails as one `speedlab: error:` before any run starts
-    (Hydra itself would report it in its own format, and in a sweep only when that job's turn comes)."""
-    from hydra import initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    load_plugins()
-    if PRINT_ONLY_FLAGS & set(argv):
-        return  # Hydra reports a bad override itself while printing
-    overrides = [a for a in argv if not a.startswith("-")]
-    if not {"-m", "--multirun"} & set(argv):
-        compose(command, overrides)
-        return
-    try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            jobs = _sweep_jobs(overrides)
-    except (HydraException, OmegaConfBaseException) as err:
-        raise SpeedlabError(f"invalid sweep for {command}:\n{_explain(err)}") from None
-    for job in jobs:
-        compose(command, job)
-
-
-def run_command(command: str, argv: Sequence[str], task: Callable[[RunContext], int | None]) -> int:
-    """The body of a Hydra-driven command's `main`: every job's overrides checked up front, then `task` per run."""
-    validate(command, argv)
-    run_hydra(command, argv, task)
-    return 0
-
-
-def run_hydra(command: str, argv: Sequence[str], task: Callable[[RunContext], int | None]) -> None:
-    """Hand `argv` (overrides and Hydra flags) to Hydra for `command`; call `task` once per composed run."""
-    from speedlab.device import quiet_cuda_home_warning
-
-    quiet_cuda_home_warning()
-    load_plugins()
-    print_sweep = _split_print_sweep(argv)
-    if print_sweep is not None:
-        print_sweep_configs(command, *print_sweep)
-        return
-
-    def hydra_task(cfg: DictConfig) -> None:
-        hydra_cfg = HydraConfig.get()
-        ctx = RunContext(
-            cfg=typed(cfg),
-            resolved=resolved_dict(cfg),
-            run_dir=Path(hydra_cfg.runtime.output_dir),
-            multirun=hydra_cfg.mode == RunMode.MULTIRUN,
-            overrides=tuple(hydra_cfg.overrides.task),
-            sweep=Path(hydra_cfg.sweep.dir).name if hydra_cfg.mode == RunMode.MULTIRUN else None,
-        )
-        try:
-            code = task(ctx)
-        except SpeedlabError as err:  # bad input: one clear message, no traceback (result.json says failed)
-            print(f"speedlab: error: {err}", file=sys.stderr)
-            sys.exit(1)
-        if code:
-            sys.exit(code)
-
-    if int(os.environ.get("RANK", "0")) > 0:
-        # Under torchrun only rank 0 writes: the other ranks get no run directory, .hydra/ or log file.
-        argv = [*argv, "hydra.run.dir=.", "hydra.output_subdir=null", "hydra/job_logging=disabled"]
-    sys.argv = [f"speedlab {command}", *argv]
-    hydra.main(config_path=str(CONF_DIR), config_name=command, version_base="1.3")(hydra_task)()
+    def overridden(self, group: str) -> bool:
+        """Whether the command line sets `group` itself or any key under it (`model=mlp`, `model.widths=[8]`)."""
+        return any(o.lstrip("+~").split("=", 1)[0].split(".", 1)[0].split("@", 1)[0] == group for o in self.overrides)

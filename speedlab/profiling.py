@@ -2,12 +2,13 @@
 
 Runs train's own step (the trainer `speedlab.train.builder` builds: the configured family and levers, compile, AMP
 with its GradScaler, channels_last, the task's loss) on random inputs of the data's declared shape and
-`trainer.batch_size`, after `profile.warmup` untimed steps. Each phase of `profile.steps` steps (forward with the
-loss, backward, optimizer update) and an inference forward is profiled in its own session and printed in the
-reference study's shape: op, calls x average = total per step, % of the step and of the phase (CPU time, plus CUDA
-time on a GPU). Then the step's forward / backward / optimizer / other split: how much of an unprofiled step the
-ops compute and how much is framework overhead (Python, dispatch, the autograd engine, allocation), the number
-that explains why small networks are slow. Saves a Chrome trace of a few whole steps (a bounded schedule).
+`trainer.batch_size`, after `profile.warmup` untimed steps. Each phase the step variant lists (the module step:
+forward with the loss, backward, optimizer update; the functional and graphed steps: one whole step) and an
+inference forward is profiled in its own session over `profile.steps` steps and printed in the reference study's
+shape: op, calls x average = total per step, % of the step and of the phase (CPU time, plus CUDA time on a GPU).
+Then the step's split by phase plus `other`: how much of an unprofiled step the ops compute and how much is
+framework overhead (Python, dispatch, the autograd engine, allocation), the number that explains why small networks
+are slow. Saves a Chrome trace of a few whole steps (a bounded schedule).
 """
 
 from __future__ import annotations
@@ -21,18 +22,16 @@ from typing import Any
 import torch
 from torch.profiler import ProfilerActivity, profile, schedule
 
-from speedlab import config, device, models, record
-from speedlab.config import RunContext, SpeedlabCfg
+from speedlab import device, models, record
+from speedlab.config import RunContext
 from speedlab.data.build import describe
 from speedlab.data.spec import DataSpec
 from speedlab.device import synchronize
-from speedlab.errors import SpeedlabError
 from speedlab.fsutil import atomic_path
 from speedlab.train import levers
 from speedlab.train.builder import build_trainer
 
-STEP_PHASES = ("forward", "backward", "optimizer")
-PHASES = (*STEP_PHASES, "inference")
+INFERENCE = "inference"
 # Kineto (the profiler's engine) logs every session's start and stop to stderr, and on a CPU-only machine an ERROR
 # that no GPU was found: noise around the tables. It reads this level when a profiler first starts; 6 is above all
 # of its levels. A user's own KINETO_LOG_LEVEL wins.
@@ -41,14 +40,11 @@ KINETO_QUIET_LEVEL = "6"
 SPLIT_MIN_STEPS = 20
 
 
-def main(argv: Sequence[str]) -> int:
-    return config.run_command("profile", argv, run)
-
-
 def run(ctx: RunContext) -> int:
     cfg = ctx.cfg
     with record.recording(ctx.run_dir, "profile", ctx.resolved, sweep=ctx.sweep) as rec:
-        spec = _check(cfg)
+        spec = describe(cfg.data)
+        models.check(cfg.model, spec)
         where = device.resolve(cfg.device)
         levers.check_device(cfg, where, spec)
         levers.apply_backend_flags(cfg.trainer, where)
@@ -59,7 +55,7 @@ def run(ctx: RunContext) -> int:
         activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if where.type == "cuda" else [])]
 
         def step() -> None:
-            trainer.backward_step(trainer.forward_loss(inputs, targets))
+            trainer.step(inputs, targets, cfg.optim.lr)
 
         label = levers.changes_label(cfg)
         print(f"profiling {label} at batch {cfg.trainer.batch_size} ({spec.describe()}) on {where} ...", flush=True)
@@ -68,14 +64,15 @@ def run(ctx: RunContext) -> int:
             _infer(trainer, inputs, targets)
         timed = _timed_phases(trainer, inputs, targets, max(cfg.profile.steps, SPLIT_MIN_STEPS), where)
         tables, profiled = _phase_tables(trainer, inputs, targets, cfg.profile.steps, activities, where)
-        split = step_split(tables, profiled, timed)
+        split = step_split(tables, profiled, timed, _step_phases(trainer, inputs, targets))
         trace = record.trace_path(ctx.run_dir)
         _chrome_trace(step, activities, trace, where)
         rec.update({"changes": label, "family": cfg.model.name, "batch_size": cfg.trainer.batch_size,
+                    "step": str(cfg.trainer.step), "phases": _step_phases(trainer, inputs, targets),
                     "device": str(where), "input_shape": [None, *spec.input_shape], "steps": cfg.profile.steps,
                     "tables": tables, "split": split, "trace": str(trace)})  # fmt: skip
         cuda = where.type == "cuda"
-        for phase in PHASES:
+        for phase in tables:
             print(f"\n{phase} ({cfg.profile.steps} steps, top {cfg.profile.top} ops by self time)")
             print(markdown(tables[phase], cfg.profile.top, cuda=cuda))
         print(f"\nwhere a training step's time goes (median of {max(cfg.profile.steps, SPLIT_MIN_STEPS)} unprofiled "
@@ -93,28 +90,17 @@ def _batch(spec: DataSpec, batch: int, where: torch.device) -> tuple[torch.Tenso
     return inputs, torch.randn(batch, spec.num_outputs, device=where)
 
 
-def _check(cfg: SpeedlabCfg) -> DataSpec:
-    for key in ("steps", "top"):
-        if getattr(cfg.profile, key) < 1:
-            raise SpeedlabError(f"profile.{key}={getattr(cfg.profile, key)}: must be at least 1")
-    if cfg.profile.warmup < 0:
-        raise SpeedlabError(f"profile.warmup={cfg.profile.warmup}: must be 0 or more")
-    levers.check_values(cfg)
-    if str(cfg.trainer.step) == "functional":
-        raise SpeedlabError(
-            "trainer.step=functional: profile times the forward and the backward of the module step apart, and the "
-            "functional step is one function; profile with trainer.step=module (make bench-small times both steps)"
-        )
-    spec = describe(cfg.data)
-    models.check(cfg.model, spec)
-    return spec
+def _step_phases(trainer, inputs: torch.Tensor, targets: torch.Tensor) -> list[str]:
+    """The phases the run's step variant times apart (e.g. forward, backward, optimizer; or one whole step)."""
+    return [name for name, _ in trainer.stepper.phases(inputs, targets, 0.0)]
 
 
 def _phase_tables(trainer, inputs, targets, steps: int, activities, where) -> tuple[dict[str, list], dict[str, float]]:
-    """Each phase of each training step (forward with the loss, backward, optimizer update) and an inference in its
-    own profiler session, so every op lands in its phase; returns the tables and each phase's profiled wall time."""
-    sessions: dict[str, list] = {phase: [] for phase in PHASES}
-    walls = dict.fromkeys(PHASES, 0.0)
+    """Each phase of each training step (as the step variant lists them) and an inference in its own profiler
+    session, so every op lands in its phase; returns the tables and each phase's profiled wall time."""
+    step_phases = _step_phases(trainer, inputs, targets)
+    sessions: dict[str, list] = {phase: [] for phase in (*step_phases, INFERENCE)}
+    walls = dict.fromkeys(sessions, 0.0)
 
     def session(phase: str, fn: Callable[[], Any]) -> Any:
         with profile(activities=activities) as prof:
@@ -125,12 +111,13 @@ def _phase_tables(trainer, inputs, targets, steps: int, activities, where) -> tu
         sessions[phase].append(prof)
         return out
 
+    lr = trainer.lr_at(0)
     for _ in range(steps):
-        loss = session("forward", lambda: trainer.forward_loss(inputs, targets))
-        session("backward", lambda loss=loss: trainer.backward(loss))
-        session("optimizer", trainer.update)
-        session("inference", lambda: _infer(trainer, inputs, targets))
-    step_us = sum(walls[p] for p in STEP_PHASES) / steps * 1e6
+        carry = None
+        for phase, run_phase in trainer.stepper.phases(trainer._input(inputs), targets, lr):
+            carry = session(phase, lambda run_phase=run_phase, carry=carry: run_phase(carry))
+        session(INFERENCE, lambda: _infer(trainer, inputs, targets))
+    step_us = sum(walls[p] for p in step_phases) / steps * 1e6
     tables = {phase: _table(profs, steps, step_us) for phase, profs in sessions.items()}
     return tables, {p: w / steps * 1e6 for p, w in walls.items()}
 
@@ -173,45 +160,44 @@ def _is_compute(op: str) -> bool:
 
 
 def _timed_phases(trainer, inputs, targets, steps: int, where) -> dict[str, float]:
-    """Median wall time per phase of unprofiled steps (synchronised between phases), in microseconds."""
-    times: dict[str, list[float]] = {p: [] for p in (*STEP_PHASES, "step")}
+    """Median wall time per phase of unprofiled steps (synchronised between phases), in microseconds; the whole
+    step's under the key `total`."""
+    times: dict[str, list[float]] = {"total": []}
+    lr = trainer.lr_at(0)
     for _ in range(steps):
-        marks = [time.perf_counter()]
-        loss = trainer.forward_loss(inputs, targets)
-        synchronize(where)
-        marks.append(time.perf_counter())
-        trainer.backward(loss)
-        synchronize(where)
-        marks.append(time.perf_counter())
-        trainer.update()
-        synchronize(where)
-        marks.append(time.perf_counter())
-        for phase, begin, end in zip(STEP_PHASES, marks, marks[1:], strict=False):
-            times[phase].append(end - begin)
-        times["step"].append(marks[-1] - marks[0])
+        carry, begin = None, time.perf_counter()
+        start = begin
+        for phase, run_phase in trainer.stepper.phases(trainer._input(inputs), targets, lr):
+            carry = run_phase(carry)
+            synchronize(where)
+            end = time.perf_counter()
+            times.setdefault(phase, []).append(end - begin)
+            begin = end
+        times["total"].append(begin - start)
     return {p: statistics.median(v) * 1e6 for p, v in times.items()}
 
 
-def step_split(tables: dict[str, list], profiled_us: dict[str, float], timed_us: dict[str, float]) -> dict[str, Any]:
-    """The step's forward / backward / optimizer / other split: the time the ops of each phase compute, and the
-    rest of the step (Python, dispatch, the autograd engine, allocation) as `other`.
+def step_split(tables: dict[str, list], profiled_us: dict[str, float], timed_us: dict[str, float],
+               phases: Sequence[str]) -> dict[str, Any]:  # fmt: skip
+    """The step's split by phase (e.g. forward / backward / optimizer) plus `other`: the time the ops of each phase
+    compute, and the rest of the step (Python, dispatch, the autograd engine, allocation) as `other`.
 
     Each phase's compute share comes from its profiled session (compute ops' self time over the session's wall) and is
     applied to the phase's unprofiled wall time, so the profiler's own cost inflates neither side much.
     """
     parts: dict[str, float] = {}
-    for phase in STEP_PHASES:
+    for phase in phases:
         compute_us = sum(r["self_ms"] for r in tables[phase] if r["compute"]) * 1e3
         share = min(1.0, compute_us / profiled_us[phase]) if profiled_us[phase] else 0.0
         parts[phase] = share * timed_us[phase]
-    step = timed_us["step"]
+    step = timed_us["total"]
     parts["other"] = max(0.0, step - sum(parts.values()))
     return {
         "step_us": step,
         "parts_us": parts,
         "shares": {k: v / step for k, v in parts.items()} if step else {},
-        "phase_wall_us": {p: timed_us[p] for p in STEP_PHASES},
-        "profiled_phase_wall_us": {p: profiled_us[p] for p in STEP_PHASES},
+        "phase_wall_us": {p: timed_us[p] for p in phases},
+        "profiled_phase_wall_us": {p: profiled_us[p] for p in phases},
     }
 
 
@@ -235,8 +221,8 @@ def markdown(rows: list[dict[str, Any]], top: int, cuda: bool = False) -> str:
 
 
 def split_markdown(split: dict[str, Any]) -> str:
-    labels = {"forward": "forward (ops)", "backward": "backward (ops)", "optimizer": "optimizer (ops)",
-              "other": "other: Python, dispatch, autograd engine, allocation"}  # fmt: skip
+    labels = {part: f"{part} (ops)" for part in split["parts_us"] if part != "other"}
+    labels["other"] = "other: Python, dispatch, autograd engine, allocation"
     lines = ["| Part of the step | Time/step | % |", "|---|---:|---:|"]
     for part, label in labels.items():
         lines.append(f"| {label} | {_us(split['parts_us'][part])} | {split['shares'].get(part, 0.0):.1%} |")

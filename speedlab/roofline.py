@@ -9,7 +9,7 @@ from collections.abc import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
-from speedlab.bench import timing
+from speedlab import timing
 
 YARDSTICK_SIZE = {"cpu": 2048, "cuda": 8192}
 YARDSTICK_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.int8}

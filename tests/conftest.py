@@ -3,30 +3,39 @@ and data source, and a runner for the real command line."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from speedlab import cli
 from speedlab.data.fake import write_fake_mnist, write_fake_tinyimagenet
+
+cli.load_plugins()  # what the entry point does before composing: every registry's schemas in the ConfigStore
 
 REPO = Path(__file__).resolve().parent.parent
 FAKE_CLASSES, FAKE_TRAIN, FAKE_VAL = 6, 12, 4  # per class; small enough to write in well under a second
 
-# Overrides for a model and data small enough for a whole training run in about a second on 2 CPU cores.
+# Overrides for a model and data small enough for a whole training run in about a second on 2 CPU cores; the
+# commands that train add TRAIN_TINY.
 TINY = [
     "+preset=quick", "data.train_size=192", "data.val_size=80", "data.num_classes=10", "data.image_size=32",
-    "data.resolution=32", "model.depths=[1,1,1,1]", "model.dims=[8,16,32,64]", "trainer.batch_size=32",
+    "data.resolution=32", "model.depths=[1,1,1,1]", "model.dims=[8,16,32,64]",
 ]  # fmt: skip
-# The same data without the quick preset (whose model keys are ConvNeXt's), for any family.
+TRAIN_TINY = ["trainer.epochs=1", "trainer.batch_size=32"]
+# The same data without the quick preset, for any family.
 TINY_DATA = [
     "data=synthetic", "data.train_size=192", "data.val_size=80", "data.num_classes=10", "data.image_size=32",
-    "data.resolution=32", "trainer.epochs=1", "trainer.batch_size=32", "bench.batch_sizes=[1,3]",
+    "data.resolution=32",
 ]  # fmt: skip
+# What each command adds to the tiny data: its own section's small settings.
+TINY_SECTIONS = {"train": TRAIN_TINY, "profile": TRAIN_TINY, "parity": TRAIN_TINY, "bench": ["bench.batch_sizes=[1,3]"]}
 # A small member of each family; a family missing here is tested with its defaults.
 TINY_FAMILY = {
     "convnext": ["model.depths=[1,1,1,1]", "model.dims=[8,16,32,64]", "model.drop_path=0.0"],
@@ -37,9 +46,39 @@ TINY_FAMILY = {
 }
 
 
-def tiny_family(name: str) -> list[str]:
-    """Overrides for a tiny model of family `name` on the tiny synthetic data."""
-    return [*TINY_DATA, f"model={name}", *TINY_FAMILY.get(name, [])]
+def tiny_family(name: str, command: str = "train") -> list[str]:
+    """Overrides for a tiny model of family `name` on the tiny synthetic data, for `command`."""
+    return [*TINY_DATA, *TINY_SECTIONS.get(command, []), f"model={name}", *TINY_FAMILY.get(name, [])]
+
+
+def invoke(command: str, argv: Sequence[str]) -> int:
+    """`speedlab <command> <argv...>` in this process: a Hydra command's entry module runs with `sys.argv` as the
+    command line gives it after the exec (test harness only: the package never rewrites sys.argv); other commands
+    through the dispatcher. Returns the exit code."""
+    from speedlab.__main__ import launch, main
+    from speedlab.errors import SpeedlabError
+
+    try:
+        target = launch(command, list(argv))
+    except SpeedlabError as err:
+        print(f"speedlab: error: {err}", file=sys.stderr)
+        return 1
+    if target is None:
+        return main([command, *argv])
+    saved_argv, saved_env = sys.argv, {k: os.environ.get(k) for k in target.env}
+    sys.argv = [target.module, *target.argv]
+    os.environ.update(target.env)
+    try:
+        return importlib.import_module(target.module).main() or 0
+    except SystemExit as exit_:  # Hydra-run commands exit from inside the run
+        return exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        sys.argv = saved_argv
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @pytest.fixture(scope="session")
@@ -79,14 +118,14 @@ class Outcome:
 def run_main(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture):
     """`python -m speedlab ...` in this process (the same dispatch and messages as the command line, without a
     second of interpreter start-up), with outputs under tmp_path/artifacts."""
-    from speedlab.__main__ import main
+    from speedlab.__main__ import COMMANDS, main
 
     def run(*args: str) -> Outcome:
         monkeypatch.setenv("SPEEDLAB_ARTIFACTS", str(tmp_path / "artifacts"))
         capsys.readouterr()
         try:
-            code = main(list(args))
-        except SystemExit as exit_:  # Hydra-run commands exit from inside the run
+            code = invoke(args[0], args[1:]) if args and args[0] in COMMANDS else main(list(args))
+        except SystemExit as exit_:
             code = exit_.code if isinstance(exit_.code, int) else 1
         out, err = capsys.readouterr()
         return Outcome(code, out, err)
@@ -116,7 +155,7 @@ def run_cli(tmp_path: Path):
 # test from what each one recorded here. Under the drill (SPEEDLAB_DRILL=quick) the training faults run on the quick
 # preset's model at 64 px (fewer images, so that 8 epochs stay short); in the suites on TINY.
 DRILL_QUICK = os.environ.get("SPEEDLAB_DRILL") == "quick"
-FAULT_RUN = ["+preset=quick", "data.train_size=1280", "data.val_size=256"] if DRILL_QUICK else TINY
+FAULT_RUN = ["+preset=quick", "data.train_size=1280", "data.val_size=256"] if DRILL_QUICK else [*TINY, *TRAIN_TINY]
 
 
 @pytest.fixture

@@ -8,12 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from speedlab import profiling
-from speedlab.bench import backends, timing
-from speedlab.bench import command as bench
-from speedlab.export import tensorrt
+from speedlab import cli, timing
+from speedlab.bench import backends
+from speedlab.export.formats import tensorrt
 from speedlab.report import command as report
-from tests.conftest import TINY, tiny_family
+from tests.conftest import TINY, TRAIN_TINY, invoke, tiny_family
 
 FAST = ["bench.min_iters=3", "bench.min_time_s=0.05", "bench.warmup_iters=1", "bench.warmup_min_s=0.0"]
 ROW_KEYS = {"backend", "precision", "batch_size", "status", "n", "mean_ms", "std_ms", "p50_ms", "p90_ms", "p99_ms",
@@ -23,7 +22,7 @@ ROW_KEYS = {"backend", "precision", "batch_size", "status", "n", "mean_ms", "std
 def run_bench(run_dir: Path, *overrides: str, base: list[str] = TINY) -> dict:
     """A bench run's result.json, with its exit code as `_exit` (1 when a cell failed)."""
     try:
-        code = bench.main([*base, *FAST, *overrides, f"hydra.run.dir={run_dir}"])
+        code = invoke("bench", [*base, *FAST, *overrides, f"hydra.run.dir={run_dir}"])
     except SystemExit as exit_:
         code = exit_.code
     return {**json.loads((run_dir / "result.json").read_text()), "_exit": code}
@@ -36,7 +35,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> dict:
     run_dir = tmp_path_factory.mktemp("bench") / "run"
     return run_bench(
         run_dir, f"bench.backends=[{','.join(backends.names())}]", "bench.batch_sizes=[1,3]",
-        "bench.precisions=[fp32,bf16]", "bench.repeats=2", base=tiny_family("lenet5"),
+        "bench.precisions=[fp32,bf16]", "bench.repeats=2", base=tiny_family("lenet5", "bench"),
     )  # fmt: skip
 
 
@@ -96,8 +95,8 @@ def test_onnxruntime_int8_and_a_failing_backend_do_not_stop_the_sweep(tmp_path, 
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["bench.backends=[eager,tvm]"], "bench.backends: unknown ['tvm']; valid backends: eager, inductor"),
-        (["bench.precisions=[fp8]"], "bench.precisions: unknown ['fp8']; valid precisions: fp32, bf16, fp16, int8"),
+        (["bench.backends=[eager,tvm]"], "bench.backends: unknown tvm; valid: eager, inductor"),
+        (["bench.precisions=[fp8]"], "bench.precisions=['fp8']: valid precisions: fp32, bf16, fp16, int8"),
         (["bench.batch_sizes=[0]"], "bench.batch_sizes=[0]: give one or more sizes >= 1"),
         (["bench.repeats=0"], "bench.repeats=0: must be at least 1"),
     ],
@@ -123,7 +122,7 @@ def test_harness_stops_on_count_and_time():
 
 
 def test_profile_writes_phase_tables_and_a_chrome_trace(tmp_path, capsys):
-    profiling.main([*TINY, "profile.steps=2", "profile.warmup=1", f"hydra.run.dir={tmp_path}"])
+    invoke("profile", [*TINY, *TRAIN_TINY, "profile.steps=2", "profile.warmup=1", f"hydra.run.dir={tmp_path}"])
     result = json.loads((tmp_path / "result.json").read_text())
     phases = {"forward", "backward", "optimizer", "inference"}
     assert result["kind"] == "profile" and set(result["tables"]) == phases
@@ -146,11 +145,10 @@ def test_profile_writes_phase_tables_and_a_chrome_trace(tmp_path, capsys):
 
 
 def test_report_renders_training_inference_and_compare(tmp_path, sweep, capsys):
-    from speedlab.train import command as train
 
     runs = tmp_path / "runs"
     for exp in ("vanilla", "amp"):
-        train.main([*TINY, f"+exp={exp}", f"hydra.run.dir={runs / exp}"])
+        invoke("train", [*TINY, *TRAIN_TINY, f"+exp={exp}", f"hydra.run.dir={runs / exp}"])
     run_bench(runs / "bench", "bench.backends=[eager,onnxruntime]", "bench.batch_sizes=[1,3]")
     out = tmp_path / "report"
     assert report.main([str(runs), "--out", str(out)]) == 0
@@ -177,15 +175,15 @@ def test_report_bad_input(run_main, tmp_path):
 
 
 def test_profile_shows_only_the_columns_this_device_has(tmp_path, capsys):
-    profiling.main([*TINY, "profile.steps=1", "profile.warmup=0", f"hydra.run.dir={tmp_path}"])
+    invoke("profile", [*TINY, *TRAIN_TINY, "profile.steps=1", "profile.warmup=0", f"hydra.run.dir={tmp_path}"])
     out = capsys.readouterr().out
     assert "| Op | Calls/step |" in out and ("CUDA self" in out) == torch.cuda.is_available()
 
 
 def test_report_of_a_single_run_draws_no_speed_up_it_cannot_compute(tmp_path):
-    from speedlab.train import command as train
 
-    train.main([*TINY, "+exp=amp", "trainer.max_steps=2", f"hydra.run.dir={tmp_path / 'runs' / 'one'}"])
+    run_dir = tmp_path / "runs" / "one"
+    invoke("train", [*TINY, *TRAIN_TINY, "+exp=amp", "trainer.max_steps=2", f"hydra.run.dir={run_dir}"])
     out = tmp_path / "report"
     assert report.main([str(tmp_path / "runs"), "--out", str(out)]) == 0
     text = (out / "report.md").read_text()
@@ -195,7 +193,7 @@ def test_report_of_a_single_run_draws_no_speed_up_it_cannot_compute(tmp_path):
 
 
 def test_a_failed_export_leaves_the_shared_eager_model_where_every_cell_expects_it(tmp_path, monkeypatch):
-    from speedlab.export import onnx_export
+    from speedlab.export.formats import onnx as onnx_export
 
     def broken(*args, **kwargs):
         raise RuntimeError("exporter exploded")
@@ -239,12 +237,12 @@ def _logits(output) -> torch.Tensor:
 )  # fmt: skip
 def test_each_backend_lever_matches_eager_and_is_recorded(tmp_path, backend, options, notes):
     """A backend setting is a speed lever only if the answers stay the same: fp32 logits against eager's."""
-    from speedlab import config, models
+    from speedlab import models
     from speedlab.data.build import describe
 
     if backend == "openvino":
         pytest.importorskip("openvino", reason="openvino is not installed (requirements-openvino.txt)")
-    cfg = config.compose("bench", [*tiny_family("lenet5"), *options])
+    cfg = cli.compose("bench", [*tiny_family("lenet5", "bench"), *options])
     spec = describe(cfg.data)
     torch.manual_seed(0)
     model = models.build(cfg.model, spec).eval()
@@ -258,9 +256,8 @@ def test_each_backend_lever_matches_eager_and_is_recorded(tmp_path, backend, opt
 
 def test_a_missing_openvino_is_an_unsupported_cell_naming_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "openvino", None)
-    from speedlab import config
 
-    cfg = config.compose("bench", tiny_family("lenet5"))
+    cfg = cli.compose("bench", tiny_family("lenet5", "bench"))
     setup = backends.BenchSetup(torch.nn.Identity(), cfg, torch.device("cpu"), None, tmp_path)
     reason = backends.create("openvino").unsupported(setup, "fp32")
     assert reason == "openvino is not installed (an optional extra: pip install -r requirements-openvino.txt)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,51 @@ def test_bad_config_fails_before_any_work_naming_the_key(run_main, override, exp
     for text in expected:
         assert text in out.stderr, (text, out.stderr)
     assert "To append to your config" not in out.stderr  # Hydra's hint would suggest adding the misspelt key
+
+
+MATRIX = ["model=mlp", "data=matrix_exp", "data.train_size=64", "data.val_size=32", "trainer.batch_size=32",
+          "trainer.epochs=1", "monitor.enabled=false"]  # fmt: skip
+
+
+def test_config_dir_adds_a_users_experiment_in_a_real_run(run_cli, tmp_path):
+    """`--config-dir DIR` as Hydra documents it, in a real run (not only with --cfg): the case that failed when the
+    dispatcher parsed Hydra's flags itself."""
+    (tmp_path / "conf" / "exp").mkdir(parents=True)
+    (tmp_path / "conf" / "exp" / "mine.yaml").write_text("# @package _global_\nname: mine\ntrainer:\n  max_steps: 1\n")
+    out = run_cli("train", "--config-dir", str(tmp_path / "conf"), "+exp=mine", *MATRIX)
+    assert out.returncode == 0, out.stderr
+    runs = list((tmp_path / "artifacts" / "runs").glob("*-train-mine"))
+    assert len(runs) == 1 and json.loads((runs[0] / "result.json").read_text())["status"] == "ok"
+
+
+def test_config_name_chooses_a_users_primary_config(run_cli, tmp_path):
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "quick_mlp.yaml").write_text("defaults:\n  - train\n  - _self_\nname: quick_mlp\n")
+    out = run_cli("train", "--config-dir", str(tmp_path / "conf"), "--config-name", "quick_mlp", *MATRIX,
+                  "--cfg", "job")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "name: quick_mlp" in out.stdout and "trainer:" in out.stdout
+
+
+def test_info_and_cfg_are_hydras_own(run_cli):
+    info = run_cli("bench", "--info", "defaults")
+    assert info.returncode == 0 and "Defaults List" in info.stdout and "bench_schema" in info.stdout
+    cfg = run_cli("bench", "--cfg", "job")
+    assert cfg.returncode == 0
+    top = {line.split(":")[0] for line in cfg.stdout.splitlines() if line and not line.startswith(" ")}
+    assert {"bench", "export", "model", "data", "weights"} <= top
+    assert not top & {"trainer", "optim", "compile", "amp", "profile", "parity", "resume"}
+
+
+def test_multirun_runs_every_job(run_cli, tmp_path):
+    out = run_cli("train", "-m", *MATRIX, "trainer.max_steps=1", "seed=0,1")
+    assert out.returncode == 0, out.stderr
+    results = list((tmp_path / "artifacts" / "sweeps").glob("*/*/result.json"))
+    assert len(results) == 2 and "sweep summary" in out.stdout
+
+
+def test_a_bad_value_in_a_later_sweep_job_fails_before_the_first_runs(run_cli, tmp_path):
+    out = run_cli("train", "-m", *MATRIX, "trainer.max_steps=1,0")
+    assert out.returncode == 1
+    assert "trainer.max_steps=0: must be at least 1" in out.stderr
+    assert not (tmp_path / "artifacts" / "sweeps").exists()

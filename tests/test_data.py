@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from speedlab import config
+from speedlab import cli, config
 from speedlab.data import cache, download, images, patterns
 from speedlab.data.build import build_data
 from speedlab.data.fake import write_fake_tinyimagenet
@@ -24,7 +24,7 @@ TIN = "tiny-imagenet-200"
 
 def data_cfg(root: Path | None = None, *overrides: str) -> config.DataCfg:
     base = [f"data.root={root}"] if root is not None else ["data=synthetic"]
-    return config.compose("train", [*base, "data.resolution=32", "data.workers=0", *overrides]).data
+    return cli.compose("train", [*base, "data.resolution=32", "data.workers=0", *overrides]).data
 
 
 def decoded_arrays(cfg: config.DataCfg) -> tuple[dict[str, cache.DecodedSplit], list[str], dict]:
@@ -206,7 +206,7 @@ def test_imagefolder_layout(tmp_path):
             pattern = f"train/{wnid}/images/*.JPEG" if split == "train" else "val/images/*.JPEG"
             for img in sorted(src.glob(pattern))[:2]:
                 shutil.copy(img, base / split / f"cls{i}" / img.name)
-    cfg = config.compose("train", ["data=imagefolder", f"data.root={base}", "data.resolution=32"]).data
+    cfg = cli.compose("train", ["data=imagefolder", f"data.root={base}", "data.resolution=32"]).data
     data = build_data(cfg, seed=0, batch_size=2)
     assert data.classes == ["cls0", "cls1", "cls2"] and data.record()["train_samples"] == 6
     x, _ = next(iter(data.train.epoch(0)))
@@ -230,7 +230,7 @@ def test_synthetic_is_deterministic_balanced_and_tinyimagenet_shaped():
 def test_synthetic_is_learnable_well_above_chance():
     """A tiny ConvNet, one short epoch on the quick preset's data, reaches many times chance (0.5%)."""
     torch.manual_seed(0)
-    cfg = config.compose("train", ["+preset=quick", "data.train_size=3200", "data.val_size=400", "data.resolution=32"])
+    cfg = cli.compose("train", ["+preset=quick", "data.train_size=3200", "data.val_size=400", "data.resolution=32"])
     data = build_data(cfg.data, seed=0, batch_size=64)
 
     def block(i: int, o: int) -> torch.nn.Module:

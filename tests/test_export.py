@@ -17,22 +17,24 @@ import torch
 
 import activations
 from activations.fastswish import fastswish_reference
-from speedlab import config, models
+from speedlab import cli, models
 from speedlab.data.build import describe
-from speedlab.export import command as export
-from speedlab.export import onnx_export, parity, quantize, tensorrt
+from speedlab.export import parity
+from speedlab.export.formats import int8 as quantize
+from speedlab.export.formats import onnx as onnx_export
+from speedlab.export.formats import tensorrt
 from speedlab.fsutil import staged_files
-from speedlab.train import command as train
-from tests.conftest import TINY
+from tests.conftest import TINY, TRAIN_TINY, invoke
 
 FP32_REL_TOLERANCE = 1e-4
-QUICK = config.compose("export", ["+preset=quick"])
+QUICK = cli.compose("export", ["+preset=quick"])
 
 
 def run_export(run_dir: Path, *overrides: str) -> dict:
-    """Run `speedlab export` in this process with its outputs in run_dir; returns its result.json."""
-    export.main([*TINY, "export.parity_batch_size=40", *overrides, f"hydra.run.dir={run_dir}"])
-    return json.loads((run_dir / "result.json").read_text())
+    """Run `speedlab export` in this process with its outputs in run_dir; returns its result.json, with the exit
+    code as `_exit`."""
+    code = invoke("export", [*TINY, "export.parity_batch_size=40", *overrides, f"hydra.run.dir={run_dir}"])
+    return {**json.loads((run_dir / "result.json").read_text()), "_exit": code}
 
 
 def by_label(result: dict) -> dict[str, dict]:
@@ -56,9 +58,7 @@ FAST_EXPORT_ACTIVATIONS = {"gelu", "hardswish", "fastswish_triton", "fasttanh"}
     [a if a in FAST_EXPORT_ACTIVATIONS else pytest.param(a, marks=pytest.mark.slow) for a in activations.names()],
 )
 def test_quick_convnext_exports_with_every_activation_and_any_batch(tmp_path, activation, exporter):
-    cfg = config.compose(
-        "export", ["+preset=quick", f"model.activation={activation}", f"export.onnx_exporter={exporter}"]
-    )
+    cfg = cli.compose("export", ["+preset=quick", f"model.activation={activation}", f"export.onnx_exporter={exporter}"])
     torch.manual_seed(0)
     model = models.build(cfg.model, describe(cfg.data)).eval()
     path = tmp_path / "model.onnx"
@@ -77,7 +77,7 @@ def test_quick_convnext_exports_with_every_activation_and_any_batch(tmp_path, ac
 def test_fastswish_custom_op_translates_to_the_reference_math(tmp_path, exporter):
     """The ONNX builder of speedlab::fastswish against the float64 definition, both pieces' joins included."""
     x = torch.cat([torch.linspace(-8, 8, 4001), torch.tensor([-3.0, 3.0, -3.0001, 3.0001, 0.0])]).reshape(1, -1)
-    cfg = config.compose("export", [f"export.onnx_exporter={exporter}"]).export
+    cfg = cli.compose("export", [f"export.onnx_exporter={exporter}"]).export
     path = tmp_path / "fastswish.onnx"
     onnx_export.export_onnx(activations.create("fastswish_triton"), x, path, cfg, external_data=False)
     ops = {n.op_type for n in onnx.load(str(path)).graph.node}
@@ -111,15 +111,15 @@ def test_export_writes_artifacts_and_result_json(tmp_path, capsys):
 @pytest.mark.slow  # ~8 s; the fast suite keeps INT8 in test_int8_of_data_dependent_graph_...
 def test_int8_agrees_with_fp32_on_synthetic_data(tmp_path):
     """The issue's bar: at least 90 % top-1 agreement, on the quick preset's own synthetic val images."""
-    result = export.main(["+preset=quick", "export.formats=[int8]", f"hydra.run.dir={tmp_path}"])
+    result = invoke("export", ["+preset=quick", "export.formats=[int8]", f"hydra.run.dir={tmp_path}"])
     entry = by_label(json.loads((tmp_path / "result.json").read_text()))["onnx int8"]
     assert result == 0 and entry["status"] == "ok" and entry["top1_agreement"] >= 0.90, entry
 
 
 def test_trained_checkpoint_exports_with_val_accuracy(tmp_path, capsys):
-    train.main([*TINY, "trainer.epochs=2", f"hydra.run.dir={tmp_path / 'train'}"])
+    invoke("train", [*TINY, *TRAIN_TINY, "trainer.epochs=2", f"hydra.run.dir={tmp_path / 'train'}"])
     trained = json.loads((tmp_path / "train" / "result.json").read_text())
-    result = run_export(tmp_path / "export", f"checkpoint={tmp_path / 'train'}", "export.formats=[int8]")
+    result = run_export(tmp_path / "export", f"weights={tmp_path / 'train'}", "export.formats=[int8]")
     assert result["trained"] and result["model_source"].startswith("checkpoint ")
     # The eager model here is the trained one: its val accuracy is the training run's last one.
     assert result["eager_val_acc"] == pytest.approx(trained["final_val_acc"], abs=0.01)
@@ -155,10 +155,8 @@ def test_a_failed_export_is_recorded_and_the_run_fails(tmp_path, monkeypatch):
         raise RuntimeError("exporter exploded")
 
     monkeypatch.setattr(onnx_export, "export_onnx", broken)
-    with pytest.raises(SystemExit) as exit_info:
-        run_export(tmp_path / "run")
-    assert exit_info.value.code == 1
-    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    result = run_export(tmp_path / "run")
+    assert result["_exit"] == 1
     artifacts = by_label(result)
     assert result["status"] == "failed" and "onnx fp32" in result["reason"]
     assert artifacts["onnx fp32"]["status"] == "error" and "exporter exploded" in artifacts["onnx fp32"]["reason"]
@@ -166,9 +164,9 @@ def test_a_failed_export_is_recorded_and_the_run_fails(tmp_path, monkeypatch):
 
 
 def test_parity_failure_marks_the_artifact_failed_and_keeps_the_file(tmp_path):
-    with pytest.raises(SystemExit):
-        run_export(tmp_path / "run", "export.formats=[int8]", "export.parity.int8.min_cosine=1.0")
-    int8 = by_label(json.loads((tmp_path / "run" / "result.json").read_text()))["onnx int8"]
+    result = run_export(tmp_path / "run", "export.formats=[int8]", "export.limits.int8.min_cosine=1.0")
+    assert result["_exit"] == 1
+    int8 = by_label(result)["onnx int8"]
     assert int8["status"] == "failed" and int8["reason"].startswith("parity: cosine")
     assert Path(int8["path"]).is_file()
 
@@ -179,8 +177,8 @@ def test_parity_failure_marks_the_artifact_failed_and_keeps_the_file(tmp_path):
         (["export.opset=17"], "export.opset=17: the dynamo exporter writes opsets 18-23"),
         (["export.onnx_exporter=torchscript", "export.opset=21"], "torchscript exporter writes opsets 15-20"),
         (["export.parity_batch_size=0"], "export.parity_batch_size=0: must be at least 1"),
-        (["checkpoint=/nonexistent/run"], "checkpoint=/nonexistent/run: /nonexistent/run does not exist"),
-        (["export.formats=[onnx,pdf]"], "Invalid value 'pdf', expected one of [onnx, int8, tensorrt]"),
+        (["weights=/nonexistent/run"], "weights=/nonexistent/run: /nonexistent/run does not exist"),
+        (["export.formats=[onnx,pdf]"], "export.formats: unknown pdf; valid: int8, onnx, tensorrt"),
     ],
 )
 def test_bad_input_is_one_clear_error(run_main, overrides, message):
@@ -190,8 +188,8 @@ def test_bad_input_is_one_clear_error(run_main, overrides, message):
 
 
 def test_checkpoint_of_another_model_is_refused(tmp_path, run_main):
-    train.main([*TINY, "trainer.epochs=1", f"hydra.run.dir={tmp_path / 'train'}"])
-    out = run_main("export", *TINY, "model.dims=[8,16,32,128]", f"checkpoint={tmp_path / 'train'}")
+    invoke("train", [*TINY, *TRAIN_TINY, "trainer.epochs=1", f"hydra.run.dir={tmp_path / 'train'}"])
+    out = run_main("export", *TINY, "model.dims=[8,16,32,128]", f"weights={tmp_path / 'train'}")
     assert out.returncode == 1
     assert "is from a different model" in out.stderr and "model.dims" in out.stderr
 
@@ -202,7 +200,7 @@ def test_parity_figures_and_violations():
     assert same == {"max_abs_error": 0.0, "max_rel_error": 0.0, "cosine": pytest.approx(1.0), "top1_agreement": 1.0}
     swapped = parity.figures(reference, reference[:, ::-1].copy())
     assert swapped["top1_agreement"] == 0.0 and swapped["max_abs_error"] == 3.0 and swapped["max_rel_error"] == 1.0
-    limits = QUICK.export.parity.fp32
+    limits = QUICK.export.limits.fp32
     assert parity.violations(same, limits) == []
     broken = parity.violations(swapped, limits)
     assert broken[0].startswith("max_rel_error 1 > 0.0001") and len(broken) == 3

@@ -15,13 +15,14 @@ from speedlab.bench import command as bench
 from speedlab.data import sources
 from speedlab.export import command as export
 from speedlab.train import command as train
-from tests.conftest import REPO, TINY_DATA, tiny_family
+from tests.conftest import REPO, TINY_DATA, invoke, tiny_family
 
 FAST_BENCH = ["bench.min_iters=3", "bench.min_time_s=0.02", "bench.warmup_iters=1", "bench.warmup_min_s=0.0"]
 
 
 def run(command, run_dir: Path, *overrides: str) -> dict:
-    command.main([*overrides, f"hydra.run.dir={run_dir}"])
+    name = {"speedlab.profiling": "profile"}.get(command.__name__, command.__name__.split(".")[1])
+    invoke(name, [*overrides, f"hydra.run.dir={run_dir}"])
     return json.loads((run_dir / "result.json").read_text())
 
 
@@ -41,14 +42,15 @@ def test_every_family_trains_benches_exports_and_profiles(family, tmp_path):
     state_dir = str(tmp_path / "train")
 
     exported = run(export, tmp_path / "export", *TINY_DATA, "export.formats=[onnx]", "export.parity_batch_size=16",
-                   f"checkpoint={state_dir}")  # fmt: skip
+                   f"weights={state_dir}")  # fmt: skip
     (onnx,) = exported["artifacts"]
     assert exported["status"] == "ok" and onnx["status"] == "ok" and onnx["max_rel_error"] < 1e-4, onnx
     assert exported["trained"] and exported["family"] == family
 
     # bench runs the exported file (bench.export_dir) and the checkpoint's eager model
-    benched = run(bench, tmp_path / "bench", *TINY_DATA, *FAST_BENCH, "bench.backends=[eager,onnxruntime]",
-                  f"checkpoint={state_dir}", f"bench.export_dir={tmp_path / 'export'}")  # fmt: skip
+    benched = run(bench, tmp_path / "bench", *TINY_DATA, "bench.batch_sizes=[1,3]", *FAST_BENCH,
+                  "bench.backends=[eager,onnxruntime]", f"weights={state_dir}",
+                  f"bench.export_dir={tmp_path / 'export'}")  # fmt: skip
     assert benched["family"] == family and benched["input_shape"] == [None, 3, 32, 32]
     assert {r["status"] for r in benched["rows"]} == {"ok"}, benched["rows"]
 
@@ -58,8 +60,8 @@ def test_every_family_trains_benches_exports_and_profiles(family, tmp_path):
 
 
 def test_the_mlp_on_regression_data_trains_benches_and_exports(tmp_path):
-    data = ["model=mlp", "data=matrix_exp", "data.train_size=64", "data.val_size=32", "trainer.batch_size=16"]
-    trained = run(train, tmp_path / "train", *data, "trainer.epochs=3", "trainer.eval_every=2")
+    data = ["model=mlp", "data=matrix_exp", "data.train_size=64", "data.val_size=32"]
+    trained = run(train, tmp_path / "train", *data, "trainer.batch_size=16", "trainer.epochs=3", "trainer.eval_every=2")
     assert trained["task"] == "regression" and trained["metric"] == "val_mse" and trained["final_val_mse"] > 0
     evaluated = [e["epoch"] for e in trained["epochs"] if "val_mse" in e]
     assert evaluated == [2, 3]  # every 2nd epoch and the last
@@ -67,7 +69,7 @@ def test_the_mlp_on_regression_data_trains_benches_and_exports(tmp_path):
                   "bench.batch_sizes=[1,8]")  # fmt: skip
     assert benched["input_shape"] == [None, 4] and {r["status"] for r in benched["rows"]} == {"ok"}
     exported = run(export, tmp_path / "export", *data, "export.parity_batch_size=16", "export.formats=[onnx,int8]",
-                   f"checkpoint={tmp_path / 'train'}")  # fmt: skip
+                   f"weights={tmp_path / 'train'}")  # fmt: skip
     fp32, int8 = exported["artifacts"][:2]
     assert fp32["status"] == "ok" and fp32["top1_agreement"] is None and fp32["val_mse"] > 0
     assert int8["status"] in ("ok", "failed") and int8["cosine"] is not None
@@ -85,7 +87,7 @@ def test_bench_takes_the_family_and_shape_from_the_checkpoint(tmp_path):
     run(train, tmp_path / "relu", *tiny_family("convnext"), "model.activation=relu", "data.num_classes=7",
         "data.resolution=48", "trainer.max_steps=1")  # fmt: skip
     result = run(bench, tmp_path / "bench", "+preset=quick", *FAST_BENCH, "bench.backends=[eager]",
-                 "bench.batch_sizes=[2]", f"checkpoint={tmp_path / 'relu'}")  # fmt: skip
+                 "bench.batch_sizes=[2]", f"weights={tmp_path / 'relu'}")  # fmt: skip
     assert result["model_config"]["activation"] == "relu" and result["input_shape"] == [None, 3, 48, 48]
     assert result["data_spec"]["num_outputs"] == 7 and "model from the checkpoint" in result["notes"][0]
 
@@ -95,14 +97,14 @@ def test_a_checkpoint_of_another_family_is_refused(tmp_path, run_main):
     out = run_main("train", *tiny_family("lenet5"), f"resume={tmp_path / 'mlp'}")
     assert out.returncode == 1 and "is from a different model" in out.stderr
     assert "model.name: checkpoint 'mlp', this run 'lenet5'" in out.stderr and "Traceback" not in out.stderr
-    out = run_main("bench", *tiny_family("lenet5"), f"checkpoint={tmp_path / 'mlp'}")
+    out = run_main("bench", *tiny_family("lenet5", "bench"), f"weights={tmp_path / 'mlp'}")
     assert out.returncode == 1 and "model.name: checkpoint 'mlp', this run 'lenet5'" in out.stderr
     assert "drop the model overrides" in out.stderr
 
 
 def test_export_refuses_data_of_another_shape_than_the_checkpoints(tmp_path, run_main):
     run(train, tmp_path / "run", *tiny_family("mlp"), "trainer.max_steps=1")
-    out = run_main("export", *TINY_DATA, "data.resolution=40", f"checkpoint={tmp_path / 'run'}")
+    out = run_main("export", *TINY_DATA, "data.resolution=40", f"weights={tmp_path / 'run'}")
     assert out.returncode == 1 and "trained on other data" in out.stderr
     assert "data input_shape: checkpoint [3, 32, 32], this run's data [3, 40, 40]" in out.stderr
 

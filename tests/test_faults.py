@@ -18,15 +18,14 @@ import pytest
 from speedlab import checkpoint, record
 from speedlab.errors import SpeedlabError
 from speedlab.report import command as report
-from speedlab.train import command as train_cmd
-from tests.conftest import DRILL_QUICK, FAULT_RUN, REPO
+from tests.conftest import DRILL_QUICK, FAULT_RUN, REPO, invoke
 
 DROP = "model.drop_path=0.2"  # stochastic depth: the RNG state must come back from the checkpoint too
 EPOCHS = 8
 
 
 def _train(run_dir, *overrides: str) -> dict:
-    train_cmd.main([*FAULT_RUN, f"trainer.epochs={EPOCHS}", DROP, *overrides, f"hydra.run.dir={run_dir}"])
+    invoke("train", [*FAULT_RUN, f"trainer.epochs={EPOCHS}", DROP, *overrides, f"hydra.run.dir={run_dir}"])
     return json.loads(record.result_path(run_dir).read_text())
 
 
@@ -90,7 +89,7 @@ def test_two_sweeps_started_together_each_with_two_parallel_jobs_get_their_own_d
     valid; the report sees all four."""
     env = {**os.environ, "SPEEDLAB_ARTIFACTS": str(tmp_path)}
     sweep = [sys.executable, "-m", "speedlab", "train", *FAULT_RUN, "trainer.epochs=1", "trainer.max_steps=2",
-             "trainer.threads=1", "trainer.checkpoint=false", "seed=0,1", "hydra/launcher=joblib",
+             "trainer.threads=1", "trainer.save_checkpoints=false", "seed=0,1", "hydra/launcher=joblib",
              "hydra.launcher.n_jobs=2", "-m"]  # fmt: skip
     procs = [subprocess.Popen(sweep, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]  # fmt: skip
@@ -304,7 +303,7 @@ def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint_and_says_
 @pytest.mark.drill("3. disk full")
 def test_a_full_disk_while_writing_result_json_keeps_the_previous_one(tmp_path, drill):
     steps, disk = _on_a_small_disk(tmp_path, "4m", [{
-        "argv": [*TRAIN, "trainer.epochs=40", "trainer.checkpoint=false", "monitor.enabled=false",
+        "argv": [*TRAIN, "trainer.epochs=40", "trainer.save_checkpoints=false", "monitor.enabled=false",
                  "hydra.run.dir=MOUNT/run"],
         "fill_when": "MOUNT/run/result.json", "fill_when_text": '{"epoch": 1,', "leave": 0,
     }])  # fmt: skip

@@ -59,7 +59,7 @@ def test_the_cuda_graph_step_matches_the_module_step(run_main, tmp_path):
     mlp = ["model=mlp", "data=matrix_exp", "data.train_size=512", "data.val_size=128", "trainer.batch_size=128",
            "trainer.epochs=2", "device=cuda", "optim.schedule=constant"]  # fmt: skip
     outcome = run_main("parity", *mlp, f"hydra.run.dir={tmp_path}", "--a", "trainer.step=module",
-                       "--b", "trainer.step=functional compile.enabled=true trainer.cuda_graphs=true")  # fmt: skip
+                       "--b", "trainer.step=graphed compile.enabled=true")  # fmt: skip
     assert outcome.returncode == 0, outcome.stderr
     assert _result(tmp_path)["verdict"] in ("identical", "equivalent")
 

@@ -13,15 +13,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from speedlab import config, models
+from speedlab import cli, models
 from speedlab.data.build import describe
-from speedlab.export import inspection, onnx_export
+from speedlab.export import inspection
+from speedlab.export.formats import onnx as onnx_export
 from tests.conftest import REPO
 
 
 @pytest.fixture(scope="module")
 def onnx_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cfg = config.compose("export", ["+preset=quick", "export.onnx_exporter=torchscript"])
+    cfg = cli.compose("export", ["+preset=quick", "export.onnx_exporter=torchscript"])
     path = tmp_path_factory.mktemp("inspect") / "model.onnx"
     model = models.build(cfg.model, describe(cfg.data)).eval()
     onnx_export.export_onnx(model, torch.randn(2, 3, 64, 64), path, cfg.export, external_data=False)

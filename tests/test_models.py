@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import activations
-from speedlab import config, models
+from speedlab import checkpoint, cli, config, models
 from speedlab.data.spec import DataSpec
 from speedlab.errors import SpeedlabError
 from speedlab.models.convnext import Block, ConvNeXtCfg
@@ -26,7 +26,7 @@ IMAGES = DataSpec("classification", (3, 32, 32), 5)
 
 
 def tiny_cfg(family: str) -> config.ModelCfg:
-    return config.compose("train", [f"model={family}", *TINY_FAMILY.get(family, [])]).model
+    return cli.compose("train", [f"model={family}", *TINY_FAMILY.get(family, [])]).model
 
 
 @pytest.mark.parametrize("family", models.names())
@@ -48,7 +48,7 @@ def test_default_convnext_is_about_the_reference_size():
 def test_quick_preset_model_is_about_one_million_parameters():
     from speedlab.data.build import describe
 
-    cfg = config.compose("train", ["+preset=quick"])
+    cfg = cli.compose("train", ["+preset=quick"])
     assert 0.8e6 < models.count_params(models.build(cfg.model, describe(cfg.data))) < 1.5e6
 
 
@@ -155,7 +155,7 @@ def test_weights_of_another_model_are_refused_naming_the_keys(tmp_path):
     mlp = models.build(MLPCfg(), DataSpec("classification", (1, 28, 28), 10))
     expected = r"(?s)do not fit the model.*missing from the checkpoint: classifier.1.bias.*not in the model: 1.bias"
     with pytest.raises(SpeedlabError, match=expected):
-        models.load_weights(lenet, mlp.state_dict(), tmp_path / "checkpoint.pt")
+        checkpoint.load_weights(lenet, mlp.state_dict(), tmp_path / "checkpoint.pt")
 
 
 # The fast depthwise convolution against its reference twin, nn.Conv2d with the same weights. fp32: forward to
@@ -239,14 +239,14 @@ def test_fast_depthwise_compiled_matches_eager_and_falls_back_off_its_fast_path(
 
 
 def test_convnext_fast_depthwise_shares_the_state_dict_and_labels_the_run():
-    cfg = config.compose("train", ["model.depthwise=fast", *[f"model.{k}={v}" for k, v in TINY.items()]])
+    cfg = cli.compose("train", ["model.depthwise=fast", *[f"model.{k}={v}" for k, v in TINY.items()]])
     fast = models.build(cfg.model, IMAGES)
-    plain = models.build(config.compose("train", [f"model.{k}={v}" for k, v in TINY.items()]).model, IMAGES)
+    plain = models.build(cli.compose("train", [f"model.{k}={v}" for k, v in TINY.items()]).model, IMAGES)
     assert fast.state_dict().keys() == plain.state_dict().keys()
     assert type(fast.stages[0][0].dwconv).__name__ == "DepthwiseConv2d"
     assert models.label(cfg.model) == "fast depthwise"
     with pytest.raises(SpeedlabError, match=r"(?s)model.depthwise=fastest.*expected one of \[torch, fast\]"):
-        config.compose("train", ["model.depthwise=fastest"])
+        cli.compose("train", ["model.depthwise=fastest"])
 
 
 def test_fast_depthwise_without_grad_is_the_plain_convolution_so_it_exports(tmp_path):

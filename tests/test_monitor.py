@@ -13,7 +13,8 @@ from speedlab import record
 from speedlab.monitor import COLUMNS, ResourceMonitor, read_timeline
 from tests.conftest import TINY_DATA
 
-MLP = [*TINY_DATA, "model=mlp", "model.widths=[8]", "trainer.epochs=2", "trainer.checkpoint=false"]
+MLP = [*TINY_DATA, "model=mlp", "model.widths=[8]", "trainer.batch_size=32", "trainer.epochs=2",
+       "trainer.save_checkpoints=false"]  # fmt: skip
 
 
 def test_the_monitor_samples_cpu_and_memory_and_states_its_cost(tmp_path):

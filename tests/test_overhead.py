@@ -12,12 +12,12 @@ import torch
 
 import activations
 from activations.fasttanh import tanh_rational
-from speedlab import config
+from speedlab import cli
 from speedlab.data.build import build_data
-from speedlab.train import command as train_cmd
 from speedlab.train.builder import build_trainer
-from speedlab.train.functional import FlatAdamW
 from speedlab.train.levers import cores
+from speedlab.train.steps.functional import FlatAdamW
+from tests.conftest import invoke
 
 # A tiny regression run: 4-16-4 MLP on 256 matrix exponentials, full batch, 30 one-step epochs.
 SMALL = [
@@ -36,13 +36,13 @@ FP32_LEVERS = {
     "reused memory": ["trainer.reuse_memory=true"],
     "functional": ["trainer.step=functional"],
     "functional compiled": ["trainer.step=functional", "compile.enabled=true"],
-    "compiled optimizer": ["compile.enabled=true", "compile.optimizer=true"],
+    "compiled optimizer": ["compile.enabled=true", "trainer.step=compiled_optimizer"],
     "fasttanh compiled": ["model.activation=fasttanh", "compile.enabled=true"],
 }
 
 
 def train(run_dir: Path, *overrides: str) -> dict:
-    train_cmd.main([*SMALL, *overrides, f"hydra.run.dir={run_dir}"])
+    invoke("train", [*SMALL, *overrides, f"hydra.run.dir={run_dir}"])
     return json.loads((run_dir / "result.json").read_text())
 
 
@@ -78,7 +78,7 @@ def test_a_long_run_of_tiny_epochs_records_its_time_in_steps(vanilla):
 
 
 def _trainer(*overrides: str):
-    cfg = config.compose("train", [*SMALL, *overrides])
+    cfg = cli.compose("train", [*SMALL, *overrides])
     data = build_data(cfg.data, seed=0, batch_size=cfg.trainer.batch_size, device=torch.device("cpu"))
     return build_trainer(cfg, data.spec, torch.device("cpu"), data=data), data
 
@@ -146,16 +146,16 @@ def test_fasttanh_compiled_forward_and_gradient_match_torch_tanh():
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["trainer.threads=0"], "trainer.threads=0: must be >= 1"),
+        (["trainer.threads=0"], "trainer.threads=0: must be at least 1"),
         ([f"trainer.threads={cores() + 1}"], f"lets the run use {cores()} cores"),
-        (["trainer.step=functional", "trainer.cuda_graphs=true"], "trainer.cuda_graphs=true needs a CUDA GPU"),
-        (["trainer.cuda_graphs=true"], "set trainer.step=functional"),
+        (["trainer.step=graphed"], "trainer.step=graphed needs a CUDA GPU"),
+        (["trainer.cuda_graphs=true"], "use trainer.step=graphed"),
         (["trainer.step=functional", "optim.fused=true"], "drop optim.fused"),
+        (["trainer.step=graphed", "optim.foreach=true"], "drop optim.foreach"),
         (["trainer.step=functional", "amp.enabled=true", "amp.dtype=fp16"], "use amp.dtype=bf16"),
-        (["compile.optimizer=true"], "compile.optimizer=true needs compile.enabled=true"),
-        (["compile.enabled=true", "compile.optimizer=true", "optim.foreach=true"], "drop optim.foreach"),
-        (["trainer.step=functional", "compile.enabled=true", "compile.optimizer=true"], "trainer.step=module lever"),
-        (["trainer.step=eager"], "trainer.step"),
+        (["compile.optimizer=true"], "use trainer.step=compiled_optimizer"),
+        (["trainer.step=compiled_optimizer", "optim.foreach=true"], "drop optim.foreach"),
+        (["trainer.step=eager"], "trainer.step: unknown eager; valid: compiled_optimizer, functional, graphed"),
     ],
 )
 def test_a_lever_that_cannot_run_gives_one_clear_error(overrides, message, run_main):
@@ -168,7 +168,7 @@ def test_a_lever_that_cannot_run_gives_one_clear_error(overrides, message, run_m
 def test_lenet5_mnist_experiment_trains_with_the_functional_step(tmp_path, fake_mnist, run_main):
     outcome = run_main(
         "train", "+exp=lenet5_mnist", f"data.root={fake_mnist}", "trainer.epochs=1", "trainer.step=functional",
-        "trainer.checkpoint=false", f"hydra.run.dir={tmp_path / 'run'}",
+        "trainer.save_checkpoints=false", f"hydra.run.dir={tmp_path / 'run'}",
     )  # fmt: skip
     assert outcome.returncode == 0, outcome.stderr
     result = json.loads((tmp_path / "run" / "result.json").read_text())
@@ -179,7 +179,7 @@ def test_lenet5_mnist_experiment_trains_with_the_functional_step(tmp_path, fake_
 def test_the_best_levers_keep_lenet5_accuracy_on_real_handwriting(tmp_path):
     """MNIST-shaped synthetic data is too easy to show a broken lever (100 % for every row of bench-small);
     sklearn's real digits are not: the functional compiled step must reach the module step's 95 %."""
-    train_cmd.main(["model=lenet5", "data=digits", "trainer.step=functional", "compile.enabled=true",
+    invoke("train", ["model=lenet5", "data=digits", "trainer.step=functional", "compile.enabled=true",
                     "trainer.reuse_memory=true", f"hydra.run.dir={tmp_path / 'run'}"])  # fmt: skip
     result = json.loads((tmp_path / "run" / "result.json").read_text())
     assert result["final_val_acc"] >= 95.0, result["final_val_acc"]
@@ -189,12 +189,20 @@ def test_the_best_levers_keep_lenet5_accuracy_on_real_handwriting(tmp_path):
 def test_the_best_levers_reach_the_reference_mlp_val_mse(tmp_path):
     """The full 10,000-epoch mlp_matexp with the best levers: the same bar as the module step (0.05), and the
     loop's time in steps recorded."""
-    train_cmd.main(["+exp=mlp_matexp", "trainer.step=functional", "compile.enabled=true", "model.activation=fasttanh",
+    invoke("train", ["+exp=mlp_matexp", "trainer.step=functional", "compile.enabled=true", "model.activation=fasttanh",
                     "trainer.reuse_memory=true", f"hydra.run.dir={tmp_path / 'run'}"])  # fmt: skip
     result = json.loads((tmp_path / "run" / "result.json").read_text())
     assert result["final_val_mse"] <= 0.05 and 0.5 < result["train_fraction"] <= 1
 
 
-def test_profile_refuses_the_functional_step_with_what_to_do(run_main):
-    outcome = run_main("profile", *SMALL, "trainer.step=functional")
-    assert outcome.returncode != 0 and "profile with trainer.step=module" in outcome.stderr
+@pytest.mark.parametrize("step", ["module", "compiled_optimizer", "functional"])
+def test_profile_times_every_step_variant_by_its_phases(step, run_main, tmp_path):
+    """profile runs each step variant this machine can run (graphed needs a GPU: tests/test_gpu.py) and times the
+    phases the variant lists: the module steps' forward, backward and optimizer; the functional step as one."""
+    outcome = run_main("profile", *SMALL, f"trainer.step={step}", "profile.steps=1", "profile.warmup=1",
+                       f"hydra.run.dir={tmp_path}")  # fmt: skip
+    assert outcome.returncode == 0, outcome.stderr
+    result = json.loads((tmp_path / "result.json").read_text())
+    phases = ["step"] if step == "functional" else ["forward", "backward", "optimizer"]
+    assert result["phases"] == phases and set(result["tables"]) == {*phases, "inference"}
+    assert set(result["split"]["parts_us"]) == {*phases, "other"} and result["split"]["step_us"] > 0

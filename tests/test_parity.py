@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from speedlab.parity import verdict
-from speedlab.parity.command import split_argv
+from speedlab.parity.argv import split_argv
 from tests.conftest import TINY
 
 # 4-16-4 MLP on 256 matrix exponentials, batches of 64: 4 steps an epoch, 3 epochs.
@@ -82,7 +82,7 @@ def test_aligned_random_draws_make_drop_path_identical(run_main, tmp_path, align
         (["--b", "model.widths=[16,8]"], "only in B"),
         (["parity.copy_weights=false", "--b", "model.widths=[8]"], None),  # allowed: nothing to copy
         (["--b", "parity.copy_weights=false"], "belong to the whole comparison"),
-        (["--b", "trainer.cuda_graphs=true"], "side B (trainer.cuda_graphs=true)"),
+        (["--b", "trainer.step=graphed"], "side B (trainer.step=graphed)"),
         (["--b", "model.init=bogus"], "side B (model.init=bogus)"),
         (["parity.steps=0"], "parity.steps=0"),
         (["--a", "--cfg", "job"], "put Hydra flags before --a"),

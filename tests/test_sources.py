@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from speedlab import config
+from speedlab import cli
 from speedlab.data import idx, sources
 from speedlab.data.build import build_data, describe
 from speedlab.data.fake import write_fake_mnist, write_fake_tinyimagenet
@@ -54,7 +54,7 @@ def source_overrides(name: str, tmp_path: Path, fake_tin: Path, fake_mnist: Path
 def test_every_source_delivers_what_it_declares(name, tmp_path, fake_tin, fake_mnist):
     overrides = source_overrides(name, tmp_path, fake_tin, fake_mnist)
     overrides = overrides() if callable(overrides) else overrides
-    cfg = config.compose("train", [f"data={name}", *overrides]).data
+    cfg = cli.compose("train", [f"data={name}", *overrides]).data
     spec = describe(cfg)
     data = build_data(cfg, seed=0, batch_size=4)
     assert data.spec == spec  # loading found what the cheap declaration said
@@ -71,20 +71,20 @@ def test_every_source_delivers_what_it_declares(name, tmp_path, fake_tin, fake_m
 @pytest.mark.parametrize("name", ["mnist", "digits", "matrix_exp"])
 def test_small_sources_live_on_the_device_as_whole_tensors(name, fake_mnist):
     overrides = [f"data.root={fake_mnist}"] if name == "mnist" else []
-    data = build_data(config.compose("train", [f"data={name}", *overrides]).data, seed=0, batch_size=16)
+    data = build_data(cli.compose("train", [f"data={name}", *overrides]).data, seed=0, batch_size=16)
     assert isinstance(data.train, TensorLoader) and isinstance(data.val, TensorLoader)
     assert data.info["resident"] is True
 
 
 def test_a_full_batch_is_the_tensors_themselves():
-    cfg = config.compose("train", ["data=matrix_exp", "data.train_size=64", "data.val_size=32"]).data
+    cfg = cli.compose("train", ["data=matrix_exp", "data.train_size=64", "data.val_size=32"]).data
     data = build_data(cfg, seed=0, batch_size=64, eval_batch_size=32)
     (x, y), (x2, _) = next(iter(data.train.epoch(0))), next(iter(data.train.epoch(1)))
     assert x is data.train.inputs and y is data.train.targets and x2 is x  # no gather, no copy
 
 
 def test_tensor_batches_follow_the_shared_batch_order():
-    cfg = config.compose("train", ["data=matrix_exp", "data.train_size=64", "data.val_size=16"]).data
+    cfg = cli.compose("train", ["data=matrix_exp", "data.train_size=64", "data.val_size=16"]).data
     a = [x for x, _ in build_data(cfg, seed=1, batch_size=16).train.epoch(0)]
     b = [x for x, _ in build_data(cfg, seed=1, batch_size=16).train.epoch(0)]
     c = [x for x, _ in build_data(cfg, seed=2, batch_size=16).train.epoch(0)]
@@ -102,7 +102,7 @@ def test_matrix_exp_targets_are_the_exponentials_and_reproducible():
     x2, _ = matrix_exp.generate(100, 2, data_seed=0, split="train")
     xv, _ = matrix_exp.generate(100, 2, data_seed=0, split="val")
     assert torch.equal(x, x2) and not torch.equal(x, xv)
-    spec = describe(config.compose("train", ["data=matrix_exp", "data.matrix_size=3"]).data)
+    spec = describe(cli.compose("train", ["data=matrix_exp", "data.matrix_size=3"]).data)
     assert (spec.task, spec.input_shape, spec.num_outputs) == ("regression", (9,), 9)
 
 
@@ -110,7 +110,7 @@ def test_matrix_exp_targets_are_the_exponentials_and_reproducible():
 
 
 def test_digits_split_is_fixed_and_disjoint_with_the_sources_own_statistics():
-    cfg = config.compose("train", ["data=digits"]).data
+    cfg = cli.compose("train", ["data=digits"]).data
     spec = describe(cfg)
     assert spec.input_shape == (1, 28, 28) and spec.num_outputs == 10 and 0.1 < spec.mean[0] < 0.5
     data = build_data(cfg, seed=0, batch_size=32)
@@ -121,7 +121,7 @@ def test_digits_split_is_fixed_and_disjoint_with_the_sources_own_statistics():
 
 
 def test_digits_augmentation_crops_gently_and_never_flips():
-    cfg = config.compose("train", ["data=digits", "data.augment=true"]).data
+    cfg = cli.compose("train", ["data=digits", "data.augment=true"]).data
     assert cfg.crop_scale == [0.85, 1.0] and cfg.flip is False
     data = build_data(cfg, seed=0, batch_size=32)
     transform = data.train.transform
@@ -132,14 +132,14 @@ def test_digits_augmentation_crops_gently_and_never_flips():
 @pytest.mark.parametrize("scale", ["[0.0,1.0]", "[0.9,0.5]", "[0.5]", "[0.5,1.5]"])
 def test_a_bad_crop_scale_is_refused(scale):
     with pytest.raises(SpeedlabError, match=r"data.crop_scale=.*0 < low <= high <= 1"):
-        describe(config.compose("train", ["data=synthetic", f"data.crop_scale={scale}"]).data)
+        describe(cli.compose("train", ["data=synthetic", f"data.crop_scale={scale}"]).data)
 
 
 # --- MNIST's IDX files ------------------------------------------------------------------------------------------
 
 
 def test_mnist_reads_plain_and_gzipped_files_in_a_folder_or_torchvisions_layout(fake_mnist, tmp_path):
-    cfg = config.compose("train", ["data=mnist", f"data.root={fake_mnist}"]).data
+    cfg = cli.compose("train", ["data=mnist", f"data.root={fake_mnist}"]).data
     data = build_data(cfg, seed=0, batch_size=10)
     assert (data.train.plan.num_samples, data.val.plan.num_samples) == (200, 50)
     assert data.spec.input_shape == (1, 28, 28) and data.classes == [str(i) for i in range(10)]
@@ -147,7 +147,7 @@ def test_mnist_reads_plain_and_gzipped_files_in_a_folder_or_torchvisions_layout(
     raw.mkdir(parents=True)
     for gz in fake_mnist.glob("*.gz"):
         (raw / gz.stem).write_bytes(gzip.decompress(gz.read_bytes()))
-    again = build_data(config.compose("train", ["data=mnist", f"data.root={tmp_path / 'tv'}"]).data, seed=0,
+    again = build_data(cli.compose("train", ["data=mnist", f"data.root={tmp_path / 'tv'}"]).data, seed=0,
                        batch_size=10)  # fmt: skip
     torch.testing.assert_close(again.train.inputs, data.train.inputs, rtol=0, atol=0)
 
@@ -186,7 +186,7 @@ def broken_copy(fake_mnist: Path, tmp_path: Path, stem: str, damage) -> tuple[Pa
 )
 def test_a_broken_mnist_file_is_named_with_what_is_wrong(fake_mnist, tmp_path, stem, damage, message):
     root, victim = broken_copy(fake_mnist, tmp_path, stem, damage)
-    cfg = config.compose("train", ["data=mnist", f"data.root={root}"]).data
+    cfg = cli.compose("train", ["data=mnist", f"data.root={root}"]).data
     with pytest.raises(DataError) as err:
         build_data(cfg, seed=0, batch_size=10)
     assert message in str(err.value) and victim.name in str(err.value), str(err.value)
@@ -197,9 +197,9 @@ def test_a_corrupt_gzip_and_a_missing_mnist_say_what_to_do(fake_mnist, tmp_path)
     shutil.copytree(fake_mnist, root)
     (root / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b\x08\x00 not gzip at all")
     with pytest.raises(DataError, match=r"train-images-idx3-ubyte.gz: cannot read it"):
-        build_data(config.compose("train", ["data=mnist", f"data.root={root}"]).data, seed=0, batch_size=10)
+        build_data(cli.compose("train", ["data=mnist", f"data.root={root}"]).data, seed=0, batch_size=10)
     with pytest.raises(DataError) as err:
-        build_data(config.compose("train", ["data=mnist", f"data.root={tmp_path / 'none'}"]).data, seed=0,
+        build_data(cli.compose("train", ["data=mnist", f"data.root={tmp_path / 'none'}"]).data, seed=0,
                    batch_size=10)  # fmt: skip
     assert "MNIST not found" in str(err.value) and "data synth --kind mnist" in str(err.value)
     assert str(tmp_path / "none" / "MNIST" / "raw") in str(err.value)
@@ -220,10 +220,10 @@ def test_data_synth_writes_mnist_files_the_source_reads(run_main, tmp_path):
 
 def test_tinyimagenet_root_may_be_the_dataset_folder_itself(fake_tin):
     for root in (fake_tin, fake_tin / TIN):
-        spec = describe(config.compose("train", [f"data.root={root}", "data.resolution=32"]).data)
+        spec = describe(cli.compose("train", [f"data.root={root}", "data.resolution=32"]).data)
         assert spec.num_outputs == FAKE_CLASSES and spec.input_shape == (3, 32, 32)
 
 
 def test_tinyimagenet_without_files_declares_the_official_shape_for_bench(tmp_path):
-    spec = describe(config.compose("bench", [f"data.root={tmp_path}"]).data)
+    spec = describe(cli.compose("bench", [f"data.root={tmp_path}"]).data)
     assert spec.num_outputs == 200 and spec.input_shape == (3, 224, 224)

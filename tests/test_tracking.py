@@ -17,7 +17,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # SQLAlch
 mlflow = pytest.importorskip("mlflow", reason="the tracking extra (requirements-tracking.txt) is not installed")
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-MLP = [*TINY_DATA, "model=mlp", "model.widths=[8]", "trainer.epochs=2", "trainer.checkpoint=false"]
+MLP = [*TINY_DATA, "model=mlp", "model.widths=[8]", "trainer.batch_size=32", "trainer.epochs=2",
+       "trainer.save_checkpoints=false"]  # fmt: skip
 
 
 def test_a_train_run_is_read_back_from_the_default_sqlite_store(run_main, tmp_path):

@@ -14,16 +14,15 @@ import pytest
 import torch
 
 from speedlab import checkpoint
-from speedlab.train import command as train_cmd
 from speedlab.train.loop import Trainer
-from tests.conftest import REPO, TINY, TINY_DATA, tiny_family
+from tests.conftest import REPO, TINY, TINY_DATA, TRAIN_TINY, invoke, tiny_family
 
 EPOCH_KEYS = {"epoch", "train_time_s", "images_per_s", "train_loss", "val_loss", "val_acc", "val_top5"}
 
 
 def train(run_dir: Path, *overrides: str) -> dict:
     """Run `speedlab train` in this process with its outputs in run_dir; returns its result.json."""
-    train_cmd.main([*TINY, *overrides, f"hydra.run.dir={run_dir}"])
+    invoke("train", [*TINY, *TRAIN_TINY, *overrides, f"hydra.run.dir={run_dir}"])
     return json.loads((run_dir / "result.json").read_text())
 
 
@@ -88,8 +87,8 @@ def test_interrupt_then_resume_matches_an_uninterrupted_run(tmp_path, monkeypatc
         return real_epoch(self, epoch, total)
 
     monkeypatch.setattr(Trainer, "train_epoch", interrupt_in_epoch_3)
-    with pytest.raises(KeyboardInterrupt):
-        train(tmp_path / "cut", "trainer.epochs=3", drop)
+    cut_dir = tmp_path / "cut"
+    assert invoke("train", [*TINY, *TRAIN_TINY, "trainer.epochs=3", drop, f"hydra.run.dir={cut_dir}"]) == 130
     monkeypatch.undo()
     cut = json.loads((tmp_path / "cut" / "result.json").read_text())
     assert cut["status"] == "interrupted" and len(cut["epochs"]) == 2
@@ -112,9 +111,7 @@ def expect_error(capsys, *overrides: str) -> str:
     base = TINY_DATA if any(o.startswith("model=") for o in overrides) else TINY
     if any(o.startswith("data=") for o in overrides):  # keys of the tiny synthetic data may not exist in another
         base = [o for o in base if not o.startswith("data.")]
-    with pytest.raises(SystemExit) as exit_info:
-        train_cmd.main([*base, *overrides])
-    assert exit_info.value.code == 1
+    assert invoke("train", [*TRAIN_TINY, *base, *overrides]) == 1
     err = capsys.readouterr().err
     assert err.count("speedlab: error:") == 1 and "Traceback" not in err
     return err
@@ -133,7 +130,7 @@ def test_checkpoint_of_another_model_is_refused_naming_the_difference(tmp_path, 
     ("overrides", "expected"),
     [
         (["amp.enabled=true", "amp.dtype=fp16"], "amp.dtype=fp16 needs a CUDA GPU"),
-        (["trainer.batch_size=0"], "trainer.batch_size=0: must be a whole number >= 1"),
+        (["trainer.batch_size=0"], "trainer.batch_size=0: must be at least 1"),
         (["trainer.cudnn_benchmark=true"], "trainer.cudnn_benchmark=true needs CUDA"),
         (["model=timm", "model.timm_name=resnet5O"], "close matches: resnet50"),
         (["data=tinyimagenet", "data.root=/nonexistent/tin"], "/nonexistent/tin"),
@@ -154,7 +151,7 @@ def test_unknown_activation_is_refused_listing_the_registry(run_main):
 
 def test_compiled_amp_run_times_compilation_on_its_own(tmp_path):
     # The MLP: compile timing does not depend on the family, and its graph compiles cold in seconds (ConvNeXt's: ~50).
-    train_cmd.main([*tiny_family("mlp"), "+exp=tc_amp", "trainer.max_steps=3", f"hydra.run.dir={tmp_path / 'run'}"])
+    invoke("train", [*tiny_family("mlp"), "+exp=tc_amp", "trainer.max_steps=3", f"hydra.run.dir={tmp_path / 'run'}"])
     result = json.loads((tmp_path / "run" / "result.json").read_text())
     assert result["changes"] == "TC + AMP (bf16)"
     assert result["frames_compiled"] >= 1 and result["recompiles"] == 0
@@ -164,7 +161,7 @@ def test_compiled_amp_run_times_compilation_on_its_own(tmp_path):
 
 @pytest.mark.slow  # three fresh jobs: ~9 s; the fast suite keeps multiruns in test_data and test_tracking
 def test_multirun_runs_each_job_and_records_an_impossible_one_as_skipped(run_cli, tmp_path):
-    out = run_cli("train", *TINY, "+exp=vanilla,amp", "amp.dtype=fp16", "trainer.max_steps=2", "-m")
+    out = run_cli("train", *TINY, *TRAIN_TINY, "+exp=vanilla,amp", "amp.dtype=fp16", "trainer.max_steps=2", "-m")
     assert out.returncode == 0, out.stderr
     results = {p.parent.name: json.loads(p.read_text()) for p in (tmp_path / "artifacts").rglob("result.json")}
     assert {r["status"] for r in results.values()} == {"ok", "skipped"}
@@ -176,7 +173,7 @@ def test_ddp_over_gloo_ends_with_identical_weights_on_both_ranks(tmp_path):
     env = {**os.environ, "SPEEDLAB_ARTIFACTS": str(tmp_path), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     out = subprocess.run(
-        [*cmd, "-m", "speedlab", "train", *TINY, "trainer.epochs=2", "model.drop_path=0.2"],
+        [*cmd, "-m", "speedlab", "train", *TINY, *TRAIN_TINY, "trainer.epochs=2", "model.drop_path=0.2"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
@@ -193,7 +190,8 @@ def test_ctrl_c_leaves_the_last_checkpoint_and_an_interrupted_result(tmp_path):
     env = {**os.environ, "SPEEDLAB_ARTIFACTS": str(tmp_path)}
     run_dir = tmp_path / "run"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "speedlab", "train", *TINY, "trainer.epochs=500", f"hydra.run.dir={run_dir}"],
+        [sys.executable, "-m", "speedlab", "train", *TINY, *TRAIN_TINY, "trainer.epochs=500",
+         f"hydra.run.dir={run_dir}"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         # A shell without job control starts background jobs with SIGINT ignored, and Python then never turns it
         # into KeyboardInterrupt: restore the default, as a terminal's Ctrl-C would find it.
@@ -273,6 +271,8 @@ def test_the_cuda_home_warning_alone_is_dropped():
 
 @pytest.mark.slow
 def test_first_compile_prints_no_cuda_home_warning(run_cli, tmp_path):
-    out = run_cli("train", *TINY, "+exp=tc", "trainer.max_steps=1", env={"TORCHINDUCTOR_CACHE_DIR": str(tmp_path)})
+    out = run_cli(
+        "train", *TINY, *TRAIN_TINY, "+exp=tc", "trainer.max_steps=1", env={"TORCHINDUCTOR_CACHE_DIR": str(tmp_path)}
+    )
     assert out.returncode == 0, out.stderr
     assert "No CUDA runtime is found" not in out.stderr

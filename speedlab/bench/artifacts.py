@@ -13,7 +13,8 @@ import torch
 from speedlab import record
 from speedlab.bench.backends import BenchSetup
 from speedlab.errors import SpeedlabError
-from speedlab.export import onnx_export, quantize
+from speedlab.export.formats import int8 as quantize
+from speedlab.export.formats import onnx as onnx_export
 
 PRECISIONS = tuple(record.ONNX_FILES)  # the ONNX models there are: fp32 and int8
 CALIBRATION_BATCHES = 4

@@ -1,7 +1,7 @@
 """`python -m speedlab bench [overrides]`: inference latency of one model across backends x batch sizes x precisions.
 
 The model is the configured family on the configured data's input shape and outputs (freshly initialised), or the
-one `checkpoint=` holds, whose family, config and data shape then come from the checkpoint.
+one `weights=` holds, whose family, config and data shape then come from the checkpoint.
 
 Each cell (backend, precision, batch size) is prepared (compiled, exported, session or engine built: `setup_s`),
 warmed up and timed until both a minimum count and a minimum time (see `timing.py`), `bench.repeats` times afresh.
@@ -17,52 +17,27 @@ import signal
 import statistics
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import torch
 
-from speedlab import config, device, models, record, roofline
-from speedlab.bench import backends, timing
+from speedlab import checkpoint, config, device, models, record, roofline, timing
+from speedlab.bench import backends
 from speedlab.bench.backends import BenchSetup
-from speedlab.bench.precision import PRECISIONS
-from speedlab.config import RunContext, SpeedlabCfg
+from speedlab.config import BenchJob, RunContext
 from speedlab.data.build import describe
 from speedlab.data.spec import DataSpec
-from speedlab.errors import SpeedlabError
 from speedlab.monitor import PeakMemory
 
 FAILED_STATUSES = ("error", "oom", "timeout")  # what makes a single bench run exit 1 (unsupported is not a failure)
 STAT_KEYS = ("mean_ms", "std_ms", "p50_ms", "p90_ms", "p99_ms", "min_ms", "first_call_ms")
 
 
-def main(argv: Sequence[str]) -> int:
-    return config.run_command("bench", argv, run)
-
-
-def check(cfg: SpeedlabCfg) -> None:
-    """Bad sweep settings fail here, before any model is built."""
-    b = cfg.bench
-    unknown = [name for name in b.backends if name not in backends.names()]
-    if unknown:
-        raise SpeedlabError(f"bench.backends: unknown {unknown}; valid backends: {', '.join(backends.names())}")
-    bad = [p for p in b.precisions if p not in PRECISIONS]
-    if bad:
-        raise SpeedlabError(f"bench.precisions: unknown {bad}; valid precisions: {', '.join(PRECISIONS)}")
-    if not b.batch_sizes or min(b.batch_sizes) < 1:
-        raise SpeedlabError(f"bench.batch_sizes={b.batch_sizes}: give one or more sizes >= 1")
-    for key in ("repeats", "min_iters"):
-        if getattr(b, key) < 1:
-            raise SpeedlabError(f"bench.{key}={getattr(b, key)}: must be at least 1")
-    if b.cell_timeout_s is not None and b.cell_timeout_s <= 0:
-        raise SpeedlabError(f"bench.cell_timeout_s={b.cell_timeout_s}: give seconds above 0, or null for no limit")
-
-
 def run(ctx: RunContext) -> int:
     cfg = ctx.cfg
     with record.recording(ctx.run_dir, "bench", ctx.resolved, sweep=ctx.sweep) as rec:
-        check(cfg)
         where = device.resolve(cfg.device)
         model, model_cfg, spec, source, notes = _model(ctx, where)
         setup = BenchSetup(model, cfg, where, spec, ctx.run_dir)
@@ -105,8 +80,8 @@ def _model(ctx: RunContext, where: torch.device):
     """(eval-mode model on `where`, its config, the data spec, where it came from, notes): a checkpoint's trained
     model, or a freshly initialised one of the run's family for the run's data."""
     cfg = ctx.cfg
-    if cfg.checkpoint:
-        trained = models.load_trained(cfg.checkpoint, "checkpoint", ctx.resolved["model"], ctx.overridden("model"))
+    if cfg.weights:
+        trained = checkpoint.load_trained(cfg.weights, "weights", ctx.resolved["model"], ctx.overridden("model"))
         return trained.model.eval().to(where), trained.cfg, trained.spec, f"checkpoint {trained.path}", trained.notes
     spec = describe(cfg.data)
     models.check(cfg.model, spec)
@@ -115,7 +90,7 @@ def _model(ctx: RunContext, where: torch.device):
     return model.eval().to(where), cfg.model, spec, f"fresh initialisation (seed {cfg.seed})", []
 
 
-def _timing_cfg(cfg: SpeedlabCfg) -> timing.TimingCfg:
+def _timing_cfg(cfg: BenchJob) -> timing.TimingCfg:
     b = cfg.bench
     return timing.TimingCfg(b.warmup_iters, b.warmup_min_s, b.min_iters, b.min_time_s)
 

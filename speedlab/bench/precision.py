@@ -6,7 +6,6 @@ import contextlib
 
 import torch
 
-PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 

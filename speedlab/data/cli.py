@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 
 from speedlab import config, record
+from speedlab.data.sources.tinyimagenet import TinyImageNetCfg
 
 SUBCOMMANDS = ("download", "prepare", "synth")
 
@@ -58,10 +59,7 @@ def prepare(ctx: config.RunContext) -> int:
 
 
 def main(argv: Sequence[str]) -> int:
-    argv = list(argv)
-    if argv and argv[0] == "prepare":  # the rest are Hydra overrides and flags
-        config.run_hydra("data_prepare", argv[1:], prepare)
-        return 0
+    """`data download` and `data synth` (`data prepare` is a Hydra application: speedlab/entry/data_prepare.py)."""
     args = _parser().parse_args(argv)
     if args.action is None:
         _parser().print_help()
@@ -69,7 +67,7 @@ def main(argv: Sequence[str]) -> int:
     if args.action == "download":
         from speedlab.data.download import download
 
-        root = args.root or config.compose("data_prepare").data.root
+        root = args.root or TinyImageNetCfg().root
         path = download(args.source, root, md5=args.md5, timeout=args.timeout)
         print(f"TinyImageNet is ready at {path}; next: python -m speedlab data prepare data.root={root}")
         return 0

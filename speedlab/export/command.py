@@ -1,6 +1,6 @@
-"""`python -m speedlab export [overrides] [checkpoint=PATH]`: deployable artifacts of a model, each checked against it.
+"""`python -m speedlab export [overrides] [weights=PATH]`: deployable artifacts of a model, each checked against it.
 
-Takes the model `checkpoint=` holds (its family, config and data shape come from the checkpoint), else a freshly
+Takes the model `weights=` holds (its family, config and data shape come from the checkpoint), else a freshly
 initialised one of the run's family for the run's data (enough for latency work), exports ONNX fp32, then INT8 (QDQ,
 calibrated on training samples) and TensorRT engines from it, and checks each artifact's parity with the eager fp32
 model on a fixed val batch of the run's data, whose shape must match the model's. Everything lands in the
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -22,21 +22,17 @@ import numpy as np
 import torch
 
 from speedlab import checkpoint, config, models, record
-from speedlab.config import ExportCfg, ParityCfg, RunContext, SpeedlabCfg
+from speedlab.config import ArtifactLimits, ExportCfg, ExportJob, RunContext
 from speedlab.data.build import build_data, describe
 from speedlab.data.loaders import DataBundle
 from speedlab.data.spec import DataSpec
 from speedlab.errors import SpeedlabError
-from speedlab.export import onnx_export, parity, quantize, tensorrt
+from speedlab.export import parity
+from speedlab.export.formats import int8 as quantize
+from speedlab.export.formats import onnx as onnx_export
+from speedlab.export.formats import tensorrt
 
-# Opsets each exporter can write: dynamo's torchlib starts at 18; the TorchScript exporter stops at 20, and the
-# custom-op translations use CastLike (opset 15).
-OPSETS = {"dynamo": range(18, 24), "torchscript": range(15, 21)}
 DYNAMIC_BATCH_CHECK = 1  # besides the fixed batch, parity also runs at this batch size when the batch axis is dynamic
-
-
-def main(argv: Sequence[str]) -> int:
-    return config.run_command("export", argv, run)
 
 
 @dataclass
@@ -85,28 +81,19 @@ class _Plan:
     formats: list[str]
     notes: list[str]
     spec: DataSpec  # what the run's data declares: the fixed batch's shape
-    trained: models.Trained | None = None
+    trained: checkpoint.Trained | None = None
 
 
 def _prepare(ctx: RunContext) -> _Plan:
     cfg, ecfg = ctx.cfg, ctx.cfg.export
-    exporter = str(ecfg.onnx_exporter)
-    if ecfg.opset not in OPSETS[exporter]:
-        valid = OPSETS[exporter]
-        raise SpeedlabError(f"export.opset={ecfg.opset}: the {exporter} exporter writes opsets {valid[0]}-{valid[-1]}")
-    for key in ("parity_batch_size", "calibration_batches", "calibration_batch_size"):
-        if getattr(ecfg, key) < 1:
-            raise SpeedlabError(f"export.{key}={getattr(ecfg, key)}: must be at least 1")
-    if not cfg.bench.batch_sizes or min(cfg.bench.batch_sizes) < 1:
-        raise SpeedlabError(f"bench.batch_sizes={cfg.bench.batch_sizes}: the engines' batch range needs sizes >= 1")
     formats = [str(f) for f in ecfg.formats]
     notes = []
     if "onnx" not in formats:
         notes.append("ONNX fp32 is exported anyway: INT8 and TensorRT are built from it")
     formats = ["onnx", *(f for f in dict.fromkeys(formats) if f != "onnx")]
     plan = _Plan(formats=formats, notes=notes, spec=describe(cfg.data))
-    if cfg.checkpoint:
-        plan.trained = models.load_trained(cfg.checkpoint, "checkpoint", ctx.resolved["model"], ctx.overridden("model"))
+    if cfg.weights:
+        plan.trained = checkpoint.load_trained(cfg.weights, "weights", ctx.resolved["model"], ctx.overridden("model"))
         notes += plan.trained.notes
         _check_data(plan.trained, plan.spec, cfg)
     else:
@@ -118,7 +105,7 @@ def _prepare(ctx: RunContext) -> _Plan:
     return plan
 
 
-def _check_data(trained: models.Trained, spec: DataSpec, cfg: SpeedlabCfg) -> None:
+def _check_data(trained: checkpoint.Trained, spec: DataSpec, cfg: ExportJob) -> None:
     """The run's data feeds the parity checks: its shape and outputs must be those the model was trained on."""
     diffs = checkpoint.differences(trained.state, trained.state["model_config"], spec)
     if diffs:
@@ -171,7 +158,7 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
-def _data(cfg: SpeedlabCfg) -> DataBundle:
+def _data(cfg: ExportJob) -> DataBundle:
     """Val batches of the parity size (the first is the fixed batch) and unaugmented training batches for
     calibration: quantisation ranges come from inputs as the model sees them at inference."""
     ecfg = cfg.export
@@ -182,14 +169,14 @@ def _data(cfg: SpeedlabCfg) -> DataBundle:
     return data
 
 
-def _model(cfg: SpeedlabCfg, plan: _Plan, spec: DataSpec) -> torch.nn.Module:
+def _model(cfg: ExportJob, plan: _Plan, spec: DataSpec) -> torch.nn.Module:
     if plan.trained is not None:
         return plan.trained.model.eval()
     torch.manual_seed(cfg.seed)
     return models.build(cfg.model, spec).eval()
 
 
-def _describe(cfg: SpeedlabCfg, plan: _Plan, model: torch.nn.Module, fixed: np.ndarray, spec: DataSpec) -> dict:
+def _describe(cfg: ExportJob, plan: _Plan, model: torch.nn.Module, fixed: np.ndarray, spec: DataSpec) -> dict:
     trained = plan.trained
     source = f"checkpoint {trained.path}" if trained else f"fresh initialisation (seed {cfg.seed})"
     return {
@@ -268,7 +255,7 @@ def _export_onnx(model, fixed, reference, path: Path, ecfg: ExportCfg, classific
     if foreign:
         artifact.status, artifact.reason = "failed", f"non-standard ops in the graph: {', '.join(foreign)}"
         return artifact
-    check = partial(_check_onnx, artifact, fixed, reference, ecfg.parity.fp32, ecfg.dynamic_batch, classification)
+    check = partial(_check_onnx, artifact, fixed, reference, ecfg.limits.fp32, ecfg.dynamic_batch, classification)
     _attempt(artifact, check)
     return artifact
 
@@ -284,12 +271,12 @@ def _export_int8(
         artifact.extra["calibration_images"] = quantize.quantize_int8(source, path, batches, ecfg)
 
     if _attempt(artifact, _timed(artifact, quantise)):
-        check = partial(_check_onnx, artifact, fixed, reference, ecfg.parity.int8, ecfg.dynamic_batch, classification)
+        check = partial(_check_onnx, artifact, fixed, reference, ecfg.limits.int8, ecfg.dynamic_batch, classification)
         _attempt(artifact, check)
     return artifact
 
 
-def _check_onnx(artifact: Artifact, fixed, reference, limits: ParityCfg, dynamic: bool, classification: bool) -> None:
+def _check_onnx(artifact: Artifact, fixed, reference, limits: ArtifactLimits, dynamic: bool, classification: bool):
     """Parity through every ONNX Runtime provider, on the fixed batch and (dynamic batch) on one sample."""
     for provider in parity.onnxruntime_providers():
         session = parity.onnxruntime_session(artifact.path, provider)
@@ -305,7 +292,7 @@ def _parity_batches(fixed: np.ndarray, reference: np.ndarray, dynamic: bool):
         yield fixed[:DYNAMIC_BATCH_CHECK], reference[:DYNAMIC_BATCH_CHECK]
 
 
-def _judge(artifact: Artifact, limits: ParityCfg) -> None:
+def _judge(artifact: Artifact, limits: ArtifactLimits) -> None:
     artifact.figures = parity.worst(artifact.checks)
     broken = parity.violations(artifact.figures, limits)
     if broken:
@@ -388,22 +375,23 @@ def _export_engine(ctx: RunContext, precision: str, source: Path, fixed, referen
         artifact, lambda: tensorrt.build_engine(source, artifact.path, precision, profile, ecfg.workspace_gib)
     )
     if _attempt(artifact, build):
-        limits = {"fp32": ecfg.parity.fp32, "int8": ecfg.parity.int8}.get(precision, ecfg.parity.half)
+        limits = {"fp32": ecfg.limits.fp32, "int8": ecfg.limits.int8}.get(precision, ecfg.limits.half)
         check = partial(_check_engine, artifact, fixed, reference, limits, ecfg.dynamic_batch, classification)
         _attempt(artifact, check)
     return artifact
 
 
-def _check_engine(artifact: Artifact, fixed, reference, limits: ParityCfg, dynamic: bool, classification: bool):
+def _check_engine(artifact: Artifact, fixed, reference, limits: ArtifactLimits, dynamic: bool, classification: bool):
     for inputs, ref in _parity_batches(fixed, reference, dynamic):
         figures = parity.figures(ref, tensorrt.run_engine(artifact.path, inputs), classification)
         artifact.checks.append({"runtime": "tensorrt", "batch_size": len(inputs), **figures})
     _judge(artifact, limits)
 
 
-def _engine_profile(cfg: SpeedlabCfg, fixed: np.ndarray) -> tensorrt.Profile:
-    """Batch range of the bench sweep (the parity batch must fit too); a static ONNX model has one size."""
-    sizes = cfg.bench.batch_sizes if cfg.export.dynamic_batch else [len(fixed)]
+def _engine_profile(cfg: ExportJob, fixed: np.ndarray) -> tensorrt.Profile:
+    """The engine's batch range, `export.tensorrt_batch_range` (the parity batch must fit too); a static ONNX model
+    has one size."""
+    sizes = cfg.export.tensorrt_batch_range if cfg.export.dynamic_batch else [len(fixed)]
     high = max(*sizes, len(fixed))
     return tensorrt.Profile(onnx_export.INPUT_NAME, tuple(fixed.shape[1:]), min(sizes), max(sizes), high)
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from speedlab import record
 from speedlab.errors import SpeedlabError
-from speedlab.export.onnx_export import STANDARD_DOMAINS
+from speedlab.export.formats.onnx import STANDARD_DOMAINS
 
 HOST = "127.0.0.1"
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")

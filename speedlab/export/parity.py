@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from speedlab.config import ParityCfg
+from speedlab.config import ArtifactLimits
 
 FIGURES = ("max_abs_error", "max_rel_error", "cosine", "top1_agreement")
 _WORSE_IS_HIGHER = {"max_abs_error": True, "max_rel_error": True, "cosine": False, "top1_agreement": False}
@@ -47,7 +47,7 @@ def worst(results: Sequence[dict[str, float | None]]) -> dict[str, float | None]
     return out
 
 
-def violations(result: dict[str, float], limits: ParityCfg) -> list[str]:
+def violations(result: dict[str, float], limits: ArtifactLimits) -> list[str]:
     """Each limit the figures break, as readable text; empty when the artifact passes."""
     checks = [
         ("max_abs_error", limits.max_abs_error, True),

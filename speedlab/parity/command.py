@@ -12,18 +12,16 @@ plot of both loss curves and their difference.
 from __future__ import annotations
 
 import os
-import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm import tqdm
 
-from speedlab import checkpoint, config, device, models, record
-from speedlab.config import RunContext, SpeedlabCfg
+from speedlab import checkpoint, cli, config, device, models, record
+from speedlab.config import ParityJob, RunContext
 from speedlab.data.build import build_data, describe
 from speedlab.data.spec import DataSpec
 from speedlab.errors import SpeedlabError
@@ -32,43 +30,10 @@ from speedlab.train import levers
 from speedlab.train.builder import build_trainer
 from speedlab.train.loop import Trainer
 
-SIDE_FLAGS = {"--a": "a", "--b": "b"}
 # What must match for the two sides to see identical batches in the same order.
 SAME_BATCHES_KEYS = ("data", "trainer.batch_size", "trainer.epochs", "trainer.max_steps")
 # Seed offset of B's own random stream when the stochastic layers are not aligned (the same seed would align them).
 UNALIGNED_STREAM = 1_000_003
-
-
-def main(argv: Sequence[str]) -> int:
-    shared, side_a, side_b = split_argv(argv)
-    config.validate("parity", shared)
-    if not config.PRINT_ONLY_FLAGS & set(shared):
-        plain_shared = [a for a in shared if not a.startswith("-")]
-        for label, own in (("A", side_a), ("B", side_b)):  # a bad side override fails before any training
-            _compose_side(label, plain_shared, own)
-    config.run_hydra("parity", shared, partial(run, sides=(side_a, side_b)))
-    return 0
-
-
-def split_argv(argv: Sequence[str]) -> tuple[list[str], list[str], list[str]]:
-    """The shared arguments (overrides and Hydra flags) and each side's overrides, which follow `--a` / `--b`."""
-    parts: dict[str, list[str]] = {"shared": [], "a": [], "b": []}
-    current = "shared"
-    for arg in argv:
-        if arg in SIDE_FLAGS:
-            if parts[SIDE_FLAGS[arg]]:
-                raise SpeedlabError(f"{arg} given twice: put all of that side's overrides after one {arg}")
-            current = SIDE_FLAGS[arg]
-        elif arg.startswith("-") and current != "shared":
-            raise SpeedlabError(
-                f"flag {arg!r} after --{current}: the sides take overrides only; put Hydra flags before --a"
-            )
-        elif current != "shared" and arg.lstrip("+~").startswith(("parity.", "hydra.")):
-            raise SpeedlabError(f"{arg!r} after --{current}: parity.* and hydra.* settings belong to the whole "
-                                "comparison; put them before --a")  # fmt: skip
-        else:
-            parts[current].extend(shlex.split(arg) if current != "shared" and " " in arg else [arg])
-    return parts["shared"], parts["a"], parts["b"]
 
 
 @dataclass
@@ -77,7 +42,7 @@ class Side:
 
     label: str
     overrides: list[str]
-    cfg: SpeedlabCfg
+    cfg: ParityJob
     resolved: dict[str, Any]
     device: torch.device
     spec: DataSpec
@@ -100,18 +65,18 @@ class Side:
                 "config": self.resolved}  # fmt: skip
 
 
-def _compose_side(label: str, shared: Sequence[str], own: list[str]) -> tuple[SpeedlabCfg, dict[str, Any]]:
+def compose_side(label: str, shared: Sequence[str], own: list[str]) -> tuple[ParityJob, dict[str, Any]]:
+    """One side's job config: the shared overrides, then the side's own; bad input names the side."""
     try:
-        return config.compose_resolved("parity", [*shared, *own])
+        return cli.compose_resolved("parity", [*shared, *own])
     except SpeedlabError as err:
         raise SpeedlabError(f"side {label} ({' '.join(own) or 'no overrides'}): {err}") from None
 
 
 def _side(label: str, shared: Sequence[str], own: list[str]) -> Side:
     """A side composed and checked: a value this machine cannot run fails here, naming the side."""
-    cfg, resolved = _compose_side(label, shared, own)
+    cfg, resolved = compose_side(label, shared, own)
     try:
-        levers.check_values(cfg)
         spec = describe(cfg.data)
         models.check(cfg.model, spec)
         where = device.resolve(cfg.device)
@@ -165,8 +130,6 @@ def run(ctx: RunContext, sides: tuple[list[str], list[str]]) -> int:
         a, b = (_side(label, ctx.overrides, own) for label, own in zip("AB", sides, strict=True))
         check_pair(a, b)
         opts = ctx.cfg.parity
-        if opts.steps is not None and opts.steps < 1:
-            raise SpeedlabError(f"parity.steps={opts.steps}: must be at least 1 (or null: every step of the run)")
         tolerance = opts.tolerance if opts.tolerance is not None else verdict.tolerance_for([a.dtype, b.dtype])
         rec.update({"sides": {"a": a.describe(), "b": b.describe()}, "options": config.plain(opts)})
         result = compare(a, b, opts, tolerance)

@@ -2,7 +2,8 @@
 GradScaler, loss) for any command that needs one, such as `profile`.
 
 `build_trainer` seeds, builds the model for what the data declares, restores a checkpoint's weights, optimizer and
-GradScaler when given one, places the model (channels_last when asked), wraps it in DDP and compiles it.
+GradScaler when given one, places the model (channels_last when asked), wraps it in DDP, compiles it, and gives the
+trainer the step variant `trainer.step` names (speedlab/train/steps/).
 """
 
 from __future__ import annotations
@@ -13,19 +14,19 @@ from typing import Any
 
 import torch
 
-from speedlab import models
-from speedlab.config import SpeedlabCfg
+from speedlab import checkpoint, models
+from speedlab.config import TrainingJobCfg
 from speedlab.data.loaders import DataBundle
 from speedlab.data.spec import DataSpec
 from speedlab.errors import SpeedlabError
-from speedlab.train import distributed, functional, levers, tasks
+from speedlab.train import distributed, levers, steps, tasks
 from speedlab.train.distributed import Dist
 from speedlab.train.loop import Trainer
 from speedlab.train.progress import Progress
 
 
 def build_trainer(
-    cfg: SpeedlabCfg,
+    cfg: TrainingJobCfg,
     spec: DataSpec,
     device: torch.device,
     *,
@@ -40,18 +41,13 @@ def build_trainer(
     torch.manual_seed(cfg.seed)
     module = models.build(cfg.model, spec)
     if resume is not None:
-        models.load_weights(module, resume[0]["model"], resume[1])
+        checkpoint.load_weights(module, resume[0]["model"], resume[1])
     memory_format = torch.channels_last if cfg.trainer.channels_last else torch.contiguous_format
     module.to(device, memory_format=memory_format)
     model = levers.compiled(distributed.wrap(module, dist, device), cfg.compile)
-    is_functional = str(cfg.trainer.step) == "functional"
-    if is_functional and dist.enabled:
-        raise SpeedlabError("trainer.step=functional trains in one process (no gradient all-reduce); under torchrun "
-                            "use trainer.step=module")  # fmt: skip
-    if is_functional:
-        optimizer = functional.FlatAdamW(module, cfg.optim)
-    else:
-        optimizer = levers.optimizer(module, cfg.optim, lr_tensor=cfg.compile.optimizer)
+    variant = steps.variant(cfg.trainer.step)
+    variant.check_device(cfg, device, dist.enabled)
+    optimizer = variant.optimizer(module, cfg)
     scaler = levers.grad_scaler(cfg.amp, device)
     if resume is not None:
         optimizer.load_state_dict(resume[0]["optimizer"])
@@ -63,7 +59,7 @@ def build_trainer(
         channels_last=cfg.trainer.channels_last, max_steps=cfg.trainer.max_steps, dist=dist,
         progress=progress or Progress(enabled=False),
     )  # fmt: skip
-    _pull_step_levers(trainer, cfg)
+    trainer.stepper = variant.build(trainer, cfg)
     if data is not None:
         if trainer.steps_per_epoch < 1:
             raise SpeedlabError(
@@ -73,16 +69,3 @@ def build_trainer(
         total = cfg.trainer.epochs * trainer.steps_per_epoch
         trainer.lr_at = partial(levers.learning_rate, cfg.optim, total_steps=total)
     return trainer
-
-
-def _pull_step_levers(trainer: Trainer, cfg: SpeedlabCfg) -> None:
-    """Give the trainer its functional whole step (compiled, and captured as a CUDA graph, when asked), or its
-    compiled optimizer step."""
-    if str(cfg.trainer.step) == "functional":
-        step = functional.step_function(trainer.module, trainer.optimizer, trainer.task.loss, trainer.autocast)
-        if cfg.compile.enabled:
-            step = functional.compiled(step, cfg.compile)
-        kind = functional.GraphedStep if cfg.trainer.cuda_graphs else functional.FunctionalStep
-        trainer.fast_step = kind(step, trainer.optimizer)
-    elif cfg.compile.optimizer:
-        trainer.optimizer_step = torch.compile(trainer.optimizer.step)

@@ -1,9 +1,9 @@
 """`python -m speedlab train`: train a model with the chosen speed levers and record what each one bought.
 
-Composes the config (conf/train.yaml + overrides), checks that this machine can run it, builds data and model,
-times a warm-up (compilation) on its own, trains epoch by epoch, evaluates, checkpoints atomically and rewrites
-result.json every `trainer.eval_every` epochs (and after the last), and ends with a summary table in the reference
-study's shape. Under torchrun it trains with DDP.
+Gets its job config (conf/train.yaml + overrides, checked at composition), checks that this machine can run it,
+builds data and model, times a warm-up (compilation) on its own, trains epoch by epoch, evaluates, checkpoints
+atomically and rewrites result.json every `trainer.eval_every` epochs (and after the last), and ends with a summary
+table in the reference study's shape. Under torchrun it trains with DDP.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +20,8 @@ from typing import Any
 import torch
 
 import activations
-from speedlab import checkpoint, config, device, models, record, roofline
-from speedlab.config import RunContext, SpeedlabCfg
+from speedlab import checkpoint, device, models, record, roofline
+from speedlab.config import RunContext, TrainJob
 from speedlab.data.build import build_data, describe
 from speedlab.data.loaders import DataBundle
 from speedlab.data.spec import DataSpec
@@ -34,16 +34,13 @@ from speedlab.train.loop import Trainer
 from speedlab.train.progress import Progress
 
 # Rows of the runs finished in this process: a multirun prints them as one table at the end.
-_finished_rows: list[dict[str, str]] = []
+finished_rows: list[dict[str, str]] = []
 
 
-def main(argv: Sequence[str]) -> int:
-    _finished_rows.clear()
-    config.validate("train", argv)
-    config.run_hydra("train", argv, run)
-    if len(_finished_rows) > 1:
-        print("\nsweep summary\n" + summary.markdown(_finished_rows))
-    return 0
+def print_sweep_summary() -> None:
+    """One table of every run this process finished, when it finished more than one (a sweep)."""
+    if len(finished_rows) > 1:
+        print("\nsweep summary\n" + summary.markdown(finished_rows))
 
 
 class _NoRecord(dict):
@@ -73,11 +70,10 @@ class _Plan:
 
 def _prepare(ctx: RunContext, info: Dist) -> _Plan:
     cfg = ctx.cfg
-    levers.check_values(cfg)
     spec = describe(cfg.data)
     models.check(cfg.model, spec)
     where = device.resolve(cfg.device, info.local_rank)
-    notes = levers.check_device(cfg, where, spec)
+    notes = levers.check_device(cfg, where, spec, distributed=info.enabled)
     plan = _Plan(device=where, spec=spec, notes=notes, model_config=ctx.resolved["model"])
     if cfg.resume:
         plan.resume_path = checkpoint.find(cfg.resume, key="resume")
@@ -115,7 +111,7 @@ def run(ctx: RunContext) -> int:
                 raise
             rec.set_status("skipped", str(err))
             print(f"skipped: {err}")
-            _finished_rows.append(summary.skipped_row(levers.changes_label(ctx.cfg), str(err)))
+            finished_rows.append(summary.skipped_row(levers.changes_label(ctx.cfg), str(err)))
             return 0
         info = distributed.start(info, plan.device)
         completed = False
@@ -205,7 +201,7 @@ class _LoopClock:
         }
 
 
-def _build(cfg: SpeedlabCfg, plan: _Plan, data: DataBundle, where: torch.device, info: Dist, progress: Progress):
+def _build(cfg: TrainJob, plan: _Plan, data: DataBundle, where: torch.device, info: Dist, progress: Progress):
     """The trainer, restored from the checkpoint when resuming, with the epoch to start after and the history."""
     state = plan.resume_state
     if state is not None:
@@ -221,7 +217,7 @@ def _build(cfg: SpeedlabCfg, plan: _Plan, data: DataBundle, where: torch.device,
     return trainer, start_epoch, history
 
 
-def _describe(cfg: SpeedlabCfg, trainer: Trainer, data: DataBundle, info: Dist, plan: _Plan) -> dict[str, Any]:
+def _describe(cfg: TrainJob, trainer: Trainer, data: DataBundle, info: Dist, plan: _Plan) -> dict[str, Any]:
     return {
         "name": cfg.name,
         "changes": levers.changes_label(cfg),
@@ -240,7 +236,7 @@ def _describe(cfg: SpeedlabCfg, trainer: Trainer, data: DataBundle, info: Dist, 
     }
 
 
-def _activation_implementation(cfg: SpeedlabCfg, where: torch.device) -> str | None:
+def _activation_implementation(cfg: TrainJob, where: torch.device) -> str | None:
     """Which implementation the activation runs (e.g. Triton or its fallback); None for families that bring their
     own activation (timm, torchvision)."""
     name = models.activation(cfg.model)
@@ -278,7 +274,7 @@ def _finish_epoch(
     rec["recompiles"] = dynamo_frames_compiled() - frames0
     rec["peak_memory_bytes"], rec["peak_memory_kind"] = memory.peak_bytes(), memory.kind
     rec.save()
-    if ctx.cfg.trainer.checkpoint:
+    if ctx.cfg.trainer.save_checkpoints:
         checkpoint.save(
             record.checkpoint_path(ctx.run_dir),
             {
@@ -303,7 +299,7 @@ def _yardstick(where: torch.device, precision: str) -> float | None:
     return roofline.yardstick(where, precision)
 
 
-def efficiency(cfg: SpeedlabCfg, where: torch.device, history: list[dict[str, Any]], world: int) -> dict[str, Any]:
+def efficiency(cfg: TrainJob, where: torch.device, history: list[dict[str, Any]], world: int) -> dict[str, Any]:
     """Achieved FLOP/s over the run's steady epochs against the matmul yardstick in the run's compute dtype (fp32,
     or the AMP dtype), measured in this process after training."""
     achieved = [e["achieved_flops_per_s"] for e in history if e.get("achieved_flops_per_s")]
@@ -346,6 +342,6 @@ def _finish_run(ctx: RunContext, rec: Any, trainer: Trainer, info: Dist) -> None
         rec["distributed"]["weights_sha256"] = digests
         rec["distributed"]["weights_identical"] = len(set(digests)) == 1
     row = summary.row(rec.data)
-    _finished_rows.append(row)
+    finished_rows.append(row)
     print("\n" + summary.markdown([row]))
     print(f"results: {record.result_path(ctx.run_dir)}")

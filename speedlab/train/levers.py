@@ -2,9 +2,10 @@
 overhead levers of small networks (threads, the functional whole step, a compiled optimizer step, CUDA graphs,
 memory reuse).
 
-`check_values` and `check_device` refuse a combination no machine, or this one, can run, naming the key, the value
-and what to use instead, before any data is loaded; nothing is ever silently swapped for something else. The other
-functions apply one lever each.
+Ranges and combinations no machine can run are refused at composition (the schemas' `__post_init__`, each step
+variant's `check`); `check_device` refuses what this machine cannot run, naming the key, the value and what to use
+instead, before any data is loaded; nothing is ever silently swapped for something else. The other functions apply
+one lever each.
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ import torch
 from torch import nn
 
 from speedlab import models
-from speedlab.config import AmpCfg, CompileCfg, OptimCfg, SpeedlabCfg, TrainerCfg
+from speedlab.config import AmpCfg, CompileCfg, OptimCfg, TrainerCfg, TrainingJobCfg
 from speedlab.data.spec import DataSpec
 from speedlab.device import UnsupportedHere
 from speedlab.errors import SpeedlabError
-from speedlab.train.functional import param_groups
+from speedlab.train import steps
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 DEFAULT_THREADS = torch.get_num_threads()  # torch's own choice at start-up, restored for runs that set none
@@ -36,67 +37,11 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def check_values(cfg: SpeedlabCfg) -> None:
-    """Values no machine can run: fail before any work with the key and the valid range."""
-    positive = {
-        "trainer.batch_size": cfg.trainer.batch_size,
-        "trainer.epochs": cfg.trainer.epochs,
-        "trainer.max_steps": cfg.trainer.max_steps,
-        "trainer.eval_every": cfg.trainer.eval_every,
-    }
-    for key, value in positive.items():
-        if value is not None and value < 1:
-            raise SpeedlabError(f"{key}={value}: must be a whole number >= 1")
-    if cfg.trainer.timing_warmup < 1:
-        raise SpeedlabError(f"trainer.timing_warmup={cfg.trainer.timing_warmup}: must be >= 1 (the compile step)")
-    if not cfg.optim.lr > 0 or not math.isfinite(cfg.optim.lr):
-        raise SpeedlabError(f"optim.lr={cfg.optim.lr}: must be a positive number")
-    if cfg.optim.fused and cfg.optim.foreach:
-        raise SpeedlabError("optim.fused=true and optim.foreach=true exclude each other; set one of them")
-    if cfg.trainer.threads is not None and cfg.trainer.threads < 1:
-        raise SpeedlabError(f"trainer.threads={cfg.trainer.threads}: must be >= 1 (or null for torch's default)")
-    _check_step_levers(cfg)
-
-
-def _check_step_levers(cfg: SpeedlabCfg) -> None:
-    """Combinations of the step levers that cannot mean anything, each refused with what to set instead."""
-    functional = str(cfg.trainer.step) == "functional"
-    if functional:
-        for key, on in (("optim.fused", cfg.optim.fused), ("optim.foreach", cfg.optim.foreach)):
-            if on:
-                raise SpeedlabError(
-                    f"{key}=true with trainer.step=functional: the functional step writes AdamW out itself (fused "
-                    f"by the compiler when compile.enabled=true); drop {key} or use trainer.step=module"
-                )
-        if cfg.amp.enabled and cfg.amp.dtype == "fp16":
-            raise SpeedlabError(
-                "amp.dtype=fp16 with trainer.step=functional: fp16 needs the GradScaler of trainer.step=module; "
-                "use amp.dtype=bf16 or trainer.step=module"
-            )
-    if cfg.compile.optimizer and functional:
-        raise SpeedlabError(
-            "compile.optimizer=true is a trainer.step=module lever; trainer.step=functional compiles its whole step, "
-            "optimizer included, with compile.enabled=true"
-        )
-    if cfg.compile.optimizer and not cfg.compile.enabled:
-        raise SpeedlabError("compile.optimizer=true needs compile.enabled=true")
-    if cfg.compile.optimizer and cfg.optim.foreach:
-        # torch.optim refuses a tensor learning rate with foreach unless capturable, which needs a GPU's tensors.
-        raise SpeedlabError(
-            "compile.optimizer=true with optim.foreach=true: the compiled step takes the learning rate as a tensor, "
-            "which torch's foreach AdamW refuses; drop optim.foreach (the compiler fuses the loop itself)"
-        )
-    if cfg.trainer.cuda_graphs and not functional:
-        raise SpeedlabError(
-            "trainer.cuda_graphs=true captures the functional step: set trainer.step=functional (or use "
-            "compile.mode=reduce-overhead for CUDA graphs of the forward and backward)"
-        )
-
-
-def check_device(cfg: SpeedlabCfg, device: torch.device, spec: DataSpec) -> list[str]:
-    """Refuse what `device` (or the data's shape) cannot run; return notes on settings that run but do less here
-    than on a GPU."""
+def check_device(cfg: TrainingJobCfg, device: torch.device, spec: DataSpec, distributed: bool = False) -> list[str]:
+    """Refuse what `device` (or the data's shape, or a torchrun launch) cannot run; return notes on settings that
+    run but do less here than on a GPU. Range checks happened at composition (the schemas' `__post_init__`)."""
     cuda = device.type == "cuda"
+    steps.variant(cfg.trainer.step).check_device(cfg, device, distributed)
     if cfg.trainer.channels_last and not spec.is_image:
         raise SpeedlabError(
             f"trainer.channels_last=true needs image inputs (channels x height x width); data={cfg.data.name} gives "
@@ -111,11 +56,6 @@ def check_device(cfg: SpeedlabCfg, device: torch.device, spec: DataSpec) -> list
     for key, on in (("trainer.cudnn_benchmark", cfg.trainer.cudnn_benchmark), ("trainer.tf32", cfg.trainer.tf32)):
         if on and not cuda:
             raise UnsupportedHere(f"{key}=true needs CUDA (it is a cuDNN/cuBLAS flag); this run is on {device.type}")
-    if cfg.trainer.cuda_graphs and not cuda:
-        raise UnsupportedHere(
-            f"trainer.cuda_graphs=true needs a CUDA GPU (it captures the step as a CUDA graph); this run is on "
-            f"{device.type}. On the CPU the nearest lever is trainer.step=functional compile.enabled=true"
-        )
     if cfg.trainer.reuse_memory and glibc() is None:
         raise UnsupportedHere("trainer.reuse_memory=true needs glibc's mallopt; this system's C library is not glibc")
     if cfg.trainer.threads is not None and cfg.trainer.threads > cores():
@@ -180,6 +120,13 @@ def grad_scaler(cfg: AmpCfg, device: torch.device) -> torch.amp.GradScaler | Non
     return None
 
 
+def param_groups(module: nn.Module, weight_decay: float) -> list[tuple[list[tuple[str, nn.Parameter]], float]]:
+    """(named parameters, weight decay) per group: decay on weights, none on norms, biases and layer scales (1-d),
+    as in the ConvNeXt recipe. Every step variant's optimizer shares it, so their states line up."""
+    named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+    return [([(n, p) for n, p in named if p.ndim > 1], weight_decay), ([(n, p) for n, p in named if p.ndim <= 1], 0.0)]
+
+
 def optimizer(model: nn.Module, cfg: OptimCfg, lr_tensor: bool = False) -> torch.optim.AdamW:
     """AdamW with no weight decay on norms, biases and layer scales. `lr_tensor`: the learning rate as a tensor, so a
     compiled optimizer step does not recompile each time the schedule changes it."""
@@ -208,7 +155,7 @@ def compiled(model: nn.Module, cfg: CompileCfg) -> nn.Module:
     return torch.compile(model, mode=str(cfg.mode), fullgraph=cfg.fullgraph, dynamic=cfg.dynamic)
 
 
-def changes_label(cfg: SpeedlabCfg) -> str:
+def changes_label(cfg: TrainingJobCfg) -> str:
     """The reference table's "Changes" column: the levers this run pulls, or "Vanilla"."""
     parts = []
     if cfg.compile.enabled:
@@ -234,14 +181,9 @@ def changes_label(cfg: SpeedlabCfg) -> str:
     return " + ".join(parts) or "Vanilla"
 
 
-def _overhead_labels(cfg: SpeedlabCfg) -> list[str]:
-    parts = []
-    if str(cfg.trainer.step) == "functional":
-        parts.append("functional step")
-    if cfg.compile.optimizer:
-        parts.append("compiled optimizer")
-    if cfg.trainer.cuda_graphs:
-        parts.append("CUDA graphs")
+def _overhead_labels(cfg: TrainingJobCfg) -> list[str]:
+    step_label = steps.variant(cfg.trainer.step).label
+    parts = [step_label] if step_label else []
     if cfg.trainer.threads is not None:
         parts.append(f"{cfg.trainer.threads} thread{'s' if cfg.trainer.threads > 1 else ''}")
     if cfg.trainer.reuse_memory:

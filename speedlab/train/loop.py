@@ -26,6 +26,7 @@ from speedlab.monitor import dynamo_frames_compiled, inductor_cache_counts
 from speedlab.train import distributed
 from speedlab.train.distributed import Dist
 from speedlab.train.progress import Progress
+from speedlab.train.steps import Step
 from speedlab.train.tasks import Task
 
 
@@ -44,9 +45,7 @@ class Trainer:
     max_steps: int | None = None
     dist: Dist = field(default_factory=Dist)
     progress: Progress = field(default_factory=lambda: Progress(enabled=False))
-    # The whole step in one call (trainer.step=functional): (x, y, lr) -> the loss as a device tensor
-    fast_step: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor] | None = None
-    optimizer_step: Callable[[], Any] | None = None  # a compiled optimizer.step (compile.optimizer)
+    stepper: Step | None = None  # the step variant's step (trainer.step), set by the builder
     step_flops: int | None = None  # one step's forward + backward FLOPs per process, counted in the warm-up
 
     @property
@@ -59,13 +58,8 @@ class Trainer:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def step(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:
-        """One optimiser step; returns the loss as a device tensor (no host sync)."""
-        if self.fast_step is not None:
-            return self.fast_step(self._input(x), y, lr)
-        self.set_lr(lr)
-        loss = self.forward_loss(x, y)
-        self.backward_step(loss)
-        return loss.detach()
+        """One optimiser step of the run's step variant; returns the loss as a device tensor (no host sync)."""
+        return self.stepper(self._input(x), y, lr)
 
     def set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
@@ -75,27 +69,10 @@ class Trainer:
                 group["lr"] = lr
 
     def forward_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The step's first half: the forward pass and the task's loss, under the run's autocast."""
+        """The forward pass and the task's loss, under the run's autocast (the module step's first phase, and the
+        inference `profile` times under no_grad)."""
         with self.autocast():
             return self.task.loss(self.model(self._input(x)), y)
-
-    def backward_step(self, loss: torch.Tensor) -> None:
-        """The step's second half: gradients (scaled for fp16) and the optimiser update."""
-        self.backward(loss)
-        self.update()
-
-    def backward(self, loss: torch.Tensor) -> None:
-        """Fresh gradients of `loss` (scaled for fp16): the backward pass alone, as profile times it."""
-        self.optimizer.zero_grad(set_to_none=True)
-        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
-
-    def update(self) -> None:
-        """The optimiser update from the gradients `backward` left (unscaled and skipped on overflow for fp16)."""
-        if self.scaler is not None:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            (self.optimizer_step or self.optimizer.step)()
 
     def train_epoch(self, epoch: int, total_epochs: int) -> dict[str, Any]:
         """Train one epoch (1-based `epoch`); returns its time, throughput and mean loss over all ranks (the loss

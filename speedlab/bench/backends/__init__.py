@@ -6,14 +6,12 @@ A backend turns the model into something callable for one batch shape and precis
 - `prepare(setup, batch_size, precision)`: a `Prepared` whose `run()` does one inference on inputs already on the
   device, plus what preparing cost (`setup_s`: compilation, session creation or engine build).
 
-Every module in this package is imported on first use, and its `@register("name")` adds it: adding a backend is
-adding a file.
+Every module in this package is imported on first use, and its `@register("name")` adds it (the shared
+`speedlab.plugins.Registry`): adding a backend is adding a file.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +20,9 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from speedlab.config import SpeedlabCfg
+from speedlab.config import BenchJob
 from speedlab.data.spec import DataSpec
+from speedlab.plugins import Registry
 
 
 @dataclass
@@ -33,7 +32,7 @@ class BenchSetup:
     backend keep work across cells (an exported file)."""
 
     model: nn.Module
-    cfg: SpeedlabCfg
+    cfg: BenchJob
     device: torch.device
     spec: DataSpec
     work_dir: Path
@@ -62,35 +61,11 @@ class Backend(Protocol):
     def prepare(self, setup: BenchSetup, batch_size: int, precision: str) -> Prepared: ...
 
 
-_REGISTRY: dict[str, Callable[[], Backend]] = {}
-_LOADED = False
-
-
-def register(name: str) -> Callable[[Callable[[], Backend]], Callable[[], Backend]]:
-    def decorator(factory: Callable[[], Backend]) -> Callable[[], Backend]:
-        if name in _REGISTRY:
-            raise ValueError(f"backend {name!r} is registered twice")
-        _REGISTRY[name] = factory
-        return factory
-
-    return decorator
-
-
-def _load() -> None:
-    global _LOADED
-    if not _LOADED:
-        for module in pkgutil.iter_modules(__path__):
-            importlib.import_module(f"{__name__}.{module.name}")
-        _LOADED = True
-
-
-def names() -> list[str]:
-    _load()
-    return list(_REGISTRY)
+_REGISTRY = Registry("bench backend", __name__, __path__)
+register = _REGISTRY.register
+names = _REGISTRY.names
 
 
 def create(name: str) -> Backend:
-    _load()
-    if name not in _REGISTRY:
-        raise KeyError(name)
-    return _REGISTRY[name]()
+    """The registered backend `name` (an unknown one raises SpeedlabError naming the valid ones)."""
+    return _REGISTRY.get(name)

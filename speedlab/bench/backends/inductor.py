@@ -1,4 +1,5 @@
-"""`inductor`: `torch.compile` of the model (mode from `compile.mode`), compiled afresh for each cell's static shape.
+"""`inductor`: `torch.compile` of the model (mode from `bench.inductor.mode`), compiled afresh for each cell's
+static shape.
 
 Compilation happens on the first call, which `prepare` makes and times as the cell's `setup_s`. `bench.inductor`
 adds weight freezing (the weights become constants, so Inductor folds them: e.g. a conv's weight prepacked once for
@@ -25,7 +26,8 @@ class Inductor:
 
     def prepare(self, setup: BenchSetup, batch_size: int, precision: str) -> Prepared:
         torch._dynamo.reset()  # each cell compiles (and is timed) on its own
-        mode = str(setup.cfg.compile.mode)
+        options = setup.cfg.bench.inductor
+        mode = str(options.mode)
         compiled = torch.compile(setup.model, mode=mode, dynamic=False)
         images = setup.inputs(batch_size)
 
@@ -33,7 +35,6 @@ class Inductor:
             with torch.no_grad(), autocast(setup.device, precision):
                 return compiled(images)
 
-        options = setup.cfg.bench.inductor
         start = time.perf_counter()
         # Compilation happens in this first call, so the options only need to hold while it runs.
         with torch._inductor.config.patch(freezing=options.freezing, cpp_wrapper=options.cpp_wrapper):

@@ -10,8 +10,8 @@ from pathlib import Path
 from speedlab import record
 from speedlab.bench.artifacts import onnx_model
 from speedlab.bench.backends import BenchSetup, Prepared, register
-from speedlab.export import onnx_export
-from speedlab.export import tensorrt as trt_export
+from speedlab.export.formats import onnx as onnx_export
+from speedlab.export.formats import tensorrt as trt_export
 
 
 @register("tensorrt")

@@ -28,7 +28,7 @@ class Source(Protocol):
     def load(self, cfg: Any, options: LoadOptions) -> DataBundle: ...
 
 
-_REGISTRY = Registry("data source", "data", __name__, __path__)
+_REGISTRY = Registry("data source", __name__, __path__, group="data")
 register = _REGISTRY.register
 names = _REGISTRY.names
 

@@ -1,4 +1,4 @@
-"""The whole training step as one function (`trainer.step=functional`), for networks where overhead decides.
+"""`trainer.step=functional`: the whole training step as one function, for networks where overhead decides.
 
 A by-the-book step is a chain of small framework calls: zero_grad, a forward of module calls, an autograd tape,
 backward, and an optimizer looping over parameters. On a 4-32-16-4 MLP those calls, not the arithmetic, take most
@@ -10,7 +10,7 @@ per parameter number. Compiled with `fullgraph=True` it becomes one graph: the m
 (evaluation, checkpoints, export) always sees the trained weights, and its `state_dict`/`load_state_dict` speak
 torch's AdamW format: a checkpoint moves between `trainer.step=module` and `functional` in either direction.
 
-On a GPU, `GraphedStep` captures the step once as a CUDA graph and replays it: one launch per step.
+`trainer.step=graphed` (graphed.py) captures this step once as a CUDA graph and replays it.
 """
 
 from __future__ import annotations
@@ -24,16 +24,12 @@ from torch import nn
 from torch.func import functional_call, grad_and_value
 
 from speedlab.config import CompileCfg, OptimCfg
+from speedlab.errors import SpeedlabError
+from speedlab.train.levers import param_groups
+from speedlab.train.steps import Phase, register
 
 BETAS = (0.9, 0.999)  # torch.optim.AdamW's defaults, which the module step uses too
 EPS = 1e-8
-
-
-def param_groups(module: nn.Module, weight_decay: float) -> list[tuple[list[tuple[str, nn.Parameter]], float]]:
-    """(named parameters, weight decay) per group: decay on weights, none on norms, biases and layer scales (1-d),
-    as in the ConvNeXt recipe. The module step's AdamW and `FlatAdamW` share it, so their states line up."""
-    named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
-    return [([(n, p) for n, p in named if p.ndim > 1], weight_decay), ([(n, p) for n, p in named if p.ndim <= 1], 0.0)]
 
 
 class FlatAdamW:
@@ -142,7 +138,8 @@ def compiled(step: Callable[..., torch.Tensor], cfg: CompileCfg) -> Callable[...
 
 
 class FunctionalStep:
-    """Trainer's step for `trainer.step=functional`: `step(x, y, lr)` returns the loss as a device tensor."""
+    """Trainer's step for `trainer.step=functional`: `step(x, y, lr)` returns the loss as a device tensor. It is one
+    function, so `profile` times it as one phase."""
 
     def __init__(self, fn: Callable[..., torch.Tensor], optimizer: FlatAdamW) -> None:
         self.fn, self.opt = fn, optimizer
@@ -152,40 +149,37 @@ class FunctionalStep:
         o = self.opt
         return self.fn(o.params, o.exp_avg, o.exp_avg_sq, o.decay, o.step_count, o.lr, x, y)
 
+    def phases(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> list[Phase]:
+        return [("step", lambda _: self(x, y, lr))]
 
-class GraphedStep(FunctionalStep):
-    """The functional step captured once as a CUDA graph (on its first call) and replayed: inputs are copied into
-    static buffers, so one kernel launch sequence runs per step with no Python in between."""
 
-    WARMUP = 3  # eager calls on a side stream before capture, as torch.cuda.graph's documentation asks
+@register("functional")
+class Functional:
+    label = "functional step"
+    kind: type[FunctionalStep] = FunctionalStep
 
-    def __init__(self, fn: Callable[..., torch.Tensor], optimizer: FlatAdamW) -> None:
-        super().__init__(fn, optimizer)
-        self.graph: torch.cuda.CUDAGraph | None = None
-        self.static: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.loss: torch.Tensor | None = None
+    def check(self, cfg: Any) -> None:
+        name = f"trainer.step={cfg.trainer.step}"
+        for key, on in (("optim.fused", cfg.optim.fused), ("optim.foreach", cfg.optim.foreach)):
+            if on:
+                raise SpeedlabError(
+                    f"{key}=true with {name}: the functional step writes AdamW out itself (fused by the compiler "
+                    f"when compile.enabled=true); drop {key} or use trainer.step=module"
+                )
+        if cfg.amp.enabled and str(cfg.amp.dtype) == "fp16":
+            raise SpeedlabError(f"amp.dtype=fp16 with {name}: fp16 needs the GradScaler of trainer.step=module; use "
+                                "amp.dtype=bf16 or trainer.step=module")  # fmt: skip
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:
-        self.opt.lr.fill_(lr)
-        if self.graph is None:
-            self._capture(x, y)
-        sx, sy = self.static
-        sx.copy_(x, non_blocking=True)  # the graph reads its inputs from these fixed addresses
-        sy.copy_(y, non_blocking=True)
-        self.graph.replay()
-        return self.loss.clone()
+    def check_device(self, cfg: Any, device: torch.device, distributed: bool) -> None:
+        if distributed:
+            raise SpeedlabError(f"trainer.step={cfg.trainer.step} trains in one process (no gradient all-reduce); "
+                                "under torchrun use trainer.step=module")  # fmt: skip
 
-    def _capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        o = self.opt
-        # Warm-up and capture change the weights; the trainer's warm-up restores them in place afterwards.
-        self.static = (x.clone(), y.clone())
-        args = (o.params, o.exp_avg, o.exp_avg_sq, o.decay, o.step_count, o.lr, *self.static)
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(self.WARMUP):
-                self.fn(*args)
-        torch.cuda.current_stream().wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.loss = self.fn(*args)
+    def optimizer(self, module: nn.Module, cfg: Any) -> FlatAdamW:
+        return FlatAdamW(module, cfg.optim)
+
+    def build(self, trainer: Any, cfg: Any) -> FunctionalStep:
+        step = step_function(trainer.module, trainer.optimizer, trainer.task.loss, trainer.autocast)
+        if cfg.compile.enabled:
+            step = compiled(step, cfg.compile)
+        return self.kind(step, trainer.optimizer)

@@ -22,7 +22,9 @@ import numpy as np
 import torch
 
 from speedlab import record
+from speedlab.config import ExportCfg
 from speedlab.errors import SpeedlabError
+from speedlab.export.formats import BuildRequest, Runner, register
 from speedlab.fsutil import atomic_path, atomic_write_json
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
@@ -171,3 +173,30 @@ def read_sidecar(engine_path: Path) -> dict[str, Any]:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise SpeedlabError(f"{engine_path}: its sidecar {path.name} is missing or unreadable ({err})") from None
+
+
+@register("tensorrt")
+class TensorRTFormat:
+    """One TensorRT engine per precision in `export.tensorrt_precisions`, from the fp32 ONNX model (int8: from the
+    INT8 QDQ model), with one optimisation profile over the request's batch range."""
+
+    source = "onnx"
+
+    def precisions(self, cfg: ExportCfg) -> list[str]:
+        return list(dict.fromkeys(str(p) for p in cfg.tensorrt_precisions))
+
+    def unavailable(self) -> str | None:
+        return unavailable_reason()
+
+    def build(self, request: BuildRequest) -> Path:
+        from speedlab.export.formats.onnx import INPUT_NAME
+
+        path = record.engine_path(request.directory, request.precision)
+        low, high = request.batch_range
+        profile = Profile(INPUT_NAME, tuple(request.example.shape[1:]), low, high, high)
+        request.extra["build_time_s"] = build_engine(request.source, path, request.precision, profile,
+                                                     request.cfg.workspace_gib)  # fmt: skip
+        return path
+
+    def runner(self, path: Path, device: torch.device) -> Runner:
+        return lambda inputs: run_engine(path, inputs)

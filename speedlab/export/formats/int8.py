@@ -17,10 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import torch
 from onnxruntime.quantization import CalibrationDataReader
 
+from speedlab import record
 from speedlab.config import ExportCfg
-from speedlab.export.onnx_export import INPUT_NAME, quiet
+from speedlab.export.formats import BuildRequest, Runner, register
+from speedlab.export.formats.onnx import INPUT_NAME, onnxruntime_runner, quiet
 from speedlab.fsutil import staged_files
 
 _METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
@@ -94,3 +97,24 @@ class _Reader(CalibrationDataReader):
             return None
         self.images += len(batch)
         return {INPUT_NAME: batch}
+
+
+@register("int8")
+class Int8Format:
+    """The fp32 ONNX model quantised to INT8 (QDQ) by ONNX Runtime, calibrated on the request's batches."""
+
+    source = "onnx"
+
+    def precisions(self, cfg: ExportCfg) -> list[str]:
+        return ["int8"]
+
+    def unavailable(self) -> str | None:
+        return None
+
+    def build(self, request: BuildRequest) -> Path:
+        path = record.onnx_path(request.directory, "int8")
+        request.extra["calibration_images"] = quantize_int8(request.source, path, request.calibration(), request.cfg)
+        return path
+
+    def runner(self, path: Path, device: torch.device) -> Runner:
+        return onnxruntime_runner(path)

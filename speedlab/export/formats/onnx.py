@@ -21,7 +21,9 @@ import torch
 from torch import nn
 
 import activations
+from speedlab import record
 from speedlab.config import ExportCfg
+from speedlab.export.formats import BuildRequest, Runner, register
 from speedlab.fsutil import staged_files
 
 # Whatever the data: images or feature vectors in, logits or regression outputs out.
@@ -127,3 +129,34 @@ def quiet() -> Iterator[None]:
             yield
         finally:
             root.setLevel(level)
+
+
+@register("onnx")
+class OnnxFormat:
+    """ONNX fp32 straight from the PyTorch model, with either exporter; run by ONNX Runtime."""
+
+    source = None
+
+    def precisions(self, cfg: ExportCfg) -> list[str]:
+        return ["fp32"]
+
+    def unavailable(self) -> str | None:
+        return None
+
+    def build(self, request: BuildRequest) -> Path:
+        path = record.onnx_path(request.directory, "fp32")
+        external = wants_external_data(request.cfg, request.model)
+        export_onnx(request.model, request.example, path, request.cfg, external_data=external)
+        request.extra["external_data"] = external
+        return path
+
+    def runner(self, path: Path, device: torch.device) -> Runner:
+        return onnxruntime_runner(path)
+
+
+def onnxruntime_runner(path: Path) -> Runner:
+    """Outputs of a host batch through an ONNX Runtime CPU session of `path`."""
+    from speedlab.export import parity
+
+    session = parity.onnxruntime_session(path, "CPUExecutionProvider")
+    return lambda inputs: parity.run_session(session, inputs)
