@@ -81,6 +81,15 @@ def invoke(command: str, argv: Sequence[str]) -> int:
                 os.environ[key] = value
 
 
+@pytest.fixture(autouse=True)
+def private_artifacts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's outputs and caches (export's artifact cache among them) under its own folder, never the repo's
+    artifacts/: a cached artifact from another test would hide a failure a test injects."""
+    root = tmp_path / "artifacts"
+    monkeypatch.setenv("SPEEDLAB_ARTIFACTS", str(root))
+    return root
+
+
 @pytest.fixture(scope="session")
 def fake_tin_pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fake TinyImageNet (real JPEGs) plus its zip; never modified, copy it with `fake_tin` to change it."""

@@ -6,6 +6,7 @@ largest logit (measured: about 1e-6); INT8 must agree on at least 90 % of top-1 
 
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
 
@@ -19,12 +20,14 @@ import activations
 from activations.fastswish import fastswish_reference
 from speedlab import cli, models
 from speedlab.data.build import describe
-from speedlab.export import parity
+from speedlab.data.spec import DataSpec
+from speedlab.errors import SpeedlabError
+from speedlab.export import artifacts, formats, parity
 from speedlab.export.formats import int8 as quantize
 from speedlab.export.formats import onnx as onnx_export
 from speedlab.export.formats import tensorrt
 from speedlab.fsutil import staged_files
-from tests.conftest import TINY, TRAIN_TINY, invoke
+from tests.conftest import REPO, TINY, TRAIN_TINY, invoke
 
 FP32_REL_TOLERANCE = 1e-4
 QUICK = cli.compose("export", ["+preset=quick"])
@@ -238,3 +241,58 @@ def test_tensorrt_engines_build_and_match(tmp_path):
         assert entry["status"] == "ok", entry
         sidecar = json.loads(Path(entry["path"] + ".json").read_text())
         assert sidecar["precision"] == precision and sidecar["profile"]["max_batch"] >= 40
+
+
+def _tiny_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return models.build(cli.compose("export", ["model=mlp", "model.widths=[8]", "data=matrix_exp"]).model,
+                        DataSpec("classification", (4,), 3)).eval()  # fmt: skip
+
+
+def _obtain(model, fmt: str, precision: str, root: Path, cfg=QUICK.export):
+    return artifacts.obtain(
+        model, (4,), cfg, fmt, precision, batch_range=(1, 8), root=root,
+        calibration=lambda: (np.random.default_rng(0).standard_normal((8, 4), dtype=np.float32) for _ in range(2)),
+        calibration_label="test", classification=True,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("fmt", formats.names())
+def test_every_format_is_built_checked_and_cached_through_the_registry(fmt, tmp_path):
+    """One artifact per registered format, asked for as bench asks: built with its sources, parity-checked once,
+    and a second request served from the content cache; a format this machine cannot build says why."""
+    form = formats.get(fmt)
+    precision = form.precisions(QUICK.export)[0]
+    if form.unavailable():
+        with pytest.raises(SpeedlabError, match="cannot be built here"):
+            _obtain(_tiny_model(), fmt, precision, tmp_path)
+        return
+    first = _obtain(_tiny_model(), fmt, precision, tmp_path)
+    assert first.status == "ok" and not first.cached and first.path.is_file(), first.reason
+    assert first.figures["max_abs_error"] is not None
+    again = _obtain(_tiny_model(), fmt, precision, tmp_path)
+    assert again.cached and again.path == first.path and again.build_s == 0.0
+
+
+def test_the_artifact_cache_is_keyed_by_content(tmp_path):
+    model = _tiny_model()
+    first = _obtain(model, "onnx", "fp32", tmp_path)
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)  # other weights: another artifact
+    changed = _obtain(model, "onnx", "fp32", tmp_path)
+    assert not changed.cached and changed.path != first.path
+    assert not list(tmp_path.glob(".building-*"))  # each entry was built aside and renamed into place
+
+
+def test_bench_asks_export_for_artifacts_and_imports_no_exporter_internals():
+    """bench reaches export through its artifact API and its format registry only."""
+    allowed = {"speedlab.export.artifacts", "speedlab.export.formats"}
+    found = set()
+    for path in (REPO / "speedlab" / "bench").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("speedlab.export"):
+                found |= {node.module} if node.module != "speedlab.export" else {f"speedlab.export.{a.name}" for a in
+                                                                                  node.names}  # fmt: skip
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names if a.name.startswith("speedlab.export")}
+    assert found and found <= allowed, found - allowed

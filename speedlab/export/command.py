@@ -1,9 +1,11 @@
 """`python -m speedlab export [overrides] [weights=PATH]`: deployable artifacts of a model, each checked against it.
 
 Takes the model `weights=` holds (its family, config and data shape come from the checkpoint), else a freshly
-initialised one of the run's family for the run's data (enough for latency work), exports ONNX fp32, then INT8 (QDQ,
-calibrated on training samples) and TensorRT engines from it, and checks each artifact's parity with the eager fp32
-model on a fixed val batch of the run's data, whose shape must match the model's. Everything lands in the
+initialised one of the run's family for the run's data (enough for latency work), and builds each format of
+`export.formats` through the format registry (`formats/`: ONNX fp32, then INT8 QDQ calibrated on training samples
+and TensorRT engines from it), each after the artifact it is built from. Every artifact gets the one shared parity
+check (`parity.check`) with the eager fp32 model on a fixed val batch of the run's data, whose shape must match the
+model's. Everything lands in the
 run directory: the artifacts, and result.json (`kind: export`) with one entry per artifact (format, path, status,
 export time, size and the parity figures); a table of the same is printed at the end.
 """
@@ -14,7 +16,6 @@ import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +23,13 @@ import numpy as np
 import torch
 
 from speedlab import checkpoint, config, models, record
-from speedlab.config import ArtifactLimits, ExportCfg, ExportJob, RunContext
+from speedlab.config import ExportCfg, ExportJob, RunContext
 from speedlab.data.build import build_data, describe
 from speedlab.data.loaders import DataBundle
 from speedlab.data.spec import DataSpec
 from speedlab.errors import SpeedlabError
-from speedlab.export import parity
-from speedlab.export.formats import int8 as quantize
-from speedlab.export.formats import onnx as onnx_export
-from speedlab.export.formats import tensorrt
+from speedlab.export import formats, parity
+from speedlab.export.formats import BuildRequest
 
 DYNAMIC_BATCH_CHECK = 1  # besides the fixed batch, parity also runs at this batch size when the batch axis is dynamic
 
@@ -86,12 +85,13 @@ class _Plan:
 
 def _prepare(ctx: RunContext) -> _Plan:
     cfg, ecfg = ctx.cfg, ctx.cfg.export
-    formats = [str(f) for f in ecfg.formats]
+    requested = list(dict.fromkeys(str(f) for f in ecfg.formats))
     notes = []
-    if "onnx" not in formats:
-        notes.append("ONNX fp32 is exported anyway: INT8 and TensorRT are built from it")
-    formats = ["onnx", *(f for f in dict.fromkeys(formats) if f != "onnx")]
-    plan = _Plan(formats=formats, notes=notes, spec=describe(cfg.data))
+    roots = [name for name in formats.names() if _depth(name, ecfg) == 0 and name not in requested]
+    if roots:
+        notes.append(f"{', '.join(roots)} is exported anyway: the other formats are built from it")
+    order = sorted([*roots, *requested], key=lambda name: _depth(name, ecfg))  # each format after its sources
+    plan = _Plan(formats=order, notes=notes, spec=describe(cfg.data))
     if cfg.weights:
         plan.trained = checkpoint.load_trained(cfg.weights, "weights", ctx.resolved["model"], ctx.overridden("model"))
         notes += plan.trained.notes
@@ -196,28 +196,73 @@ def _describe(cfg: ExportJob, plan: _Plan, model: torch.nn.Module, fixed: np.nda
     }
 
 
+def _depth(name: str, ecfg: ExportCfg) -> int:
+    """How many builds a format's artifacts stand on (ONNX fp32: none; INT8: one; an INT8 engine: two)."""
+    form = formats.get(name)
+    sources = [form.source(p) for p in form.precisions(ecfg)]
+    return max((1 + _depth(src[0], ecfg) for src in sources if src is not None), default=0)
+
+
 def _export_all(ctx, plan, model, data, fixed, reference, val: list[_ValBatch] | None) -> Iterator[Artifact]:
-    ecfg, classification = ctx.cfg.export, data.spec.task == "classification"
-    onnx_path = record.onnx_path(ctx.run_dir, "fp32")
-    fp32 = _export_onnx(model, fixed, reference, onnx_path, ecfg, classification)
-    usable = fp32.status in ("ok", "failed")  # a file that fails parity is kept, and others can still be built
-    if val is not None and usable:
-        _attempt(fp32, lambda: fp32.extra.update(_val_figures(onnx_path, val, data.spec)))
-    yield fp32
-    int8 = None
-    if "int8" in plan.formats:
-        int8_path = record.onnx_path(ctx.run_dir, "int8")
-        int8 = (_export_int8(onnx_path, int8_path, data, fixed, reference, ecfg, classification) if usable
-                else _blocked("int8"))  # fmt: skip
-        if val is not None and int8.status in ("ok", "failed"):
-            _attempt(int8, lambda: int8.extra.update(_val_figures(int8_path, val, data.spec)))
-        yield int8
-    if "tensorrt" in plan.formats:
-        yield from _export_engines(ctx, onnx_path if usable else None, int8, fixed, reference, classification)
+    """Every requested format's artifacts, each after the artifact it is built from, through the format registry."""
+    classification = data.spec.task == "classification"
+    built: dict[tuple[str, str], Artifact] = {}
+    for name in plan.formats:
+        form = formats.get(name)
+        for precision in form.precisions(ctx.cfg.export):
+            artifact = _export_one(ctx, name, precision, built, model, data, fixed, reference, classification)
+            if val is not None and form.file_format == "onnx" and artifact.status in ("ok", "failed"):
+                _attempt(artifact, lambda a=artifact: a.extra.update(_val_figures(a.path, val, data.spec)))
+            built[(name, precision)] = artifact
+            yield artifact
 
 
-def _blocked(precision: str, fmt: str = "onnx") -> Artifact:
-    return Artifact(fmt, precision, status="skipped", reason="the fp32 ONNX export it is built from failed")
+def _export_one(ctx, name: str, precision: str, built: dict, model, data, fixed, reference, classification: bool):
+    """One artifact: built by its format (unless it cannot be built here, or its source failed), verified, and
+    checked by the shared parity check on the fixed batch (and on one sample when the batch axis is dynamic)."""
+    ecfg, form = ctx.cfg.export, formats.get(name)
+    artifact = Artifact(form.file_format, precision)
+    source = form.source(precision)
+    parent = built.get(source) if source else None
+    why = form.unavailable()
+    if why is None and source and (parent is None or parent.status not in ("ok", "failed")):
+        why = f"the {source[0]} {source[1]} artifact it is built from {'failed' if parent else 'was not exported'}"
+        if parent is None:
+            why += f" (add {source[0]} to export.formats)"
+    if why:
+        artifact.status, artifact.reason = "skipped", why
+        _say(f"  {artifact.label}: skipped: {why}")
+        return artifact
+    request = BuildRequest(
+        model=model, example=torch.from_numpy(fixed[:2] if ecfg.dynamic_batch else fixed), cfg=ecfg,
+        directory=ctx.run_dir, precision=precision, source=parent.path if parent else None,
+        calibration=lambda: (x.numpy() for _, (x, _) in zip(range(ecfg.calibration_batches), data.train.epoch(0),
+                                                              strict=False)),
+        batch_range=_batch_range(ecfg, fixed),
+    )  # fmt: skip
+    _say(f"building {artifact.label} ({name} format) ...")
+
+    def build() -> None:
+        artifact.path = form.build(request)
+
+    if not _attempt(artifact, _timed(artifact, build)):
+        return artifact
+    artifact.extra.update(request.extra)
+    problem = form.verify(artifact.path)
+    if problem:
+        artifact.status, artifact.reason = "failed", problem
+        return artifact
+    _attempt(artifact, lambda: _check(artifact, form, fixed, reference, ecfg, classification))
+    return artifact
+
+
+def _batch_range(ecfg: ExportCfg, fixed: np.ndarray) -> tuple[int, int]:
+    """An engine's batch range, `export.tensorrt_batch_range`, widened to fit the parity batch; a static ONNX model
+    has one size."""
+    if not ecfg.dynamic_batch:
+        return len(fixed), len(fixed)
+    low, high = ecfg.tensorrt_batch_range
+    return min(low, DYNAMIC_BATCH_CHECK), max(high, len(fixed))
 
 
 def _attempt(artifact: Artifact, step: Callable[[], Any]) -> bool:
@@ -240,69 +285,25 @@ def _timed(artifact: Artifact, export: Callable[[], Any]) -> Callable[[], None]:
     return step
 
 
-def _export_onnx(model, fixed, reference, path: Path, ecfg: ExportCfg, classification: bool) -> Artifact:
-    artifact = Artifact("onnx", "fp32", path)
-    external = onnx_export.wants_external_data(ecfg, model)
-    _say(f"exporting ONNX fp32 ({ecfg.onnx_exporter} exporter, opset {ecfg.opset}) ...")
-    # A dynamic batch axis needs only a small example (2 keeps it from specialising to 1); a static one is fixed
-    # at the size of the parity batch.
-    example = torch.from_numpy(fixed[:2] if ecfg.dynamic_batch else fixed)
-    export = _timed(artifact, lambda: onnx_export.export_onnx(model, example, path, ecfg, external_data=external))
-    if not _attempt(artifact, export):
-        return artifact
-    artifact.extra["external_data"] = external
-    foreign = onnx_export.non_standard_ops(path)
-    if foreign:
-        artifact.status, artifact.reason = "failed", f"non-standard ops in the graph: {', '.join(foreign)}"
-        return artifact
-    check = partial(_check_onnx, artifact, fixed, reference, ecfg.limits.fp32, ecfg.dynamic_batch, classification)
-    _attempt(artifact, check)
-    return artifact
-
-
-def _export_int8(
-    source: Path, path: Path, data: DataBundle, fixed, reference, ecfg: ExportCfg, classification: bool
-) -> Artifact:
-    artifact = Artifact("onnx", "int8", path)
-    _say(f"quantising to INT8 (QDQ, {ecfg.calibration_method} calibration on {ecfg.calibration_batches} batches) ...")
-
-    def quantise() -> None:
-        batches = (x.numpy() for _, (x, _) in zip(range(ecfg.calibration_batches), data.train.epoch(0), strict=False))
-        artifact.extra["calibration_images"] = quantize.quantize_int8(source, path, batches, ecfg)
-
-    if _attempt(artifact, _timed(artifact, quantise)):
-        check = partial(_check_onnx, artifact, fixed, reference, ecfg.limits.int8, ecfg.dynamic_batch, classification)
-        _attempt(artifact, check)
-    return artifact
-
-
-def _check_onnx(artifact: Artifact, fixed, reference, limits: ArtifactLimits, dynamic: bool, classification: bool):
-    """Parity through every ONNX Runtime provider, on the fixed batch and (dynamic batch) on one sample."""
-    for provider in parity.onnxruntime_providers():
-        session = parity.onnxruntime_session(artifact.path, provider)
-        for inputs, ref in _parity_batches(fixed, reference, dynamic):
-            figures = parity.figures(ref, parity.run_session(session, inputs), classification)
-            artifact.checks.append({"runtime": f"onnxruntime/{provider}", "batch_size": len(inputs), **figures})
-    _judge(artifact, limits)
-
-
-def _parity_batches(fixed: np.ndarray, reference: np.ndarray, dynamic: bool):
-    yield fixed, reference
-    if dynamic and len(fixed) != DYNAMIC_BATCH_CHECK:
-        yield fixed[:DYNAMIC_BATCH_CHECK], reference[:DYNAMIC_BATCH_CHECK]
-
-
-def _judge(artifact: Artifact, limits: ArtifactLimits) -> None:
-    artifact.figures = parity.worst(artifact.checks)
-    broken = parity.violations(artifact.figures, limits)
+def _check(artifact: Artifact, form, fixed, reference, ecfg: ExportCfg, classification: bool) -> None:
+    """The shared parity check through every runtime the format names, judged by the precision's limits."""
+    batches = list(_parity_batches(fixed, reference, ecfg.dynamic_batch))
+    artifact.checks = parity.check(form.runners(artifact.path), batches, classification)
+    artifact.figures, broken = parity.judge(artifact.checks, parity.limits_for(artifact.precision, ecfg.limits))
     if broken:
-        artifact.status, artifact.reason = "failed", "parity: " + "; ".join(broken)
+        artifact.status, artifact.reason = "failed", broken
     f = artifact.figures
     agreement = f"top-1 agreement {f['top1_agreement']:.1%}" if f["top1_agreement"] is not None else "regression"
     _say(
         f"  {artifact.label}: {artifact.status} in {artifact.export_time_s:.1f} s, max abs error "
         f"{f['max_abs_error']:.2e}, cosine {f['cosine']:.6f}, {agreement}"
     )
+
+
+def _parity_batches(fixed: np.ndarray, reference: np.ndarray, dynamic: bool):
+    yield fixed, reference
+    if dynamic and len(fixed) != DYNAMIC_BATCH_CHECK:
+        yield fixed[:DYNAMIC_BATCH_CHECK], reference[:DYNAMIC_BATCH_CHECK]
 
 
 @dataclass
@@ -349,51 +350,6 @@ def _val_text(figures: dict[str, float]) -> str:
     if "val_acc" in figures:
         return f"val top-1 {figures['val_acc']:.2f} %"
     return f"val MSE {figures['val_mse']:.4g}"
-
-
-def _export_engines(
-    ctx: RunContext, onnx_path: Path | None, int8: Artifact | None, fixed, reference, classification: bool
-):
-    reason = tensorrt.unavailable_reason()
-    int8_path = int8.path if int8 is not None and int8.status in ("ok", "failed") else None
-    for precision in dict.fromkeys(str(p) for p in ctx.cfg.export.tensorrt_precisions):
-        source = int8_path if precision == "int8" else onnx_path
-        if reason or source is None:
-            why = reason or f"needs the {'INT8 QDQ' if precision == 'int8' else 'fp32'} ONNX model"
-            _say(f"  tensorrt {precision}: skipped: {why}")
-            yield Artifact("tensorrt", precision, status="skipped", reason=why)
-        else:
-            yield _export_engine(ctx, precision, source, fixed, reference, classification)
-
-
-def _export_engine(ctx: RunContext, precision: str, source: Path, fixed, reference, classification: bool) -> Artifact:
-    ecfg = ctx.cfg.export
-    artifact = Artifact("tensorrt", precision, record.engine_path(ctx.run_dir, precision))
-    profile = _engine_profile(ctx.cfg, fixed)
-    _say(f"building TensorRT {precision} engine (batch {profile.min_batch}-{profile.max_batch}) ...")
-    build = _timed(
-        artifact, lambda: tensorrt.build_engine(source, artifact.path, precision, profile, ecfg.workspace_gib)
-    )
-    if _attempt(artifact, build):
-        limits = {"fp32": ecfg.limits.fp32, "int8": ecfg.limits.int8}.get(precision, ecfg.limits.half)
-        check = partial(_check_engine, artifact, fixed, reference, limits, ecfg.dynamic_batch, classification)
-        _attempt(artifact, check)
-    return artifact
-
-
-def _check_engine(artifact: Artifact, fixed, reference, limits: ArtifactLimits, dynamic: bool, classification: bool):
-    for inputs, ref in _parity_batches(fixed, reference, dynamic):
-        figures = parity.figures(ref, tensorrt.run_engine(artifact.path, inputs), classification)
-        artifact.checks.append({"runtime": "tensorrt", "batch_size": len(inputs), **figures})
-    _judge(artifact, limits)
-
-
-def _engine_profile(cfg: ExportJob, fixed: np.ndarray) -> tensorrt.Profile:
-    """The engine's batch range, `export.tensorrt_batch_range` (the parity batch must fit too); a static ONNX model
-    has one size."""
-    sizes = cfg.export.tensorrt_batch_range if cfg.export.dynamic_batch else [len(fixed)]
-    high = max(*sizes, len(fixed))
-    return tensorrt.Profile(onnx_export.INPUT_NAME, tuple(fixed.shape[1:]), min(sizes), max(sizes), high)
 
 
 TABLE_HEADER = (

@@ -1,5 +1,5 @@
-"""Parity of an exported artifact with the eager fp32 model: four figures on the same fixed batch, and the verdict
-against the configured limits.
+"""The one parity check of every export format: an artifact's runners against the eager fp32 model's outputs on the
+same batches, four figures, and the verdict against the configured limits.
 
 - `max_abs_error`: the largest |candidate - reference| over all logits.
 - `max_rel_error`: that error over the largest |reference logit| (elementwise ratios blow up near zero logits).
@@ -10,12 +10,13 @@ against the configured limits.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from speedlab.config import ArtifactLimits
+from speedlab.config import ArtifactLimits, ExportLimits
 
 FIGURES = ("max_abs_error", "max_rel_error", "cosine", "top1_agreement")
 _WORSE_IS_HIGHER = {"max_abs_error": True, "max_rel_error": True, "cosine": False, "top1_agreement": False}
@@ -83,3 +84,26 @@ def onnxruntime_session(path: Path, provider: str):
 
 def run_session(session, inputs: np.ndarray) -> np.ndarray:
     return session.run(None, {session.get_inputs()[0].name: inputs})[0]
+
+
+def limits_for(precision: str, limits: ExportLimits) -> ArtifactLimits:
+    """The limits an artifact of `precision` is judged by: fp32, int8, or half (fp16 and bf16)."""
+    return {"fp32": limits.fp32, "int8": limits.int8}.get(precision, limits.half)
+
+
+def check(runners: dict[str, Callable[[np.ndarray], np.ndarray]], batches: Sequence[tuple[np.ndarray, np.ndarray]],
+          classification: bool) -> list[dict[str, Any]]:  # fmt: skip
+    """The one parity check every format shares: each runner (a runtime or provider, by label) on each
+    (inputs, eager reference outputs) batch; one entry of figures per runner and batch size."""
+    return [
+        {"runtime": label, "batch_size": len(inputs), **figures(reference, run(inputs), classification)}
+        for label, run in runners.items()
+        for inputs, reference in batches
+    ]
+
+
+def judge(checks: Sequence[dict[str, Any]], limits: ArtifactLimits) -> tuple[dict[str, float | None], str | None]:
+    """The worst figures over `checks`, and the broken limits as one reason (None when the artifact passes)."""
+    worst_figures = worst(checks)
+    broken = violations(worst_figures, limits)
+    return worst_figures, ("parity: " + "; ".join(broken)) if broken else None

@@ -1,4 +1,4 @@
-"""`onnxruntime`: the exported ONNX model (fp32, or INT8 QDQ) in an ONNX Runtime session.
+"""`onnxruntime`: the ONNX model (fp32, or INT8 QDQ) export provides, in an ONNX Runtime session.
 
 On a CUDA device it uses the CUDA provider with IOBinding, so inputs and outputs stay on the GPU and no host copy is
 timed; elsewhere the CPU provider with the input as a host array. `bench.onnxruntime` sets the threads, whether idle
@@ -13,7 +13,7 @@ import time
 import numpy as np
 import torch
 
-from speedlab.bench.artifacts import PRECISIONS, onnx_model
+from speedlab.bench.artifacts import ONNX_FORMATS, artifact
 from speedlab.bench.backends import BenchSetup, Prepared, register
 
 
@@ -22,7 +22,7 @@ class OnnxRuntime:
     name = "onnxruntime"
 
     def unsupported(self, setup: BenchSetup, precision: str) -> str | None:
-        if precision not in PRECISIONS:
+        if precision not in ONNX_FORMATS:
             return f"onnxruntime runs the fp32 and int8 ONNX models, not {precision}"
         if setup.device.type == "cuda" and "CUDAExecutionProvider" not in _available():
             return "this onnxruntime build has no CUDA provider (install onnxruntime-gpu from requirements-gpu.txt)"
@@ -31,7 +31,8 @@ class OnnxRuntime:
     def prepare(self, setup: BenchSetup, batch_size: int, precision: str) -> Prepared:
         import onnxruntime as ort
 
-        path = onnx_model(setup, precision)
+        onnx = artifact(setup, ONNX_FORMATS[precision], precision)
+        path = onnx.path
         cuda = setup.device.type == "cuda"
         provider = "CUDAExecutionProvider" if cuda else "CPUExecutionProvider"
         settings = setup.cfg.bench.onnxruntime
@@ -40,7 +41,7 @@ class OnnxRuntime:
         session = ort.InferenceSession(str(path), options, providers=[provider])
         setup_s = time.perf_counter() - start
         name = session.get_inputs()[0].name
-        notes = {"provider": provider, "model": str(path), "ort_intra_op_threads": settings.intra_op_threads,
+        notes = {"provider": provider, **onnx.notes(), "ort_intra_op_threads": settings.intra_op_threads,
                  "ort_spinning": settings.spinning,
                  "ort_graph_optimization": str(settings.graph_optimization)}  # fmt: skip
         if not cuda:

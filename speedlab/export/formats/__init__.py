@@ -2,14 +2,18 @@
 
 A format is a class decorated with `@register("name")` with:
 
-- `source`: the format it is built from (None for ONNX fp32, which comes straight from the PyTorch model);
+- `file_format`: what an artifact's entry in result.json calls it (`onnx` for ONNX fp32 and INT8, `tensorrt`);
 - `precisions(cfg)`: the precisions one export builds (fp32; int8; one engine per TensorRT precision);
+- `source(precision)`: the (format, precision) an artifact is built from, or None (ONNX fp32 comes straight from the
+  PyTorch model);
 - `unavailable()`: why nothing of this format can be built on this machine (e.g. no TensorRT), or None;
 - `build(request) -> Path`: the artifact, written atomically into `request.directory`;
-- `runner(path, device)`: a callable from a batch of inputs (a host array) to the outputs (a host array), which the
-  shared parity check (`speedlab.export.parity`) and the bench backends run.
+- `verify(path)`: why a built file is unusable beyond parity (e.g. non-standard ONNX ops), or None;
+- `runners(path)`: the runtimes the shared parity check (`speedlab.export.parity.check`) runs it through, by label,
+  each a callable from a batch of inputs (a host array) to the outputs (a host array).
 
-Adding a format is adding its file; the tests parametrize over `names()`.
+The export command and bench (through `speedlab.export.artifacts`) use nothing else of a format. Adding a format is
+adding its file; the tests parametrize over `names()`.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ Runner = Callable[[np.ndarray], np.ndarray]
 class BuildRequest:
     """What a format needs to build one artifact: the eager model (eval mode, CPU), an example batch of the data's
     shape, the export settings, where to write, calibration batches (INT8), the artifact it is built from, and the
-    batch range an engine must cover."""
+    batch range an engine must cover. `extra` collects what the build records (calibration images, build time)."""
 
     model: torch.nn.Module
     example: torch.Tensor
@@ -46,15 +50,19 @@ class BuildRequest:
 
 
 class Format(Protocol):
-    source: str | None
+    file_format: str
 
     def precisions(self, cfg: ExportCfg) -> list[str]: ...
+
+    def source(self, precision: str) -> tuple[str, str] | None: ...
 
     def unavailable(self) -> str | None: ...
 
     def build(self, request: BuildRequest) -> Path: ...
 
-    def runner(self, path: Path, device: torch.device) -> Runner: ...
+    def verify(self, path: Path) -> str | None: ...
+
+    def runners(self, path: Path) -> dict[str, Runner]: ...
 
 
 _REGISTRY = Registry("export format", __name__, __path__)

@@ -17,13 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import torch
 from onnxruntime.quantization import CalibrationDataReader
 
 from speedlab import record
 from speedlab.config import ExportCfg
 from speedlab.export.formats import BuildRequest, Runner, register
-from speedlab.export.formats.onnx import INPUT_NAME, onnxruntime_runner, quiet
+from speedlab.export.formats.onnx import INPUT_NAME, onnxruntime_runners, quiet
 from speedlab.fsutil import staged_files
 
 _METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
@@ -103,10 +102,13 @@ class _Reader(CalibrationDataReader):
 class Int8Format:
     """The fp32 ONNX model quantised to INT8 (QDQ) by ONNX Runtime, calibrated on the request's batches."""
 
-    source = "onnx"
+    file_format = "onnx"
 
     def precisions(self, cfg: ExportCfg) -> list[str]:
         return ["int8"]
+
+    def source(self, precision: str) -> tuple[str, str] | None:
+        return ("onnx", "fp32")
 
     def unavailable(self) -> str | None:
         return None
@@ -116,5 +118,8 @@ class Int8Format:
         request.extra["calibration_images"] = quantize_int8(request.source, path, request.calibration(), request.cfg)
         return path
 
-    def runner(self, path: Path, device: torch.device) -> Runner:
-        return onnxruntime_runner(path)
+    def verify(self, path: Path) -> str | None:
+        return None
+
+    def runners(self, path: Path) -> dict[str, Runner]:
+        return onnxruntime_runners(path)

@@ -133,12 +133,15 @@ def quiet() -> Iterator[None]:
 
 @register("onnx")
 class OnnxFormat:
-    """ONNX fp32 straight from the PyTorch model, with either exporter; run by ONNX Runtime."""
+    """ONNX fp32 straight from the PyTorch model, with either exporter; checked through every ONNX Runtime provider."""
 
-    source = None
+    file_format = "onnx"
 
     def precisions(self, cfg: ExportCfg) -> list[str]:
         return ["fp32"]
+
+    def source(self, precision: str) -> tuple[str, str] | None:
+        return None
 
     def unavailable(self) -> str | None:
         return None
@@ -150,13 +153,20 @@ class OnnxFormat:
         request.extra["external_data"] = external
         return path
 
-    def runner(self, path: Path, device: torch.device) -> Runner:
-        return onnxruntime_runner(path)
+    def verify(self, path: Path) -> str | None:
+        foreign = non_standard_ops(path)
+        return f"non-standard ops in the graph: {', '.join(foreign)}" if foreign else None
+
+    def runners(self, path: Path) -> dict[str, Runner]:
+        return onnxruntime_runners(path)
 
 
-def onnxruntime_runner(path: Path) -> Runner:
-    """Outputs of a host batch through an ONNX Runtime CPU session of `path`."""
+def onnxruntime_runners(path: Path) -> dict[str, Runner]:
+    """An ONNX file through each ONNX Runtime provider parity uses (the CPU, and CUDA where there is one)."""
     from speedlab.export import parity
 
-    session = parity.onnxruntime_session(path, "CPUExecutionProvider")
-    return lambda inputs: parity.run_session(session, inputs)
+    runners = {}
+    for provider in parity.onnxruntime_providers():
+        session = parity.onnxruntime_session(path, provider)
+        runners[f"onnxruntime/{provider}"] = lambda inputs, session=session: parity.run_session(session, inputs)
+    return runners

@@ -180,10 +180,13 @@ class TensorRTFormat:
     """One TensorRT engine per precision in `export.tensorrt_precisions`, from the fp32 ONNX model (int8: from the
     INT8 QDQ model), with one optimisation profile over the request's batch range."""
 
-    source = "onnx"
+    file_format = "tensorrt"
 
     def precisions(self, cfg: ExportCfg) -> list[str]:
         return list(dict.fromkeys(str(p) for p in cfg.tensorrt_precisions))
+
+    def source(self, precision: str) -> tuple[str, str] | None:
+        return ("int8", "int8") if precision == "int8" else ("onnx", "fp32")
 
     def unavailable(self) -> str | None:
         return unavailable_reason()
@@ -194,9 +197,17 @@ class TensorRTFormat:
         path = record.engine_path(request.directory, request.precision)
         low, high = request.batch_range
         profile = Profile(INPUT_NAME, tuple(request.example.shape[1:]), low, high, high)
-        request.extra["build_time_s"] = build_engine(request.source, path, request.precision, profile,
-                                                     request.cfg.workspace_gib)  # fmt: skip
+        request.extra["engine_build_s"] = build_engine(request.source, path, request.precision, profile,
+                                                       request.cfg.workspace_gib)  # fmt: skip
+        request.extra["profile_batch_range"] = [low, high]
         return path
 
-    def runner(self, path: Path, device: torch.device) -> Runner:
-        return lambda inputs: run_engine(path, inputs)
+    def verify(self, path: Path) -> str | None:
+        return None
+
+    def runners(self, path: Path) -> dict[str, Runner]:
+        return {"tensorrt": lambda inputs: run_engine(path, inputs)}
+
+    def device_runner(self, path: Path) -> EngineRunner:
+        """The engine on CUDA tensors, inputs and outputs on the device (what bench times)."""
+        return EngineRunner(path)
