@@ -63,8 +63,8 @@ def main() -> None:
             prepare(cfg.data)
             cache_build_s = time.perf_counter() - t0
             rows = []
-            for pipeline in ("device", "classic"):
-                cfg.data.pipeline = config.Pipeline[pipeline]
+            for pipeline in ("device", "loader"):
+                cfg.data.feed = config.Feed[pipeline]
                 data = build_data(cfg.data, seed=0, batch_size=args.batch_size, device="cpu")
                 rates = images_per_second(data.train, args.epochs)
                 rows.append({"pipeline": pipeline, "images_per_s": statistics.median(rates), "epochs": rates})
@@ -73,7 +73,7 @@ def main() -> None:
                     f"{', '.join(f'{r:,.0f}' for r in rates)})"
                 )
             speedup = rows[0]["images_per_s"] / rows[1]["images_per_s"]
-            rec["rows"], rec["cache_build_s"], rec["speedup_cached_vs_classic"] = rows, cache_build_s, speedup
+            rec["rows"], rec["cache_build_s"], rec["speedup_device_vs_loader"] = rows, cache_build_s, speedup
             rec["threads"] = torch.get_num_threads()
 
     env = rec["env"]
@@ -82,7 +82,7 @@ def main() -> None:
         f"{args.resolution} px, batch {args.batch_size}); {env['cpu']['model']}, {env['cpu']['affinity']} cores, "
         f"torch {env['torch']}"
     )
-    print("\n| Pipeline | Images/s | vs classic |\n| --- | ---: | ---: |")
+    print("\n| Pipeline | Images/s | vs loader |\n| --- | ---: | ---: |")
     for row in rows:
         print(
             f"| {row['pipeline']} | {row['images_per_s']:,.0f} | {row['images_per_s'] / rows[1]['images_per_s']:.1f}x |"

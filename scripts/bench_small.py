@@ -48,7 +48,7 @@ MLP_ROWS: dict[str, list[str]] = {
     "1 thread": ["trainer.threads=1"],
     "foreach AdamW": ["optim.foreach=true"],
     "fused AdamW": ["optim.fused=true"],
-    "DataLoader (not resident)": ["data.resident=false"],
+    "DataLoader feed": ["data.feed=loader"],
     "reused memory": ["trainer.reuse_memory=true"],
     "TC": ["compile.enabled=true"],
     "TC + compiled optimizer": ["compile.enabled=true", "trainer.step=compiled_optimizer"],
@@ -63,7 +63,7 @@ MLP_ROWS: dict[str, list[str]] = {
 BEST_LENET = ["trainer.step=functional", "compile.enabled=true", "trainer.reuse_memory=true"]
 LENET_ROWS: dict[str, list[str]] = {
     "Vanilla": [],
-    "DataLoader (not resident)": ["data.resident=false"],
+    "DataLoader feed": ["data.feed=loader"],
     "1 thread": ["trainer.threads=1"],
     "foreach AdamW": ["optim.foreach=true"],
     "reused memory": ["trainer.reuse_memory=true"],
@@ -212,7 +212,7 @@ def mlp_rows(bench_dir: Path, epochs: int, only: list[str] | None = None) -> lis
             continue
         run_dir = record.job_dir(bench_dir, "mlp-" + slug(label.split(":")[0]))
         # A DataLoader step over 10,000 single samples takes ~100 ms: a few blocks are enough to time it.
-        n = min(epochs, 3 * BLOCK) if "data.resident=false" in overrides else epochs
+        n = min(epochs, 3 * BLOCK) if "data.feed=loader" in overrides else epochs
         result = run_speedlab(["+exp=mlp_matexp", f"trainer.epochs={n}", f"trainer.eval_every={n}",
                                "trainer.save_checkpoints=false", *overrides], run_dir)  # fmt: skip
         times = [e["train_time_s"] for e in result.get("epochs", [])]

@@ -46,6 +46,7 @@ def load_plugins() -> None:
     for registry in (speedlab.models, speedlab.data.sources, speedlab.train.steps, speedlab.bench.backends,
                      speedlab.export.formats):  # fmt: skip
         registry.names()
+    config.with_backend_options(speedlab.bench.backends.options())
 
 
 def registry_choices() -> dict[str, Callable[[], list[str]]]:

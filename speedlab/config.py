@@ -17,7 +17,7 @@ import enum
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,13 +49,11 @@ def _choices(name: str, values: Sequence[str]) -> type[Choice]:
 # Built from the registry, so a newly registered activation is a valid choice without touching this file.
 ActivationName = _choices("ActivationName", activations.names())
 InitName = _choices("InitName", ["torch_default", "kaiming", "trunc_normal"])
-Pipeline = _choices("Pipeline", ["device", "classic"])
+Feed = _choices("Feed", ["device", "loader"])
 CompileMode = _choices("CompileMode", ["default", "reduce-overhead", "max-autotune"])
 AmpDtype = _choices("AmpDtype", ["bf16", "fp16"])
 Schedule = _choices("Schedule", ["cosine", "constant"])
 TrackingBackend = _choices("TrackingBackend", ["none", "mlflow"])
-OrtGraphOptimization = _choices("OrtGraphOptimization", ["disable", "basic", "extended", "all"])
-OpenvinoHint = _choices("OpenvinoHint", ["LATENCY", "THROUGHPUT"])
 OnnxExporter = _choices("OnnxExporter", ["dynamo", "torchscript"])
 TrtPrecision = _choices("TrtPrecision", ["fp32", "fp16", "bf16", "int8"])
 CalibrationMethod = _choices("CalibrationMethod", ["minmax", "entropy", "percentile"])
@@ -99,6 +97,9 @@ class DataCfg:
     # A number of samples per split for generated sources; a cap (None = all) for the others.
     train_size: int | None = None
     val_size: int | None = None
+    # How batches reach the model. device: whole tensors (or uint8 image arrays) on the device, each batch sliced and
+    # transformed there; loader: a torch DataLoader collating on the host (image files decoded per image in workers).
+    feed: Feed = Feed.device
 
     def __post_init__(self) -> None:
         at_least("data.train_size", self.train_size, 1, optional=True)
@@ -121,13 +122,12 @@ class ImageDataCfg(DataCfg):
 
 @dataclass
 class ImagePipelineCfg(ImageDataCfg):
-    """Keys of the sources whose uint8 images go through the device or classic pipeline (arrays or files)."""
+    """Keys of the sources whose uint8 images (arrays or files) are fed on the device or by a DataLoader."""
 
     image_size: int = 64  # size images are decoded and cached at
-    pipeline: Pipeline = Pipeline.device  # device: batches sliced and transformed on the device; classic: DataLoader
-    workers: int = 2  # classic pipeline only
-    pin_memory: bool = True  # classic pipeline only
-    prefetch_factor: int = 2  # classic pipeline only
+    workers: int = 2  # data.feed=loader only: DataLoader worker processes
+    pin_memory: bool = True  # data.feed=loader only
+    prefetch_factor: int = 2  # data.feed=loader only
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -208,40 +208,6 @@ class AmpCfg:
 
 # ----------------------------------------------------------------------------------------------------- bench parts
 @dataclass
-class OnnxRuntimeOptions:
-    """The `onnxruntime` backend's session settings, recorded with every cell."""
-
-    intra_op_threads: int | None = None  # None: ONNX Runtime's default (one per core)
-    # ORT's idle workers spin for a while after each run: fine alone, but in a sweep they steal the cores from the
-    # next cell's runtime (torch, or ORT itself). Off unless asked for.
-    spinning: bool = False
-    graph_optimization: OrtGraphOptimization = OrtGraphOptimization.all
-
-    def __post_init__(self) -> None:
-        at_least("bench.onnxruntime.intra_op_threads", self.intra_op_threads, 1, optional=True)
-
-
-@dataclass
-class InductorOptions:
-    """The `inductor` backend: torch.compile's mode and Inductor's inference settings."""
-
-    mode: CompileMode = CompileMode.default
-    freezing: bool = False  # fold the weights in as constants (inference only), enabling constant-folding passes
-    cpp_wrapper: bool = False  # the compiled graph's Python wrapper as C++: less per-call overhead
-
-
-@dataclass
-class OpenvinoOptions:
-    """The `openvino` backend (the optional extra requirements-openvino.txt) on the CPU."""
-
-    hint: OpenvinoHint = OpenvinoHint.LATENCY
-    threads: int | None = None  # INFERENCE_NUM_THREADS; None: OpenVINO's choice
-
-    def __post_init__(self) -> None:
-        at_least("bench.openvino.threads", self.threads, 1, optional=True)
-
-
-@dataclass
 class BenchCfg:
     """The latency sweep: backends x precisions x batch sizes, and how each cell is timed."""
 
@@ -259,9 +225,8 @@ class BenchCfg:
     # A cell (prepare and timing, per repeat) still running after this many seconds is stopped and recorded as
     # `timeout`, and the sweep goes on; None: no limit.
     cell_timeout_s: float | None = None
-    onnxruntime: OnnxRuntimeOptions = field(default_factory=OnnxRuntimeOptions)
-    inductor: InductorOptions = field(default_factory=InductorOptions)
-    openvino: OpenvinoOptions = field(default_factory=OpenvinoOptions)
+    # Each backend with settings of its own adds a section here (bench.onnxruntime, bench.inductor, ...): its options
+    # dataclass lives beside it in speedlab/bench/backends/ and joins when the plug-ins load (`with_backend_options`).
 
     def __post_init__(self) -> None:
         require(bool(self.batch_sizes) and min(self.batch_sizes) >= 1, "bench.batch_sizes", self.batch_sizes,
@@ -473,6 +438,18 @@ class DataPrepareJob(JobCfg):
     """`speedlab data prepare`: the data source alone."""
 
 
+def with_backend_options(options: dict[str, type]) -> None:
+    """Give `bench` one section per backend that brings an options dataclass (`bench.<backend>.*`), and store the
+    bench job with them: run once the backends are registered, before any composition."""
+    sections = [(name, schema, field(default_factory=schema)) for name, schema in sorted(options.items())]
+    bench = make_dataclass("BenchCfg", sections, bases=(BenchCfg,))
+    bench.__doc__ = BenchCfg.__doc__
+    job = make_dataclass("BenchJob", [("bench", bench, field(default_factory=bench))], bases=(BenchJob,))
+    job.__doc__ = BenchJob.__doc__
+    JOBS["bench"] = job
+    ConfigStore.instance().store(name="bench_schema", node=job)
+
+
 JOBS: dict[str, type[JobCfg]] = {
     "train": TrainJob,
     "bench": BenchJob,
@@ -491,6 +468,8 @@ RENAMED = {
     "trainer.cuda_graphs": "trainer.step=graphed",
     "compile.optimizer": "trainer.step=compiled_optimizer",
     "export.parity": "export.limits",
+    "data.pipeline": "data.feed (device, or loader for the DataLoader pipeline once called classic)",
+    "data.resident": "data.feed (device for resident=true, loader for resident=false)",
 }
 # Keys set by a group choice, never by hand.
 CHOSEN_BY_GROUP = {"model.name": "model=NAME", "data.name": "data=NAME"}

@@ -59,7 +59,7 @@ def test_hydra_help_works_after_the_command(run_main):
         ("model.activaton=relu", ["model.activaton", "not in 'ConvNeXtCfg'"]),
         ("model=resnet", ["model/resnet", "convnext", "lenet5", "mlp", "timm", "torchvision"]),
         ("data=imgnet", ["data/imgnet", "digits", "imagefolder", "matrix_exp", "mnist", "synthetic", "tinyimagenet"]),
-        ("data.pipeline=fast", ["data.pipeline", "'fast'", "device, classic"]),
+        ("data.feed=fast", ["data.feed", "'fast'", "device, loader"]),
     ],
 )
 def test_bad_config_fails_before_any_work_naming_the_key(run_main, override, expected):

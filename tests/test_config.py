@@ -80,6 +80,8 @@ def test_the_quick_preset_applies_to_every_command_and_family(command, family):
         ("export", "export.parity.fp32.min_cosine=0.9", "use export.limits"),
         ("export", "bench.batch_sizes=[1,8]", "export.tensorrt_batch_range"),
         ("train", "model.name=mlp", "set by the choice model=NAME"),
+        ("train", "data.pipeline=classic", "use data.feed (device, or loader"),
+        ("train", "data.resident=false", "use data.feed (device for resident=true, loader for resident=false)"),
     ],
 )
 def test_an_old_key_is_refused_naming_the_new_one(command, override, fix):
@@ -120,6 +122,16 @@ def test_an_unknown_plugin_is_refused_naming_the_registered_ones(override, messa
     command = override.split(".")[0].replace("trainer", "train")
     with pytest.raises(SpeedlabError, match=re.escape(message)):
         cli.compose(command, [override])
+
+
+def test_each_backend_brings_its_options_as_its_own_section():
+    from speedlab.bench import backends
+
+    bench = cli.compose("bench", ["bench.onnxruntime.spinning=true"]).bench
+    assert set(backends.options()) == {"inductor", "onnxruntime", "openvino"}
+    for name, schema in backends.options().items():
+        assert isinstance(getattr(bench, name), schema) and schema.__module__ == f"speedlab.bench.backends.{name}"
+    assert bench.onnxruntime.spinning is True
 
 
 def test_a_section_of_another_command_names_its_owners():

@@ -126,23 +126,23 @@ def test_interrupted_cache_build_leaves_no_valid_looking_cache(fake_tin, monkeyp
 # --- corrupt images ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("pipeline", ["device", "classic"])
-def test_corrupt_image_is_an_error_naming_the_file(fake_tin, pipeline):
+@pytest.mark.parametrize("feed", ["device", "loader"])
+def test_corrupt_image_is_an_error_naming_the_file(fake_tin, feed):
     victim = corrupt_one(fake_tin)
     with pytest.raises(DataError) as err:
-        data = build_data(data_cfg(fake_tin, f"data.pipeline={pipeline}"), seed=0, batch_size=8)
+        data = build_data(data_cfg(fake_tin, f"data.feed={feed}"), seed=0, batch_size=8)
         for _ in data.train.epoch(0):
             pass
     assert str(victim) in str(err.value) and "data.skip_corrupt=true" in str(err.value)
 
 
-@pytest.mark.parametrize("pipeline", ["device", "classic"])
-def test_skip_corrupt_skips_and_counts(fake_tin, pipeline):
+@pytest.mark.parametrize("feed", ["device", "loader"])
+def test_skip_corrupt_skips_and_counts(fake_tin, feed):
     corrupt_one(fake_tin)
-    data = build_data(data_cfg(fake_tin, f"data.pipeline={pipeline}", "data.skip_corrupt=true"), seed=0, batch_size=8)
+    data = build_data(data_cfg(fake_tin, f"data.feed={feed}", "data.skip_corrupt=true"), seed=0, batch_size=8)
     seen = sum(len(y) for _, y in data.train.epoch(0))
     assert data.record()["skipped_corrupt"] == 1
-    assert seen == FAKE_CLASSES * FAKE_TRAIN - 1 - (0 if pipeline == "classic" else (FAKE_CLASSES * FAKE_TRAIN - 1) % 8)
+    assert seen == FAKE_CLASSES * FAKE_TRAIN - 1 - (0 if feed == "loader" else (FAKE_CLASSES * FAKE_TRAIN - 1) % 8)
 
 
 def test_cache_with_skipped_images_is_refused_without_skip_corrupt(fake_tin):
@@ -159,9 +159,9 @@ def test_cache_with_skipped_images_is_refused_without_skip_corrupt(fake_tin):
 # --- the two pipelines ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("pipeline", ["device", "classic"])
-def test_pipelines_yield_normalised_batches_at_the_resolution(fake_tin, pipeline):
-    data = build_data(data_cfg(fake_tin, f"data.pipeline={pipeline}"), seed=0, batch_size=8)
+@pytest.mark.parametrize("feed", ["device", "loader"])
+def test_pipelines_yield_normalised_batches_at_the_resolution(fake_tin, feed):
+    data = build_data(data_cfg(fake_tin, f"data.feed={feed}"), seed=0, batch_size=8)
     x, y = next(iter(data.train.epoch(0)))
     assert x.shape == (8, 3, 32, 32) and x.dtype == torch.float32 and y.dtype == torch.int64
     assert -3 < x.mean() < 3 and 0.2 < x.std() < 3  # normalised, not 0..255
@@ -172,10 +172,10 @@ def test_pipelines_yield_normalised_batches_at_the_resolution(fake_tin, pipeline
 
 def test_both_pipelines_see_the_same_minibatches(fake_tin):
     labels = {}
-    for pipeline in ("device", "classic"):
-        data = build_data(data_cfg(fake_tin, f"data.pipeline={pipeline}"), seed=3, batch_size=8)
-        labels[pipeline] = [y.tolist() for _, y in data.train.epoch(1)]
-    assert labels["device"] == labels["classic"]
+    for feed in ("device", "loader"):
+        data = build_data(data_cfg(fake_tin, f"data.feed={feed}"), seed=3, batch_size=8)
+        labels[feed] = [y.tolist() for _, y in data.train.epoch(1)]
+    assert labels["device"] == labels["loader"]
 
 
 def test_same_seed_same_batches_other_seed_other_order(fake_tin):

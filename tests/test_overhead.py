@@ -32,7 +32,7 @@ FP32_LEVERS = {
     "1 thread": ["trainer.threads=1"],
     "foreach": ["optim.foreach=true"],
     "fused": ["optim.fused=true"],
-    "not resident": ["data.resident=false"],
+    "DataLoader feed": ["data.feed=loader"],
     "reused memory": ["trainer.reuse_memory=true"],
     "functional": ["trainer.step=functional"],
     "functional compiled": ["trainer.step=functional", "compile.enabled=true"],

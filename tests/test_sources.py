@@ -73,7 +73,7 @@ def test_small_sources_live_on_the_device_as_whole_tensors(name, fake_mnist):
     overrides = [f"data.root={fake_mnist}"] if name == "mnist" else []
     data = build_data(cli.compose("train", [f"data={name}", *overrides]).data, seed=0, batch_size=16)
     assert isinstance(data.train, TensorLoader) and isinstance(data.val, TensorLoader)
-    assert data.info["resident"] is True
+    assert data.info["feed"] == "device"
 
 
 def test_a_full_batch_is_the_tensors_themselves():

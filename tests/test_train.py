@@ -53,7 +53,7 @@ def test_result_json_holds_what_the_issue_asks(tmp_path, capsys):
 
 
 def test_classic_pipeline_trains_on_the_same_batches(tmp_path):
-    result = train(tmp_path / "run", "data.pipeline=classic", "data.workers=0")
+    result = train(tmp_path / "run", "data.feed=loader", "data.workers=0")
     assert result["status"] == "ok" and result["changes"] == "classic data"
     assert result["epochs"][0]["images"] == 192 and result["notes"] == [
         "data.pin_memory=true has no effect without CUDA"

@@ -1,8 +1,8 @@
 """The image pipelines, shared by the sources whose images are uint8 arrays or files (tinyimagenet, imagefolder,
 synthetic): both loaders of a split, the decoded cache of file datasets, and the checks of the keys they share.
 
-`data.pipeline=device` slices uint8 batches out of arrays (the memory-mapped decoded cache, or generated arrays) and
-transforms them batched on the device; `data.pipeline=classic` decodes and transforms per image in DataLoader
+`data.feed=device` slices uint8 batches out of arrays (the memory-mapped decoded cache, or generated arrays) and
+transforms them batched on the device; `data.feed=loader` decodes and transforms per image in DataLoader
 workers. Both take the source's normalisation from its `DataSpec` and the crop range from `data.crop_scale`.
 """
 
@@ -128,7 +128,7 @@ def load_arrays(
 def load_files(cfg: ImageFilesCfg, spec: DataSpec, dataset: FileDataset, options: LoadOptions) -> DataBundle:
     """Both loaders over a file dataset: from its decoded cache (device pipeline) or its files (classic)."""
     info: dict[str, Any] = {"root": str(dataset.base)}
-    if str(cfg.pipeline) == "device":
+    if str(cfg.feed) == "device":
         decoded, cache_info = decoded_arrays(cfg, dataset, spec.input_shape[0])
         info.update(cache_info)
         arrays = {split: (d.images, d.labels) for split, d in decoded.items()}
@@ -143,7 +143,7 @@ def _bundle(
     recipe = image_recipe(cfg, spec)
 
     def loader(split: str, train: bool) -> DeviceLoader | ClassicLoader:
-        if str(cfg.pipeline) == "device":
+        if str(cfg.feed) == "device":
             if arrays is None:
                 raise DataError("the device pipeline needs decoded arrays")
             images, labels = arrays[split]
@@ -160,5 +160,5 @@ def _bundle(
             pin_memory=cfg.pin_memory, prefetch_factor=cfg.prefetch_factor,
         )  # fmt: skip
 
-    info = {**info, "pipeline": str(cfg.pipeline), **augmentation(cfg)}
+    info = {**info, "feed": str(cfg.feed), **augmentation(cfg)}
     return DataBundle(loader("train", True), loader("val", False), spec, classes, info)

@@ -7,7 +7,7 @@
 - `TensorLoader`: whole splits resident on the device as tensors (the small sources); a batch is an index into
   them, and a full batch is the tensors themselves. No DataLoader, no host work per step.
 - `HostLoader`: the same small splits the way most scripts feed them: a torch DataLoader over host tensors, each
-  batch collated on the host and copied to the device (the `data.resident=false` lever, measured against it).
+  batch collated on the host and copied to the device (the `data.feed=loader` lever, measured against it).
 
 All draw each epoch's order from `epoch_order(n, seed, epoch)` and shard it the same way per rank, so every
 pipeline and every experiment sees the same mini-batches for the same seed. A source's `load` returns a

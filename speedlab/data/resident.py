@@ -1,7 +1,7 @@
 """Loaders for the small sources, whose splits live on the device as whole tensors (`TensorLoader`): no
 DataLoader and no host work per step. Image splits are normalised (and resized) once when they load; only with
-augmentation do they stay uint8 and go through the batched device transform each step. With `resident=False` (the
-`data.resident` lever turned off) the same prepared tensors feed a host DataLoader instead (`HostLoader`)."""
+augmentation do they stay uint8 and go through the batched device transform each step. With `data.feed=loader` the
+same prepared tensors feed a host DataLoader instead (`HostLoader`)."""
 
 from __future__ import annotations
 
@@ -36,15 +36,15 @@ def load_images(
         if train and cfg.augment:
             if not resident:
                 raise DataError(
-                    f"data.resident=false with data.augment=true: the host loader has no augmentation; set "
-                    f"data.augment=false or data.resident=true (data={cfg.name})"
+                    f"data.feed=loader with data.augment=true: the host loader has no augmentation; set "
+                    f"data.augment=false or data.feed=device (data={cfg.name})"
                 )
             return TensorLoader(x, y, plan=plan, transform=DeviceBatchTransform(recipe, train=True))
         ready = torch.cat([prepare(x[i : i + CHUNK]) for i in range(0, len(x), CHUNK)]) if len(x) else x.float()
         return TensorLoader(ready, y, plan=plan) if resident else HostLoader(ready, y, plan=plan, device=options.device)
 
-    resident = getattr(cfg, "resident", True)
-    info = {**info, "resident": resident, **augmentation(cfg)}
+    resident = str(cfg.feed) == "device"
+    info = {**info, "feed": str(cfg.feed), **augmentation(cfg)}
     return DataBundle(loader("train", True), loader("val", False), spec, classes, info)
 
 
@@ -62,4 +62,5 @@ def load_tensors(
         x, y = (t.to(options.device) for t in split)
         return TensorLoader(x, y, plan=plan)
 
-    return DataBundle(loader(train, True), loader(val, False), spec, None, {**info, "resident": resident})
+    feed = "device" if resident else "loader"
+    return DataBundle(loader(train, True), loader(val, False), spec, None, {**info, "feed": feed})

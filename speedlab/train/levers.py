@@ -66,7 +66,7 @@ def check_device(cfg: TrainingJobCfg, device: torch.device, spec: DataSpec, dist
     notes = []
     if cfg.compile.enabled and cfg.compile.mode == "reduce-overhead" and not cuda:
         notes.append("compile.mode=reduce-overhead: CUDA graphs need a GPU; on the CPU it compiles like `default`")
-    if str(getattr(cfg.data, "pipeline", "")) == "classic" and getattr(cfg.data, "pin_memory", False) and not cuda:
+    if str(cfg.data.feed) == "loader" and getattr(cfg.data, "pin_memory", False) and not cuda:
         notes.append("data.pin_memory=true has no effect without CUDA")
     return notes
 
@@ -173,8 +173,6 @@ def changes_label(cfg: TrainingJobCfg) -> str:
     if cfg.trainer.tf32:
         parts.append("TF32")
     parts += _overhead_labels(cfg)
-    if str(getattr(cfg.data, "pipeline", "device")) != "device":
-        parts.append(f"{cfg.data.pipeline} data")
     model = models.label(cfg.model)
     if model:
         parts.append(model)
@@ -188,6 +186,6 @@ def _overhead_labels(cfg: TrainingJobCfg) -> list[str]:
         parts.append(f"{cfg.trainer.threads} thread{'s' if cfg.trainer.threads > 1 else ''}")
     if cfg.trainer.reuse_memory:
         parts.append("reused memory")
-    if not getattr(cfg.data, "resident", True):
+    if str(cfg.data.feed) == "loader":
         parts.append("DataLoader")
     return parts

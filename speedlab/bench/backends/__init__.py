@@ -7,7 +7,8 @@ A backend turns the model into something callable for one batch shape and precis
   device, plus what preparing cost (`setup_s`: compilation, session creation or engine build).
 
 Every module in this package is imported on first use, and its `@register("name")` adds it (the shared
-`speedlab.plugins.Registry`): adding a backend is adding a file.
+`speedlab.plugins.Registry`): adding a backend is adding a file. A backend with settings of its own registers their
+dataclass too (`@register("name", NameOptions)`, beside the backend): it becomes the `bench.<name>` section.
 """
 
 from __future__ import annotations
@@ -64,6 +65,11 @@ class Backend(Protocol):
 _REGISTRY = Registry("bench backend", __name__, __path__)
 register = _REGISTRY.register
 names = _REGISTRY.names
+
+
+def options() -> dict[str, type]:
+    """Each backend's options dataclass (`bench.<name>.*`), for the backends that have one."""
+    return {name: _REGISTRY.entry(name).schema for name in names() if _REGISTRY.entry(name).schema is not None}
 
 
 def create(name: str) -> Backend:

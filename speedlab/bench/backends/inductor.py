@@ -9,15 +9,26 @@ oneDNN) and the C++ wrapper (the compiled graph's launcher in C++ instead of Pyt
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import torch
 
 from speedlab.bench.backends import BenchSetup, Prepared, register
 from speedlab.bench.precision import autocast, torch_unsupported
+from speedlab.config import CompileMode
 from speedlab.monitor import dynamo_frames_compiled
 
 
-@register("inductor")
+@dataclass
+class InductorOptions:
+    """`bench.inductor`: torch.compile's mode and Inductor's inference settings."""
+
+    mode: CompileMode = CompileMode.default
+    freezing: bool = False  # fold the weights in as constants (inference only), enabling constant-folding passes
+    cpp_wrapper: bool = False  # the compiled graph's Python wrapper as C++: less per-call overhead
+
+
+@register("inductor", InductorOptions)
 class Inductor:
     name = "inductor"
 

@@ -9,15 +9,38 @@ optimisation level; every cell records them.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from speedlab.bench.artifacts import ONNX_FORMATS, artifact
 from speedlab.bench.backends import BenchSetup, Prepared, register
+from speedlab.config import Choice, at_least
 
 
-@register("onnxruntime")
+class GraphOptimization(Choice):
+    disable = "disable"
+    basic = "basic"
+    extended = "extended"
+    all = "all"
+
+
+@dataclass
+class OnnxRuntimeOptions:
+    """`bench.onnxruntime`: the session settings, recorded with every cell."""
+
+    intra_op_threads: int | None = None  # None: ONNX Runtime's default (one per core)
+    # ORT's idle workers spin for a while after each run: fine alone, but in a sweep they steal the cores from the
+    # next cell's runtime (torch, or ORT itself). Off unless asked for.
+    spinning: bool = False
+    graph_optimization: GraphOptimization = GraphOptimization.all
+
+    def __post_init__(self) -> None:
+        at_least("bench.onnxruntime.intra_op_threads", self.intra_op_threads, 1, optional=True)
+
+
+@register("onnxruntime", OnnxRuntimeOptions)
 class OnnxRuntime:
     name = "onnxruntime"
 

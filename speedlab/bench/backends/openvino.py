@@ -11,14 +11,32 @@ does not list AMD EPYC among its supported processors; where it cannot run here,
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from speedlab.bench.backends import BenchSetup, Prepared, register
+from speedlab.config import Choice, at_least
 
 EXTRA = "requirements-openvino.txt"
 INFERENCE_PRECISION = {"fp32": "f32", "bf16": "bf16"}
 
 
-@register("openvino")
+class Hint(Choice):
+    LATENCY = "LATENCY"
+    THROUGHPUT = "THROUGHPUT"
+
+
+@dataclass
+class OpenvinoOptions:
+    """`bench.openvino`: the CPU plugin's performance hint and threads."""
+
+    hint: Hint = Hint.LATENCY
+    threads: int | None = None  # INFERENCE_NUM_THREADS; None: OpenVINO's choice
+
+    def __post_init__(self) -> None:
+        at_least("bench.openvino.threads", self.threads, 1, optional=True)
+
+
+@register("openvino", OpenvinoOptions)
 class OpenVino:
     name = "openvino"
 

@@ -30,7 +30,6 @@ class DigitsCfg(ImageDataCfg):
     augment: bool = False
     crop_scale: list[float] = field(default_factory=lambda: [0.85, 1.0])
     flip: bool = False
-    resident: bool = True  # whole tensors on the device; false: a host DataLoader per step (the lever, measured)
     val_fraction: float = 0.2
     split_seed: int = 0  # fixes which images are val, independent of the run's seed
 

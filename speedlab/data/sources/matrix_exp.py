@@ -27,7 +27,6 @@ class MatrixExpCfg(DataCfg):
     val_size: int | None = 10_000
     matrix_size: int = 2
     data_seed: int = 0  # fixes the matrices, independent of the run's seed
-    resident: bool = True  # whole tensors on the device; false: a host DataLoader per step (the lever, measured)
 
 
 def generate(n: int, k: int, data_seed: int, split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,4 +51,4 @@ class MatrixExp:
         train = generate(cfg.train_size, cfg.matrix_size, cfg.data_seed, "train")
         val = generate(cfg.val_size, cfg.matrix_size, cfg.data_seed, "val")
         info = {"matrix_size": cfg.matrix_size, "data_seed": cfg.data_seed}
-        return resident.load_tensors(train, val, spec, options, info, resident=cfg.resident)
+        return resident.load_tensors(train, val, spec, options, info, resident=str(cfg.feed) == "device")

@@ -38,7 +38,6 @@ class MnistCfg(ImageDataCfg):
     augment: bool = False
     crop_scale: list[float] = field(default_factory=lambda: [0.85, 1.0])
     flip: bool = False
-    resident: bool = True  # whole tensors on the device; false: a host DataLoader per step (the lever, measured)
     mean: float = 0.1307  # MNIST's pixel statistics (in [0, 1])
     std: float = 0.3081
 
