@@ -238,6 +238,55 @@ def print_sweep_configs(command: str, args: argparse.Namespace) -> int:
     return len(jobs)
 
 
+HELP_GROUPS = ("model", "data", "exp", "preset", "tracking")
+HELP_FLAGS = (
+    "--cfg job|hydra|all [--resolve]   print the composed config instead of running",
+    "--info [config|defaults|defaults-tree|plugins|searchpath]   Hydra's information",
+    "-m, --multirun                    one job per combination of comma lists, ranges, glob()",
+    "--config-dir DIR                  add your own configs (experiments, primaries) to the search path",
+    "--config-name NAME                another primary config (e.g. one in --config-dir)",
+    "--hydra-help                      Hydra's own help",
+)
+
+
+def help_text(command: str, args: argparse.Namespace) -> str:
+    """`speedlab <command> --help`: what the command reads, each key with its value under the given overrides and its
+    one-line description (from the schemas' own comments), the groups to choose from, and Hydra's flags."""
+    job = compose(command, args.overrides, config_dir=args.config_dir, config_name=args.config_name)
+    spoken = command.replace("_", " ")
+    summary = " ".join((type(job).__doc__ or "").split()).rstrip(".")
+    lines = [f"speedlab {spoken}: {summary}", "",
+             f"usage: speedlab {spoken} [KEY=VALUE ...] [GROUP=OPTION ...] [+preset=quick] [flags]", "",
+             "Groups (GROUP=OPTION; exp and preset are added: +exp=NAME):"]  # fmt: skip
+    for group in HELP_GROUPS:
+        if (group == "model" and not hasattr(job, "model")) or (group == "exp" and not hasattr(job, "trainer")):
+            continue  # experiments are training diffs: they apply to the commands that train
+        lines.append(f"  {group}: {', '.join(sorted(p.stem for p in (CONF_DIR / group).glob('*.yaml')))}")
+    lines += ["", "Keys (their values with these overrides; `--cfg job` prints them as YAML):"]
+    for key, value, description in config.describe_keys(job):
+        shown = f"{key}:" if value is None and _is_section(job, key) else f"{key}={_shown(value)}"
+        lines.append(f"  {shown:<44} {_one_line(description)}")
+    lines += ["", "Flags:", *(f"  {flag}" for flag in HELP_FLAGS)]
+    return "\n".join(lines)
+
+
+def _one_line(text: str, width: int = 96) -> str:
+    first = text.split(". ")[0].rstrip(".")
+    return first if len(first) <= width else first[: width - 3].rsplit(" ", 1)[0] + " ..."
+
+
+def _shown(value: Any) -> str:
+    text = "null" if value is None else str(value).replace(" ", "")
+    return text if len(text) <= 28 else text[:25] + "..."
+
+
+def _is_section(job: Any, key: str) -> bool:
+    node = job
+    for part in key.split("."):
+        node = getattr(node, part, None)
+    return node is not None and hasattr(node, "__dataclass_fields__")
+
+
 def run(command: str, task: Callable[[RunContext], int | None]) -> int:
     """The body of a Hydra command's `python -m` entry: check every job, then hand `sys.argv` to Hydra unchanged and
     call `task` once per composed run. Returns the exit code."""
@@ -247,6 +296,9 @@ def run(command: str, task: Callable[[RunContext], int | None]) -> int:
     load_plugins()
     argv = sys.argv[1:]
     args = parse(argv)
+    if args.help:
+        print(help_text(command, args))
+        return 0
     if args.cfg and args.multirun:
         print_sweep_configs(command, args)
         return 0

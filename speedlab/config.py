@@ -13,6 +13,7 @@ dict of the resolved config for result.json.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 import os
@@ -96,7 +97,7 @@ class DataCfg:
     name: str = MISSING  # set by the choice `data=NAME`, never by hand
     # A number of samples per split for generated sources; a cap (None = all) for the others.
     train_size: int | None = None
-    val_size: int | None = None
+    val_size: int | None = None  # as train_size, for the val split
     # How batches reach the model. device: whole tensors (or uint8 image arrays) on the device, each batch sliced and
     # transformed there; loader: a torch DataLoader collating on the host (image files decoded per image in workers).
     feed: Feed = Feed.device
@@ -141,12 +142,12 @@ class ImagePipelineCfg(ImageDataCfg):
 class TrainerCfg:
     """How a training run steps: epochs, batch, the step variant and the process-wide levers."""
 
-    epochs: int = 10
-    batch_size: int = 128
+    epochs: int = 10  # passes over the training split
+    batch_size: int = 128  # samples per optimiser step (per process under torchrun)
     max_steps: int | None = None  # cap on optimiser steps per epoch (quick runs, smoke tests)
-    channels_last: bool = False
-    cudnn_benchmark: bool = False
-    tf32: bool = False
+    channels_last: bool = False  # model and inputs in NHWC memory order (image inputs only)
+    cudnn_benchmark: bool = False  # let cuDNN time its algorithms per shape (CUDA only)
+    tf32: bool = False  # TF32 matmuls and convolutions (CUDA only)
     # Evaluate, log, checkpoint and rewrite result.json every N epochs (and after the last): a run of thousands of
     # one-step epochs then spends its time training, not bookkeeping.
     eval_every: int = 1
@@ -173,11 +174,11 @@ class TrainerCfg:
 class OptimCfg:
     """AdamW: learning rate, its schedule (per step, over the whole run) and the implementation."""
 
-    lr: float = 1e-3
-    weight_decay: float = 0.05
+    lr: float = 1e-3  # peak learning rate
+    weight_decay: float = 0.05  # AdamW weight decay (none on norms, biases, layer scales)
     fused: bool | None = None  # None: torch's default for the device
-    foreach: bool | None = None
-    schedule: Schedule = Schedule.cosine
+    foreach: bool | None = None  # torch's multi-tensor AdamW; None: torch's default
+    schedule: Schedule = Schedule.cosine  # cosine decay or constant, per step over the whole run
     lr_warmup_steps: int = 0  # linear warm-up from 0 before the schedule
 
     def __post_init__(self) -> None:
@@ -192,18 +193,18 @@ class OptimCfg:
 class CompileCfg:
     """torch.compile of the model (and, with trainer.step=functional, of the whole step)."""
 
-    enabled: bool = False
-    mode: CompileMode = CompileMode.default
-    fullgraph: bool = False
-    dynamic: bool | None = None
+    enabled: bool = False  # torch.compile the model
+    mode: CompileMode = CompileMode.default  # default | reduce-overhead (CUDA graphs on a GPU) | max-autotune
+    fullgraph: bool = False  # fail on a graph break instead of splitting the graph
+    dynamic: bool | None = None  # dynamic shapes; None: torch's default (after a recompile)
 
 
 @dataclass
 class AmpCfg:
     """Automatic mixed precision of the forward pass (fp16 adds a GradScaler)."""
 
-    enabled: bool = False
-    dtype: AmpDtype = AmpDtype.bf16
+    enabled: bool = False  # autocast the forward pass
+    dtype: AmpDtype = AmpDtype.bf16  # bf16 (no loss scaling), or fp16 (GradScaler; CUDA only)
 
 
 # ----------------------------------------------------------------------------------------------------- bench parts
@@ -213,15 +214,15 @@ class BenchCfg:
 
     # Checked against the backend registry when composed, so a new backend needs no edit here.
     backends: list[str] = field(default_factory=lambda: ["eager", "inductor", "onnxruntime", "tensorrt"])
-    batch_sizes: list[int] = field(default_factory=lambda: [1, 64])
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 64])  # one cell per size
     precisions: list[str] = field(default_factory=lambda: ["fp32"])  # fp32 | bf16 | fp16 | int8
     repeats: int = 1  # each cell prepared and timed afresh this many times: median and 95 % interval
     export_dir: str | None = None  # an export run whose ONNX files / engines to run; None: export asks for them
     host_to_device: bool = False  # also time copying each cell's batch from pinned host memory to the GPU
     warmup_iters: int = 5  # warm-up: at least this many calls and this long
-    warmup_min_s: float = 0.2
+    warmup_min_s: float = 0.2  # seconds of warm-up at least
     min_iters: int = 20  # timed: at least this many calls and this long
-    min_time_s: float = 1.0
+    min_time_s: float = 1.0  # seconds of timed calls at least
     # A cell (prepare and timing, per repeat) still running after this many seconds is stopped and recorded as
     # `timeout`, and the sweep goes on; None: no limit.
     cell_timeout_s: float | None = None
@@ -248,10 +249,10 @@ class BenchCfg:
 class ArtifactLimits:
     """Limits an exported artifact must meet against the eager fp32 model on the fixed batch; None: not checked."""
 
-    max_abs_error: float | None = None
+    max_abs_error: float | None = None  # largest |difference| of any output
     max_rel_error: float | None = 1e-4  # max |difference| over the largest |reference logit|
-    min_cosine: float = 0.99999
-    min_top1_agreement: float = 0.99
+    min_cosine: float = 0.99999  # lowest per-sample cosine of the outputs
+    min_top1_agreement: float = 0.99  # samples whose top-1 class matches eager (classification)
 
     def __post_init__(self) -> None:
         for key in ("min_cosine", "min_top1_agreement"):
@@ -278,22 +279,22 @@ class ExportCfg:
 
     # Checked against the format registry when composed. ONNX fp32 is always built: INT8 and TensorRT come from it.
     formats: list[str] = field(default_factory=lambda: ["onnx", "int8", "tensorrt"])
-    onnx_exporter: OnnxExporter = OnnxExporter.dynamo
-    opset: int = 18
-    dynamic_batch: bool = True
+    onnx_exporter: OnnxExporter = OnnxExporter.dynamo  # torch's exporter: dynamo (opsets 18-23) or torchscript (15-20)
+    opset: int = 18  # ONNX opset
+    dynamic_batch: bool = True  # a dynamic batch axis (else fixed at the parity batch size)
     external_data: bool | None = None  # None: only when the weights pass 1 GiB (protobuf caps a file at 2 GiB)
     parity_batch_size: int = 256  # the fixed batch: the first images of the val split (top-1 agreement needs many)
     limits: ExportLimits = field(default_factory=ExportLimits)
     # INT8: ONNX Runtime static quantisation (QDQ), calibrated on training images without augmentation
     calibration_batches: int = 8
-    calibration_batch_size: int = 32
-    calibration_method: CalibrationMethod = CalibrationMethod.minmax
-    per_channel: bool = True
+    calibration_batch_size: int = 32  # images per calibration batch
+    calibration_method: CalibrationMethod = CalibrationMethod.minmax  # minmax | entropy | percentile
+    per_channel: bool = True  # weights quantised per output channel
     int8_head: bool = False  # quantise the classifier head too (costs top-1 agreement; see export/formats/int8.py)
     # TensorRT: one engine per precision, with one optimisation profile over this batch range [min, max]
     tensorrt_precisions: list[TrtPrecision] = field(default_factory=lambda: [TrtPrecision.fp32, TrtPrecision.fp16])
-    tensorrt_batch_range: list[int] = field(default_factory=lambda: [1, 64])
-    workspace_gib: float = 4.0
+    tensorrt_batch_range: list[int] = field(default_factory=lambda: [1, 64])  # the engines' [min, max] batch
+    workspace_gib: float = 4.0  # TensorRT's builder workspace
 
     def __post_init__(self) -> None:
         valid = OPSETS[str(self.onnx_exporter)]
@@ -344,8 +345,8 @@ class ParityCfg:
 class MonitorCfg:
     """The resource monitor every run carries: a background thread sampling CPU, memory and (NVML) GPU use."""
 
-    enabled: bool = True
-    interval_s: float = 0.5
+    enabled: bool = True  # sample CPU, memory and GPU use in a background thread (resources.csv)
+    interval_s: float = 0.5  # seconds between samples
 
     def __post_init__(self) -> None:
         require(self.interval_s > 0, "monitor.interval_s", self.interval_s, "must be above 0 seconds")
@@ -356,7 +357,7 @@ class TrackingCfg:
     """Experiment tracking, chosen by the `tracking` group (`tracking=mlflow`: the optional extra in
     requirements-tracking.txt)."""
 
-    backend: TrackingBackend = TrackingBackend.none
+    backend: TrackingBackend = TrackingBackend.none  # none, or mlflow (set by the `tracking` group)
     # MLflow's tracking URI; None: a SQLite database at artifacts/mlflow/mlflow.db
     uri: str | None = None
     experiment: str | None = None  # None: the command and experiment name (a sweep: one experiment for all jobs)
@@ -378,7 +379,7 @@ class JobCfg:
 class ModelJobCfg(JobCfg):
     """A job that builds a model: its family, seed and device."""
 
-    seed: int = 0
+    seed: int = 0  # initialisation, data order and every random draw
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     model: ModelCfg = MISSING  # a family's schema, chosen by the `model` group
 
@@ -395,28 +396,28 @@ class TrainingJobCfg(ModelJobCfg):
 
 @dataclass
 class TrainJob(TrainingJobCfg):
-    """`speedlab train`."""
+    """train a model with the chosen speed levers and record what each one bought"""
 
     resume: str | None = None  # a checkpoint.pt, or a train run directory holding one, to continue from
 
 
 @dataclass
 class ProfileJob(TrainingJobCfg):
-    """`speedlab profile`."""
+    """per-op time tables of each phase of train's step and of an inference, and a Chrome trace"""
 
     profile: ProfileCfg = field(default_factory=ProfileCfg)
 
 
 @dataclass
 class ParityJob(TrainingJobCfg):
-    """`speedlab parity`."""
+    """train two variants side by side on identical batches: identical, equivalent or diverged?"""
 
     parity: ParityCfg = field(default_factory=ParityCfg)
 
 
 @dataclass
 class ExportJob(ModelJobCfg):
-    """`speedlab export`."""
+    """build ONNX / INT8 / TensorRT artifacts of a model and check each one's parity with it"""
 
     # The trained model (checkpoint.pt or its train run directory), whose family, model config and data declaration
     # replace this run's; None: a fresh model of this run's config.
@@ -426,7 +427,8 @@ class ExportJob(ModelJobCfg):
 
 @dataclass
 class BenchJob(ModelJobCfg):
-    """`speedlab bench`: its sweep, and the export settings of the artifacts it asks export for."""
+    """inference latency sweep over backends x batch sizes x precisions (export settings: the artifacts it asks
+    export for)"""
 
     weights: str | None = None  # as export's: a trained model to bench; None: a fresh one
     bench: BenchCfg = field(default_factory=BenchCfg)
@@ -435,7 +437,7 @@ class BenchJob(ModelJobCfg):
 
 @dataclass
 class DataPrepareJob(JobCfg):
-    """`speedlab data prepare`: the data source alone."""
+    """build a data source's decoded cache ahead of training"""
 
 
 def with_backend_options(options: dict[str, type]) -> None:
@@ -568,3 +570,61 @@ class RunContext:
     def overridden(self, group: str) -> bool:
         """Whether the command line sets `group` itself or any key under it (`model=mlp`, `model.widths=[8]`)."""
         return any(o.lstrip("+~").split("=", 1)[0].split(".", 1)[0].split("@", 1)[0] == group for o in self.overrides)
+
+
+# ---------------------------------------------------------------------------------------------- key descriptions
+def field_comments(cls: type) -> dict[str, str]:
+    """Each field's description, read from the schemas' own source: the comment on the field's line, else the
+    comment lines just above it (inherited fields from their own class)."""
+    import inspect
+    import io
+    import tokenize
+
+    comments: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass) or klass.__module__ == "types":
+            continue
+        try:
+            source = inspect.getsource(klass)
+        except (OSError, TypeError):
+            continue
+        above: list[str] = []
+        carried = ""  # a comment block above consecutive fields describes each of them
+        for line in source.splitlines():
+            stripped = line.strip()
+            if stripped.startswith("#"):
+                above.append(stripped.lstrip("# ").strip())
+                continue
+            if not stripped:
+                carried = ""
+            name = stripped.split(":", 1)[0].strip()
+            if ":" in stripped and name.isidentifier() and not stripped.startswith(("def ", "class ", "return")):
+                trailing = []
+                try:  # a field spread over several lines ends the line inside brackets: keep what came before
+                    for token in tokenize.generate_tokens(io.StringIO(stripped).readline):
+                        if token.type == tokenize.COMMENT:
+                            trailing.append(token.string.lstrip("# ").strip())
+                except tokenize.TokenError:
+                    pass
+                carried = " ".join(above) or carried
+                text = trailing[0] if trailing and not trailing[0].startswith("fmt:") else carried
+                if text:
+                    comments[name] = text
+            above = []
+    return comments
+
+
+def describe_keys(node: Any, prefix: str = "") -> list[tuple[str, Any, str]]:
+    """(dotted key, value, description) for every leaf of a typed config (a job or any section), sections first
+    listed as (key, None, their docstring's first line)."""
+    rows: list[tuple[str, Any, str]] = []
+    notes = field_comments(type(node))
+    for f in dataclasses.fields(node):
+        value, key = getattr(node, f.name), f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            doc = (type(value).__doc__ or "").strip().splitlines()
+            rows.append((key, None, notes.get(f.name) or (doc[0] if doc else "")))
+            rows += describe_keys(value, f"{key}.")
+        else:
+            rows.append((key, str(value) if isinstance(value, enum.Enum) else value, notes.get(f.name, "")))
+    return rows

@@ -116,3 +116,27 @@ def test_a_bad_value_in_a_later_sweep_job_fails_before_the_first_runs(run_cli, t
     assert out.returncode == 1
     assert "trainer.max_steps=0: must be at least 1" in out.stderr
     assert not (tmp_path / "artifacts" / "sweeps").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "bench", "export", "profile", "parity"])
+def test_help_lists_only_the_commands_keys_each_with_a_description(run_main, command):
+    out = run_main(command, "--help")
+    assert out.returncode == 0, out.stderr
+    keys = [line.split()[0] for line in out.stdout.splitlines() if line.startswith("  ") and "=" in line.split()[0]]
+    sections = {key.split("=")[0].split(".")[0] for key in keys}
+    training = {"trainer", "optim", "compile", "amp"}
+    assert bool(training & sections) == (command in ("train", "profile", "parity")), sections
+    assert ("bench" in sections) == (command == "bench") and "weights" in sections | {"weights"}
+    described = [line for line in out.stdout.splitlines() if line.startswith("  ") and "=" in line.split()[0]]
+    assert all(len(line.split(None, 1)) == 2 for line in described), [d for d in described if len(d.split()) < 2]
+
+
+def test_every_key_of_every_job_and_plugin_schema_has_a_description():
+    from speedlab import cli, config, models
+    from speedlab.data import sources
+
+    jobs = [cli.compose(command) for command in config.JOBS]
+    jobs += [cli.compose("train", [f"model={name}"]) for name in models.names()]
+    jobs += [cli.compose("train", [f"data={name}"]) for name in sources.names()]
+    missing = {key for job in jobs for key, _, description in config.describe_keys(job) if not description}
+    assert not missing, sorted(missing)

@@ -30,7 +30,7 @@ Arrays = dict[str, tuple[np.ndarray, np.ndarray]]  # split -> (uint8 N x C x S x
 class ImageFilesCfg(ImagePipelineCfg):
     """Keys of the sources that read image files and keep a decoded cache beside them."""
 
-    root: str = "${oc.env:SPEEDLAB_DATA,data}"
+    root: str = "${oc.env:SPEEDLAB_DATA,data}"  # where the dataset is ($SPEEDLAB_DATA, else data/)
     skip_corrupt: bool = False  # skip and count corrupt images instead of failing
     cache_dir: str | None = None  # default: speedlab_cache beside the dataset folder
 

@@ -131,12 +131,13 @@ class DepthwiseImpl(Choice):
 @dataclass
 class ConvNeXtCfg(ModelCfg):
     name: str = "convnext"
+    # a registered activation (activations/) between the pointwise layers
     activation: ActivationName = ActivationName.gelu
-    init: InitName = InitName.trunc_normal
-    depths: list[int] = field(default_factory=lambda: [3, 3, 7, 3])
+    init: InitName = InitName.trunc_normal  # weight initialisation: trunc_normal | kaiming | torch_default
+    depths: list[int] = field(default_factory=lambda: [3, 3, 7, 3])  # blocks per stage
     dims: list[int] = field(default_factory=lambda: [80, 160, 320, 640])  # 17.8M parameters for 200 classes
-    drop_path: float = 0.1
-    layer_scale_init: float = 1e-6
+    drop_path: float = 0.1  # stochastic depth's largest rate (the last block's)
+    layer_scale_init: float = 1e-6  # each block's residual scale at initialisation (0: none)
     # The blocks' depthwise 7x7 convolution: torch's nn.Conv2d, or speedlab's DepthwiseConv2d (same weights), whose
     # backward is a compiled reduction and which stays fp32 under autocast (speedlab/models/depthwise.py).
     depthwise: DepthwiseImpl = DepthwiseImpl.torch

@@ -24,8 +24,8 @@ KERNEL = 5
 @dataclass
 class LeNet5Cfg(ModelCfg):
     name: str = "lenet5"
-    activation: ActivationName = ActivationName.relu
-    init: InitName = InitName.torch_default
+    activation: ActivationName = ActivationName.relu  # a registered activation (activations/) after each layer
+    init: InitName = InitName.torch_default  # weight initialisation: torch_default | kaiming | trunc_normal
     padding: int = 0  # of the first convolution
 
 

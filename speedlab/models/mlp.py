@@ -22,8 +22,8 @@ from speedlab.models.init import initialise
 class MLPCfg(ModelCfg):
     name: str = "mlp"
     widths: list[int] = field(default_factory=lambda: [32, 16])  # hidden layers; inputs and outputs come from data
-    activation: ActivationName = ActivationName.tanh
-    init: InitName = InitName.torch_default
+    activation: ActivationName = ActivationName.tanh  # a registered activation (activations/) between the layers
+    init: InitName = InitName.torch_default  # weight initialisation: torch_default | kaiming | trunc_normal
 
 
 def mlp(features: int, widths: list[int], outputs: int, activation: str) -> nn.Sequential:

@@ -23,7 +23,7 @@ from speedlab.monitor import dynamo_frames_compiled
 class InductorOptions:
     """`bench.inductor`: torch.compile's mode and Inductor's inference settings."""
 
-    mode: CompileMode = CompileMode.default
+    mode: CompileMode = CompileMode.default  # default | reduce-overhead | max-autotune (C++ GEMM templates on the CPU)
     freezing: bool = False  # fold the weights in as constants (inference only), enabling constant-folding passes
     cpp_wrapper: bool = False  # the compiled graph's Python wrapper as C++: less per-call overhead
 

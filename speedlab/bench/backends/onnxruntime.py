@@ -34,7 +34,7 @@ class OnnxRuntimeOptions:
     # ORT's idle workers spin for a while after each run: fine alone, but in a sweep they steal the cores from the
     # next cell's runtime (torch, or ORT itself). Off unless asked for.
     spinning: bool = False
-    graph_optimization: GraphOptimization = GraphOptimization.all
+    graph_optimization: GraphOptimization = GraphOptimization.all  # ORT's graph optimisation level
 
     def __post_init__(self) -> None:
         at_least("bench.onnxruntime.intra_op_threads", self.intra_op_threads, 1, optional=True)

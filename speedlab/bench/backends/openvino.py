@@ -29,7 +29,7 @@ class Hint(Choice):
 class OpenvinoOptions:
     """`bench.openvino`: the CPU plugin's performance hint and threads."""
 
-    hint: Hint = Hint.LATENCY
+    hint: Hint = Hint.LATENCY  # PERFORMANCE_HINT: LATENCY or THROUGHPUT
     threads: int | None = None  # INFERENCE_NUM_THREADS; None: OpenVINO's choice
 
     def __post_init__(self) -> None:

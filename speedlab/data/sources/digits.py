@@ -30,7 +30,7 @@ class DigitsCfg(ImageDataCfg):
     augment: bool = False
     crop_scale: list[float] = field(default_factory=lambda: [0.85, 1.0])
     flip: bool = False
-    val_fraction: float = 0.2
+    val_fraction: float = 0.2  # share of the 1,797 digits put in val
     split_seed: int = 0  # fixes which images are val, independent of the run's seed
 
 

@@ -26,7 +26,7 @@ class ImageFolderCfg(images.ImageFilesCfg):
     name: str = "imagefolder"
     channels: int = 3  # 3: RGB, 1: grey
     mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))  # per channel, of pixels in [0, 1]
-    std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
+    std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))  # per channel, of pixels in [0, 1]
 
 
 def classes_of(root: str | Path) -> tuple[Path, list[str]]:

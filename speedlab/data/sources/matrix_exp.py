@@ -23,9 +23,9 @@ SPLIT_IDS = {"train": 1, "val": 2}
 @dataclass
 class MatrixExpCfg(DataCfg):
     name: str = "matrix_exp"
-    train_size: int | None = 10_000
-    val_size: int | None = 10_000
-    matrix_size: int = 2
+    train_size: int | None = 10_000  # matrices in the training split
+    val_size: int | None = 10_000  # matrices in the val split
+    matrix_size: int = 2  # k: k x k matrices, k^2 features and targets
     data_seed: int = 0  # fixes the matrices, independent of the run's seed
 
 

@@ -33,13 +33,13 @@ SYNTH_HINT = "python -m speedlab data synth --kind mnist --out DIR"
 @dataclass
 class MnistCfg(ImageDataCfg):
     name: str = "mnist"
-    root: str = "${oc.env:SPEEDLAB_DATA,data}"
+    root: str = "${oc.env:SPEEDLAB_DATA,data}"  # folder of the four IDX files (or its MNIST/raw/)
     resolution: int = SIZE
     augment: bool = False
     crop_scale: list[float] = field(default_factory=lambda: [0.85, 1.0])
     flip: bool = False
     mean: float = 0.1307  # MNIST's pixel statistics (in [0, 1])
-    std: float = 0.3081
+    std: float = 0.3081  # MNIST's pixel standard deviation
 
 
 def folders(root: str | Path) -> list[Path]:

@@ -20,8 +20,8 @@ CHANNELS = 3
 class SyntheticCfg(ImagePipelineCfg):
     name: str = "synthetic"
     train_size: int | None = 20_000  # images per split (required here)
-    val_size: int | None = 2_000
-    num_classes: int = 200
+    val_size: int | None = 2_000  # images in the val split
+    num_classes: int = 200  # classes, each its own pattern
     synthetic_seed: int = 0  # fixes the classes' patterns, independent of the run's seed
 
 
