@@ -1,7 +1,8 @@
 """Activation registry: every activation speedlab can swap into a model, looked up by one name.
 
 `names()` lists what is registered, `create(name)` returns a fresh `nn.Module`. Implementations register themselves
-with `@register("name")` in their own module; this package imports nothing from speedlab.
+with `@register("name")` in their own module (the shared `registry.Registry`; other packages add theirs through the
+entry-point group `speedlab.activations`); this package imports nothing from speedlab.
 
 An activation built on a custom op (`torch.library.custom_op`) also registers how that op is written in standard
 ONNX ops (`@register_onnx("namespace::op")`), so exported models run on ONNX Runtime and TensorRT. The builder is
@@ -16,6 +17,8 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from activations.registry import Registry, UnknownPluginError
+
 
 class OnnxBuilder(Protocol):
     """Writes a custom op's math as ONNX nodes: `node(op_type, *inputs)` adds one standard-domain node and returns
@@ -24,27 +27,12 @@ class OnnxBuilder(Protocol):
     def __call__(self, node: Callable[..., Any], scalar: Callable[[float, Any], Any], *inputs: Any) -> Any: ...
 
 
-_REGISTRY: dict[str, Callable[[], nn.Module]] = {}
+# Zero-argument factories (usually nn.Module classes), by name.
+_REGISTRY = Registry("activation", entry_points="speedlab.activations")
 _ONNX_BUILDERS: dict[str, OnnxBuilder] = {}
-
-
-class UnknownActivationError(KeyError):
-    """Raised for a name that is not registered; its message lists the valid names."""
-
-    def __str__(self) -> str:  # KeyError would quote the whole message
-        return str(self.args[0])
-
-
-def register(name: str) -> Callable[[Callable[[], nn.Module]], Callable[[], nn.Module]]:
-    """Register a zero-argument factory (usually an nn.Module class) under `name`."""
-
-    def decorator(factory: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
-        if name in _REGISTRY:
-            raise ValueError(f"activation {name!r} is registered twice")
-        _REGISTRY[name] = factory
-        return factory
-
-    return decorator
+UnknownActivationError = UnknownPluginError  # raised for a name that is not registered, listing the valid names
+register = _REGISTRY.register
+names = _REGISTRY.names
 
 
 def register_onnx(op_name: str) -> Callable[[OnnxBuilder], OnnxBuilder]:
@@ -64,18 +52,9 @@ def onnx_builders() -> dict[str, OnnxBuilder]:
     return dict(_ONNX_BUILDERS)
 
 
-def names() -> list[str]:
-    """The registered activation names, sorted."""
-    return sorted(_REGISTRY)
-
-
 def create(name: str) -> nn.Module:
-    """A fresh module for the activation registered as `name`."""
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        raise UnknownActivationError(f"unknown activation {name!r}; valid names: {', '.join(names())}") from None
-    return factory()
+    """A fresh module for the activation registered as `name` (an unknown name raises UnknownActivationError)."""
+    return _REGISTRY.get(name)()
 
 
 def implementation(name: str, device: torch.device | str, dtype: torch.dtype = torch.float32) -> str:

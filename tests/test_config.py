@@ -182,3 +182,16 @@ def test_a_config_naming_another_family_cannot_swap_it_behind_the_groups_back():
         SpeedlabError, match="model.name=mlp does not match.*choose a model family with the group, e.g. model=mlp"
     ):
         models.check(cfg.model, DataSpec("classification", (3, 32, 32), 10))
+
+
+def test_every_plugin_kind_uses_the_one_registry_implementation():
+    from activations.registry import Registry
+    from speedlab.bench import backends
+    from speedlab.export import formats
+    from speedlab.train import steps
+
+    kinds = {"activations": activations, "models": models, "sources": sources, "steps": steps,
+             "backends": backends, "formats": formats}  # fmt: skip
+    for kind, package in kinds.items():
+        assert isinstance(package._REGISTRY, Registry), kind
+        assert package._REGISTRY.names() == sorted(package._REGISTRY.names()) and package._REGISTRY.names(), kind
