@@ -19,11 +19,11 @@ demo: setup
 	$(PY) -m speedlab train +exp=tc_amp +preset=quick
 
 test: setup
-	$(PY) -m pytest -m "not slow" -q
+	$(PY) -m pytest -m "not slow" -q --durations=10
 
 # pytest exits 5 when nothing is selected (no slow tests yet): that is not a failure here.
 test-slow: setup
-	$(PY) -m pytest -m slow -q; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
+	$(PY) -m pytest -m slow -q --durations=10; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
 
 lint: setup
 	$(PY) -m ruff check .

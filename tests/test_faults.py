@@ -128,8 +128,9 @@ def slow_save(obj, path, *args, **kwargs):
         time.sleep(60)
         f.write(data[len(data) // 2 :])
 torch.save = slow_save
-from speedlab.__main__ import main
-sys.exit(main(sys.argv[1:]))
+from speedlab.entry import train  # the train command in this process (the patched torch.save), as its exec'd entry
+sys.argv = ["speedlab.entry.train", *sys.argv[2:]]
+sys.exit(train.main())
 """
 
 
