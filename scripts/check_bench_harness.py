@@ -36,7 +36,7 @@ def main() -> int:
     torch.manual_seed(cfg.seed)
     spec = describe(cfg.data)
     model = models.build(cfg.model, spec).eval()
-    setup = BenchSetup(model, cfg, device, spec, work_dir=None)  # eager makes no files
+    setup = BenchSetup.for_job(model, cfg, device, spec, work_dir=None)  # eager makes no files
     eager = backends.create("eager")
     harness_cfg = timing.TimingCfg(warmup_iters=5, warmup_min_s=0.2, min_iters=20, min_time_s=args.min_time)
     failed = False

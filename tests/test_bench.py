@@ -246,7 +246,7 @@ def test_each_backend_lever_matches_eager_and_is_recorded(tmp_path, backend, opt
     spec = describe(cfg.data)
     torch.manual_seed(0)
     model = models.build(cfg.model, spec).eval()
-    setup = backends.BenchSetup(model, cfg, torch.device("cpu"), spec, tmp_path)
+    setup = backends.BenchSetup.for_job(model, cfg, torch.device("cpu"), spec, tmp_path)
     with torch.no_grad():
         expected = model(setup.inputs(3))
     prepared = backends.create(backend).prepare(setup, 3, "fp32")
@@ -258,7 +258,7 @@ def test_a_missing_openvino_is_an_unsupported_cell_naming_the_extra(tmp_path, mo
     monkeypatch.setitem(__import__("sys").modules, "openvino", None)
 
     cfg = cli.compose("bench", tiny_family("lenet5", "bench"))
-    setup = backends.BenchSetup(torch.nn.Identity(), cfg, torch.device("cpu"), None, tmp_path)
+    setup = backends.BenchSetup.for_job(torch.nn.Identity(), cfg, torch.device("cpu"), None, tmp_path)
     reason = backends.create("openvino").unsupported(setup, "fp32")
     assert reason == "openvino is not installed (an optional extra: pip install -r requirements-openvino.txt)"
 

@@ -20,14 +20,14 @@ CALIBRATION_BATCHES = 4
 def artifact(setup: BenchSetup, fmt: str, precision: str) -> Obtained:
     """The `fmt` artifact at `precision` for this sweep's model; built (and its time added to
     `setup.shared['export_s']`) at most once per sweep, and not at all when export's cache holds it."""
-    if setup.cfg.bench.export_dir:
-        return artifacts.from_run(Path(setup.cfg.bench.export_dir), fmt, precision)
+    wanted = setup.artifacts
+    if wanted.export_dir:
+        return artifacts.from_run(Path(wanted.export_dir), fmt, precision)
     key = ("artifact", fmt, precision)
     if key not in setup.shared:
-        sizes = setup.cfg.bench.batch_sizes
         obtained = artifacts.obtain(
-            setup.model, setup.spec.input_shape, setup.cfg.export, fmt, precision,
-            batch_range=(min(sizes), max(sizes)),
+            setup.model, setup.spec.input_shape, wanted.export, fmt, precision,
+            batch_range=wanted.batch_range,
             calibration=lambda: (setup.inputs(8).cpu().numpy() for _ in range(CALIBRATION_BATCHES)),
             calibration_label=f"standard-normal, {CALIBRATION_BATCHES} x 8",
             classification=setup.spec.task == "classification",

@@ -40,7 +40,7 @@ def run(ctx: RunContext) -> int:
     with record.recording(ctx.run_dir, "bench", ctx.resolved, sweep=ctx.sweep) as rec:
         where = device.resolve(cfg.device)
         model, model_cfg, spec, source, notes = _model(ctx, where)
-        setup = BenchSetup(model, cfg, where, spec, ctx.run_dir)
+        setup = BenchSetup.for_job(model, cfg, where, spec, ctx.run_dir)
         flops_per_image = count_flops(model, spec, where)
         rec.update({
             "name": cfg.name, "device": str(where), "family": model_cfg.name, "model_source": source,
@@ -60,7 +60,8 @@ def run(ctx: RunContext) -> int:
             backend = backends.create(backend_name)
             for precision in cfg.bench.precisions:
                 for batch_size in cfg.bench.batch_sizes:
-                    row = _cell(backend, setup, precision, batch_size, flops_per_image, rec["yardstick_flops_per_s"])
+                    row = _cell(backend, setup, cfg, precision, batch_size, flops_per_image,
+                                rec["yardstick_flops_per_s"])  # fmt: skip
                     rec["rows"] = [*rec["rows"], row]
                     rec.save()
                     print(_cell_line(row), flush=True)
@@ -100,17 +101,18 @@ def count_flops(model: torch.nn.Module, spec: DataSpec, where: torch.device) -> 
     return roofline.forward_flops(model, spec.input_shape, where)
 
 
-def _cell(backend, setup: BenchSetup, precision: str, batch_size: int, flops_per_image: int, yardsticks) -> dict:
+def _cell(backend, setup: BenchSetup, cfg: BenchJob, precision: str, batch_size: int, flops_per_image: int,
+          yardsticks) -> dict:  # fmt: skip
     row: dict[str, Any] = {"backend": backend.name, "precision": precision, "batch_size": batch_size}
     reason = backend.unsupported(setup, precision)
     if reason:
         return {**row, "status": "unsupported", "reason": reason}
     repeats = []
-    limit = setup.cfg.bench.cell_timeout_s
-    for _ in range(setup.cfg.bench.repeats):
+    limit = cfg.bench.cell_timeout_s
+    for _ in range(cfg.bench.repeats):
         try:
             with time_limit(limit):
-                repeats.append(_measure_once(backend, setup, precision, batch_size))
+                repeats.append(_measure_once(backend, setup, cfg, precision, batch_size))
         except CellTimeout:
             return {**row, "status": "timeout", "reason": f"still running after bench.cell_timeout_s={limit} s"}
         except Exception as err:  # noqa: BLE001 - a failing cell is recorded and the sweep goes on
@@ -118,8 +120,8 @@ def _cell(backend, setup: BenchSetup, precision: str, batch_size: int, flops_per
             return {**row, "status": status, "reason": f"{type(err).__name__}: {str(err).strip()[:1000]}"}
     row.update(status="ok", reason=None, **_combine(repeats))
     row["throughput_per_s"] = batch_size * 1e3 / row["p50_ms"]
-    if setup.cfg.bench.host_to_device:
-        row["host_to_device_ms"] = host_to_device_ms(setup, batch_size)
+    if cfg.bench.host_to_device:
+        row["host_to_device_ms"] = host_to_device_ms(setup, cfg, batch_size)
     row["flops"] = flops_per_image * batch_size
     row["macs"] = row["flops"] // 2  # multiply-adds: what many libraries (fvcore, thop, ptflops) label "FLOPs"
     row["achieved_flops_per_s"] = row["flops"] / (row["p50_ms"] / 1e3)
@@ -128,21 +130,21 @@ def _cell(backend, setup: BenchSetup, precision: str, batch_size: int, flops_per
     return row
 
 
-def host_to_device_ms(setup: BenchSetup, batch_size: int) -> float | None:
+def host_to_device_ms(setup: BenchSetup, cfg: BenchJob, batch_size: int) -> float | None:
     """p50 of copying the cell's fp32 input batch from pinned host memory to the device; None on the CPU, where
     inputs never move."""
     if setup.device.type != "cuda":
         return None
     host = setup.inputs(batch_size).cpu().pin_memory()
-    latency = timing.measure(lambda: host.to(setup.device, non_blocking=True), setup.device, _timing_cfg(setup.cfg))
+    latency = timing.measure(lambda: host.to(setup.device, non_blocking=True), setup.device, _timing_cfg(cfg))
     return latency.p50_ms
 
 
-def _measure_once(backend, setup: BenchSetup, precision: str, batch_size: int) -> dict[str, Any]:
+def _measure_once(backend, setup: BenchSetup, cfg: BenchJob, precision: str, batch_size: int) -> dict[str, Any]:
     with PeakMemory(setup.device) as memory:
         prepared = backend.prepare(setup, batch_size, precision)
         frames_before = prepared.frames_compiled() if prepared.frames_compiled else 0
-        latency = timing.measure(prepared.run, setup.device, _timing_cfg(setup.cfg))
+        latency = timing.measure(prepared.run, setup.device, _timing_cfg(cfg))
         recompiles = (prepared.frames_compiled() - frames_before) if prepared.frames_compiled else 0
     return {**latency.record(), "setup_s": prepared.setup_s, "peak_memory_bytes": memory.peak_bytes(),
             "peak_memory_kind": memory.kind, "recompiles": recompiles, **prepared.notes}  # fmt: skip

@@ -21,23 +21,47 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from speedlab.config import BenchJob
+from speedlab.config import BenchJob, ExportCfg
 from speedlab.data.spec import DataSpec
 from speedlab.plugins import Registry
 
 
+@dataclass(frozen=True)
+class ArtifactSettings:
+    """What a backend that runs exported artifacts asks export with: the export settings, the batch range its
+    engines must cover (the sweep's sizes), and an export run to take the files from instead (None: export builds
+    and caches them)."""
+
+    export: ExportCfg
+    batch_range: tuple[int, int]
+    export_dir: str | None = None
+
+
 @dataclass
 class BenchSetup:
-    """What every backend may use: the eager fp32 model (eval mode, on `device`; never moved), the config, what the
-    data declares (input shape), and a directory for artifacts it makes (ONNX files, engines). `shared` lets a
-    backend keep work across cells (an exported file)."""
+    """What every backend may use: the eager fp32 model (eval mode, on `device`; never moved), what the data
+    declares (input shape), each backend's own options (`bench.<name>`, see `options_for`), how to ask export for
+    artifacts, and a directory for files it makes. `shared` lets a backend keep work across cells."""
 
     model: nn.Module
-    cfg: BenchJob
     device: torch.device
     spec: DataSpec
-    work_dir: Path
+    work_dir: Path | None
+    options: dict[str, Any] = field(default_factory=dict)
+    artifacts: ArtifactSettings | None = None
     shared: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def for_job(cls, model: nn.Module, job: BenchJob, device: torch.device, spec: DataSpec,
+                work_dir: Path | None) -> BenchSetup:  # fmt: skip
+        """The setup of a bench job: each registered backend's options section, and its artifact settings."""
+        sizes = job.bench.batch_sizes
+        return cls(model, device, spec, work_dir, options={name: getattr(job.bench, name) for name in options()},
+                   artifacts=ArtifactSettings(job.export, (min(sizes), max(sizes)), job.bench.export_dir))  # fmt: skip
+
+    def options_for(self, backend: str) -> Any:
+        """The backend's own options (its dataclass registered beside it)."""
+        return self.options[backend]
 
     def inputs(self, batch_size: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """A batch of standard-normal inputs (what normalised data looks like) in the data's shape."""

@@ -37,7 +37,7 @@ class Inductor:
 
     def prepare(self, setup: BenchSetup, batch_size: int, precision: str) -> Prepared:
         torch._dynamo.reset()  # each cell compiles (and is timed) on its own
-        options = setup.cfg.bench.inductor
+        options = setup.options_for(self.name)
         mode = str(options.mode)
         compiled = torch.compile(setup.model, mode=mode, dynamic=False)
         images = setup.inputs(batch_size)

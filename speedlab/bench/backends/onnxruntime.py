@@ -58,7 +58,7 @@ class OnnxRuntime:
         path = onnx.path
         cuda = setup.device.type == "cuda"
         provider = "CUDAExecutionProvider" if cuda else "CPUExecutionProvider"
-        settings = setup.cfg.bench.onnxruntime
+        settings = setup.options_for(self.name)
         options = session_options(settings)
         start = time.perf_counter()
         session = ort.InferenceSession(str(path), options, providers=[provider])

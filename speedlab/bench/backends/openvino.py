@@ -56,7 +56,7 @@ class OpenVino:
     def prepare(self, setup: BenchSetup, batch_size: int, precision: str) -> Prepared:
         import openvino as ov
 
-        settings = setup.cfg.bench.openvino
+        settings = setup.options_for(self.name)
         images = setup.inputs(batch_size)
         config = {"PERFORMANCE_HINT": str(settings.hint), "INFERENCE_PRECISION_HINT": INFERENCE_PRECISION[precision]}
         if settings.threads:
