@@ -119,6 +119,9 @@ class ImageDataCfg(DataCfg):
     def __post_init__(self) -> None:
         super().__post_init__()
         at_least("data.resolution", self.resolution, 1)
+        scale = list(self.crop_scale)
+        valid = len(scale) == 2 and all(map(math.isfinite, scale)) and 0 < scale[0] <= scale[1] <= 1
+        require(valid, "data.crop_scale", scale, "give [low, high] with 0 < low <= high <= 1 (fractions of the area)")
 
 
 @dataclass

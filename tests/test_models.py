@@ -142,12 +142,24 @@ def test_lenet5_is_the_classic_on_mnist():
         (LeNet5Cfg(), DataSpec("classification", (1, 8, 8), 10), "model=lenet5 needs images of at least 16x16 px"),
         (ConvNeXtCfg(), DataSpec("classification", (3, 28, 28), 10), "model=convnext needs images of at least 32x32"),
         (ConvNeXtCfg(), DataSpec("regression", (4,), 4), "model=convnext needs image input"),
-        (MLPCfg(widths=[8, 0]), DataSpec("regression", (4,), 4), "model.widths=[8, 0]: every hidden width"),
     ],
 )
 def test_a_family_refuses_data_it_cannot_take_saying_what_to_change(cfg, spec, message):
     with pytest.raises(SpeedlabError, match=re.escape(message)):
         models.build(cfg, spec)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model=mlp model.widths=[8,0]", "model.widths=[8, 0]: every hidden width must be >= 1"),
+        ("model=lenet5 model.padding=-1", "model.padding=-1: must be at least 0"),
+        ("model.depths=[1,1] model.dims=[8]", "need equally many stages, all numbers >= 1"),
+    ],
+)
+def test_a_family_setting_out_of_range_is_refused_at_composition(override, message):
+    with pytest.raises(SpeedlabError, match=re.escape(message)):
+        cli.compose("train", override.split())
 
 
 def test_weights_of_another_model_are_refused_naming_the_keys(tmp_path):

@@ -8,7 +8,6 @@ workers. Both take the source's normalisation from its `DataSpec` and the crop r
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from speedlab.data.files import FileDataset
 from speedlab.data.loaders import ClassicLoader, DataBundle, DeviceLoader, ImageDataset, LoadOptions
 from speedlab.data.spec import DataSpec
 from speedlab.data.transforms import DeviceBatchTransform, Recipe, classic_transform
-from speedlab.errors import DataError, SpeedlabError
+from speedlab.errors import DataError
 
 Arrays = dict[str, tuple[np.ndarray, np.ndarray]]  # split -> (uint8 N x C x S x S images, int64 labels)
 
@@ -33,26 +32,6 @@ class ImageFilesCfg(ImagePipelineCfg):
     root: str = "${oc.env:SPEEDLAB_DATA,data}"  # where the dataset is ($SPEEDLAB_DATA, else data/)
     skip_corrupt: bool = False  # skip and count corrupt images instead of failing
     cache_dir: str | None = None  # default: speedlab_cache beside the dataset folder
-
-
-def check_images(cfg: ImageDataCfg) -> None:
-    """The keys every image source has: fail before any work with the key and the valid range."""
-    if cfg.resolution < 1:
-        raise SpeedlabError(f"data.resolution={cfg.resolution}: must be a whole number >= 1")
-    scale = list(cfg.crop_scale)
-    if len(scale) != 2 or not all(map(math.isfinite, scale)) or not 0 < scale[0] <= scale[1] <= 1:
-        raise SpeedlabError(
-            f"data.crop_scale={scale}: give [low, high] with 0 < low <= high <= 1 (fractions of the image area)"
-        )
-
-
-def check(cfg: ImagePipelineCfg) -> None:
-    """The keys of the pipeline sources, besides those of every image source."""
-    check_images(cfg)
-    if cfg.image_size < 1:
-        raise SpeedlabError(f"data.image_size={cfg.image_size}: must be a whole number >= 1")
-    if cfg.workers < 0:
-        raise SpeedlabError(f"data.workers={cfg.workers}: must be 0 or more")
 
 
 def image_recipe(cfg: ImageDataCfg, spec: DataSpec) -> Recipe:

@@ -17,9 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import activations
-from speedlab.config import ActivationName, Choice, InitName, ModelCfg
+from speedlab.config import ActivationName, Choice, ConfigError, InitName, ModelCfg
 from speedlab.data.spec import DataSpec
-from speedlab.errors import SpeedlabError
 from speedlab.models import register
 from speedlab.models.depthwise import DepthwiseConv2d
 from speedlab.models.init import initialise, require_image_input
@@ -142,14 +141,16 @@ class ConvNeXtCfg(ModelCfg):
     # backward is a compiled reduction and which stays fp32 under autocast (speedlab/models/depthwise.py).
     depthwise: DepthwiseImpl = DepthwiseImpl.torch
 
+    def __post_init__(self) -> None:
+        if not self.depths or len(self.depths) != len(self.dims) or min(self.depths + self.dims) < 1:
+            raise ConfigError(
+                f"model.depths={self.depths} and model.dims={self.dims}: need equally many stages, all numbers >= 1"
+            )
+
 
 @register("convnext", ConvNeXtCfg)
 class ConvNeXtFamily:
     def check(self, cfg: ConvNeXtCfg, spec: DataSpec) -> None:
-        if not cfg.depths or len(cfg.depths) != len(cfg.dims) or min(cfg.depths + cfg.dims) < 1:
-            raise SpeedlabError(
-                f"model.depths={cfg.depths} and model.dims={cfg.dims}: need equally many stages, all numbers >= 1"
-            )
         # The 4x4 stem and each 2x2 downsampling between stages must leave at least one pixel.
         require_image_input("convnext", spec, min_size=4 * 2 ** (len(cfg.depths) - 1))
 

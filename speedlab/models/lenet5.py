@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from torch import nn
 
 import activations
-from speedlab.config import ActivationName, InitName, ModelCfg
+from speedlab.config import ActivationName, InitName, ModelCfg, at_least
 from speedlab.data.spec import DataSpec
-from speedlab.errors import SpeedlabError
 from speedlab.models import register
 from speedlab.models.init import initialise, require_image_input
 
@@ -27,6 +26,9 @@ class LeNet5Cfg(ModelCfg):
     activation: ActivationName = ActivationName.relu  # a registered activation (activations/) after each layer
     init: InitName = InitName.torch_default  # weight initialisation: torch_default | kaiming | trunc_normal
     padding: int = 0  # of the first convolution
+
+    def __post_init__(self) -> None:
+        at_least("model.padding", self.padding, 0)
 
 
 def feature_size(size: int, padding: int) -> int:
@@ -58,8 +60,6 @@ class LeNet5(nn.Module):
 @register("lenet5", LeNet5Cfg)
 class LeNet5Family:
     def check(self, cfg: LeNet5Cfg, spec: DataSpec) -> None:
-        if cfg.padding < 0:
-            raise SpeedlabError(f"model.padding={cfg.padding}: must be >= 0")
         # Smallest input whose second pooled map keeps one pixel.
         require_image_input("lenet5", spec, min_size=16 - 2 * cfg.padding)
 

@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 from torch import nn
 
 import activations
-from speedlab.config import ActivationName, InitName, ModelCfg
+from speedlab.config import ActivationName, InitName, ModelCfg, require
 from speedlab.data.spec import DataSpec
-from speedlab.errors import SpeedlabError
 from speedlab.models import register
 from speedlab.models.init import initialise
 
@@ -24,6 +23,9 @@ class MLPCfg(ModelCfg):
     widths: list[int] = field(default_factory=lambda: [32, 16])  # hidden layers; inputs and outputs come from data
     activation: ActivationName = ActivationName.tanh  # a registered activation (activations/) between the layers
     init: InitName = InitName.torch_default  # weight initialisation: torch_default | kaiming | trunc_normal
+
+    def __post_init__(self) -> None:
+        require(all(w >= 1 for w in self.widths), "model.widths", self.widths, "every hidden width must be >= 1")
 
 
 def mlp(features: int, widths: list[int], outputs: int, activation: str) -> nn.Sequential:
@@ -37,8 +39,7 @@ def mlp(features: int, widths: list[int], outputs: int, activation: str) -> nn.S
 @register("mlp", MLPCfg)
 class MLPFamily:
     def check(self, cfg: MLPCfg, spec: DataSpec) -> None:
-        if any(w < 1 for w in cfg.widths):
-            raise SpeedlabError(f"model.widths={cfg.widths}: every hidden width must be >= 1")
+        pass  # any data: inputs are flattened
 
     def build(self, cfg: MLPCfg, spec: DataSpec) -> nn.Module:
         model = mlp(spec.features, cfg.widths, spec.num_outputs, str(cfg.activation))

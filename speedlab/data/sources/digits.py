@@ -13,12 +13,12 @@ from functools import cache
 
 import numpy as np
 
-from speedlab.config import ImageDataCfg
+from speedlab.config import ImageDataCfg, require
 from speedlab.data import images, resident
 from speedlab.data.loaders import DataBundle, LoadOptions
 from speedlab.data.sources import register
 from speedlab.data.spec import DataSpec
-from speedlab.errors import DataError, SpeedlabError
+from speedlab.errors import SpeedlabError
 
 CLASSES = 10
 
@@ -32,6 +32,10 @@ class DigitsCfg(ImageDataCfg):
     flip: bool = False
     val_fraction: float = 0.2  # share of the 1,797 digits put in val
     split_seed: int = 0  # fixes which images are val, independent of the run's seed
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(0 < self.val_fraction < 1, "data.val_fraction", self.val_fraction, "must be between 0 and 1")
 
 
 @cache
@@ -66,9 +70,6 @@ def statistics(pixels: np.ndarray) -> tuple[float, float]:
 @register("digits", DigitsCfg)
 class Digits:
     def spec(self, cfg: DigitsCfg) -> DataSpec:
-        images.check_images(cfg)
-        if not 0 < cfg.val_fraction < 1:
-            raise DataError(f"data.val_fraction={cfg.val_fraction}: must be between 0 and 1")
         mean, std = statistics(split(cfg)["train"][0])
         return images.spec(cfg, 1, CLASSES, (mean,), (std,))
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from speedlab.config import ConfigError
 from speedlab.data import images
 from speedlab.data.decode import MODES
 from speedlab.data.files import FileDataset, FileSplit, images_in
@@ -18,7 +19,7 @@ from speedlab.data.loaders import DataBundle, LoadOptions
 from speedlab.data.sources import register
 from speedlab.data.sources.tinyimagenet import IMAGENET_MEAN, IMAGENET_STD
 from speedlab.data.spec import DataSpec
-from speedlab.errors import DataError, SpeedlabError
+from speedlab.errors import DataError
 
 
 @dataclass
@@ -27,6 +28,16 @@ class ImageFolderCfg(images.ImageFilesCfg):
     channels: int = 3  # 3: RGB, 1: grey
     mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))  # per channel, of pixels in [0, 1]
     std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))  # per channel, of pixels in [0, 1]
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.channels not in MODES:
+            raise ConfigError(f"data.channels={self.channels}: valid values are {', '.join(map(str, MODES))}")
+        if len(self.mean) != self.channels or len(self.std) != self.channels or min(self.std) <= 0:
+            raise ConfigError(
+                f"data.mean={self.mean} and data.std={self.std}: give {self.channels} value(s) each (one per "
+                "channel), std > 0"
+            )
 
 
 def classes_of(root: str | Path) -> tuple[Path, list[str]]:
@@ -63,20 +74,9 @@ def index(root: str | Path) -> FileDataset:
     return FileDataset("imagefolder", base, classes, split("train"), split("val"))
 
 
-def _check(cfg: ImageFolderCfg) -> None:
-    images.check(cfg)
-    if cfg.channels not in MODES:
-        raise SpeedlabError(f"data.channels={cfg.channels}: valid values are {', '.join(map(str, MODES))}")
-    if len(cfg.mean) != cfg.channels or len(cfg.std) != cfg.channels or min(cfg.std) <= 0:
-        raise SpeedlabError(
-            f"data.mean={cfg.mean} and data.std={cfg.std}: give {cfg.channels} value(s) each (one per channel), std > 0"
-        )
-
-
 @register("imagefolder", ImageFolderCfg)
 class ImageFolder:
     def spec(self, cfg: ImageFolderCfg) -> DataSpec:
-        _check(cfg)
         return images.spec(cfg, cfg.channels, len(classes_of(cfg.root)[1]), cfg.mean, cfg.std)
 
     def load(self, cfg: ImageFolderCfg, options: LoadOptions) -> DataBundle:
@@ -84,7 +84,6 @@ class ImageFolder:
         return images.load_files(cfg, spec, images.subset(index(cfg.root), cfg), options)
 
     def prepare(self, cfg: ImageFolderCfg) -> dict[str, Any]:
-        _check(cfg)
         decoded, info = images.decoded_arrays(cfg, images.subset(index(cfg.root), cfg), cfg.channels)
         return {**info, "splits": {s: {"images": len(d.labels), "skipped": len(d.skipped), "built": d.built,
                                        "path": str(d.path)} for s, d in decoded.items()}}  # fmt: skip

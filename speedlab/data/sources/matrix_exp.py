@@ -10,12 +10,11 @@ from dataclasses import dataclass
 
 import torch
 
-from speedlab.config import DataCfg
+from speedlab.config import ConfigError, DataCfg, at_least
 from speedlab.data import resident
 from speedlab.data.loaders import DataBundle, LoadOptions
 from speedlab.data.sources import register
 from speedlab.data.spec import DataSpec
-from speedlab.errors import DataError
 
 SPLIT_IDS = {"train": 1, "val": 2}
 
@@ -28,6 +27,12 @@ class MatrixExpCfg(DataCfg):
     matrix_size: int = 2  # k: k x k matrices, k^2 features and targets
     data_seed: int = 0  # fixes the matrices, independent of the run's seed
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.train_size is None or self.val_size is None:
+            raise ConfigError("data=matrix_exp needs data.train_size and data.val_size (numbers of matrices, >= 1)")
+        at_least("data.matrix_size", self.matrix_size, 1)
+
 
 def generate(n: int, k: int, data_seed: int, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """`n` random k x k matrices and their exponentials, each flattened to k^2 float32 numbers."""
@@ -39,10 +44,6 @@ def generate(n: int, k: int, data_seed: int, split: str) -> tuple[torch.Tensor, 
 @register("matrix_exp", MatrixExpCfg)
 class MatrixExp:
     def spec(self, cfg: MatrixExpCfg) -> DataSpec:
-        if cfg.train_size is None or cfg.val_size is None or min(cfg.train_size, cfg.val_size) < 1:
-            raise DataError("data=matrix_exp needs data.train_size and data.val_size (numbers of matrices, >= 1)")
-        if cfg.matrix_size < 1:
-            raise DataError(f"data.matrix_size={cfg.matrix_size}: must be >= 1")
         features = cfg.matrix_size**2
         return DataSpec("regression", (features,), features)
 

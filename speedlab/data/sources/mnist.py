@@ -91,7 +91,6 @@ def cap(arrays: tuple[np.ndarray, np.ndarray], limit: int | None) -> tuple[np.nd
 @register("mnist", MnistCfg)
 class Mnist:
     def spec(self, cfg: MnistCfg) -> DataSpec:
-        images.check_images(cfg)
         if cfg.std <= 0:
             raise DataError(f"data.std={cfg.std}: must be > 0")
         return images.spec(cfg, 1, CLASSES, (cfg.mean,), (cfg.std,))

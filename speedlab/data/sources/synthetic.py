@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from speedlab.config import ImagePipelineCfg
+from speedlab.config import ConfigError, ImagePipelineCfg, at_least
 from speedlab.data import images, patterns
 from speedlab.data.loaders import DataBundle, LoadOptions
 from speedlab.data.sources import register
 from speedlab.data.sources.tinyimagenet import IMAGENET_MEAN, IMAGENET_STD
 from speedlab.data.spec import DataSpec
-from speedlab.errors import DataError
 
 CHANNELS = 3
 
@@ -24,15 +23,16 @@ class SyntheticCfg(ImagePipelineCfg):
     num_classes: int = 200  # classes, each its own pattern
     synthetic_seed: int = 0  # fixes the classes' patterns, independent of the run's seed
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.train_size is None or self.val_size is None:
+            raise ConfigError("data=synthetic needs data.train_size and data.val_size (numbers of images, >= 1)")
+        at_least("data.num_classes", self.num_classes, 1)
+
 
 @register("synthetic", SyntheticCfg)
 class Synthetic:
     def spec(self, cfg: SyntheticCfg) -> DataSpec:
-        images.check(cfg)
-        if cfg.train_size is None or cfg.val_size is None or min(cfg.train_size, cfg.val_size) < 1:
-            raise DataError("data=synthetic needs data.train_size and data.val_size (numbers of images, >= 1)")
-        if cfg.num_classes < 1:
-            raise DataError(f"data.num_classes={cfg.num_classes}: must be >= 1")
         return images.spec(cfg, CHANNELS, cfg.num_classes, IMAGENET_MEAN, IMAGENET_STD)
 
     def load(self, cfg: SyntheticCfg, options: LoadOptions) -> DataBundle:

@@ -87,7 +87,6 @@ def index(root: str | Path) -> FileDataset:
 @register("tinyimagenet", TinyImageNetCfg)
 class TinyImageNet:
     def spec(self, cfg: TinyImageNetCfg) -> DataSpec:
-        images.check(cfg)
         base = dataset_dir(cfg.root)
         # The class list is one small file; without the dataset (bench of a fresh model) the official count holds.
         classes = len(read_classes(base, cfg.root)) if (base / "wnids.txt").is_file() else OFFICIAL_CLASSES
@@ -99,7 +98,6 @@ class TinyImageNet:
         return images.load_files(cfg, spec, dataset, options)
 
     def prepare(self, cfg: TinyImageNetCfg) -> dict[str, Any]:
-        images.check(cfg)
         decoded, info = images.decoded_arrays(cfg, images.subset(index(cfg.root), cfg), CHANNELS)
         return {**info, "splits": {s: {"images": len(d.labels), "skipped": len(d.skipped), "built": d.built,
                                        "path": str(d.path)} for s, d in decoded.items()}}  # fmt: skip
