@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.speedlab-installed
 
-.PHONY: setup demo test test-slow lint format bench-data bench-train bench-activations bench-export bench-families bench-small parity-study bench-monitor bench-fairness fault-drill bench-bound clean
+.PHONY: setup demo test test-slow lint format docs-config bench-data bench-train bench-activations bench-export bench-families bench-small parity-study bench-monitor bench-fairness fault-drill bench-bound clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,10 @@ test-slow: setup
 lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+
+# docs/configuration.md, generated from the schemas (a test fails when it is stale).
+docs-config: setup
+	$(PY) scripts/config_docs.py
 
 format: setup
 	$(PY) -m ruff format .

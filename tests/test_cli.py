@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from speedlab.__main__ import COMMANDS
+from tests.conftest import REPO
 
 EXPERIMENTS = sorted(p.stem for p in (Path(__file__).resolve().parent.parent / "conf" / "exp").glob("*.yaml"))
 REFERENCE_ROWS = ["vanilla", "tc", "amp", "tc_amp", "hardswish", "relu", "fastswish", "tc_hardswish", "tc_relu",
@@ -140,3 +141,19 @@ def test_every_key_of_every_job_and_plugin_schema_has_a_description():
     jobs += [cli.compose("train", [f"data={name}"]) for name in sources.names()]
     missing = {key for job in jobs for key, _, description in config.describe_keys(job) if not description}
     assert not missing, sorted(missing)
+
+
+def test_the_configuration_page_is_generated_from_the_schemas_and_current():
+    """docs/configuration.md names every key and is what `make docs-config` writes today."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "scripts/config_docs.py", "--check"], cwd=REPO, capture_output=True,
+                         text=True)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    page = (REPO / "docs" / "configuration.md").read_text()
+    from speedlab import cli, config
+
+    for command in config.JOBS:
+        for key, value, _ in config.describe_keys(cli.compose(command)):
+            assert value is None or f"`{key}`" in page, (command, key)
