@@ -19,6 +19,12 @@ from speedlab.data.fake import write_fake_mnist, write_fake_tinyimagenet
 
 cli.load_plugins()  # what the entry point does before composing: every registry's schemas in the ConfigStore
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# One Inductor (and Triton) cache for the whole test session, subprocesses included (they inherit the environment):
+# a graph one test compiles is warm for the next; it persists under artifacts/ between sessions of one checkout.
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(REPO_ROOT / "artifacts" / "cache" / "inductor-tests"))
+os.environ.setdefault("TRITON_CACHE_DIR", str(REPO_ROOT / "artifacts" / "cache" / "triton-tests"))
+
 REPO = Path(__file__).resolve().parent.parent
 FAKE_CLASSES, FAKE_TRAIN, FAKE_VAL = 6, 12, 4  # per class; small enough to write in well under a second
 
@@ -88,6 +94,23 @@ def private_artifacts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "artifacts"
     monkeypatch.setenv("SPEEDLAB_ARTIFACTS", str(root))
     return root
+
+
+@pytest.fixture(scope="session")
+def trained_tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tiny ConvNeXt trained for two epochs (TINY), shared by every test that needs a trained model to export,
+    bench, profile or report: its run directory (checkpoint.pt, result.json). Never modified."""
+    run_dir = tmp_path_factory.mktemp("trained_tiny") / "train"
+    saved = os.environ.get("SPEEDLAB_ARTIFACTS")
+    os.environ["SPEEDLAB_ARTIFACTS"] = str(run_dir.parent / "artifacts")
+    try:
+        assert invoke("train", [*TINY, *TRAIN_TINY, "trainer.epochs=2", f"hydra.run.dir={run_dir}"]) == 0
+    finally:
+        if saved is None:
+            os.environ.pop("SPEEDLAB_ARTIFACTS", None)
+        else:
+            os.environ["SPEEDLAB_ARTIFACTS"] = saved
+    return run_dir
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ from speedlab.export.formats import int8 as quantize
 from speedlab.export.formats import onnx as onnx_export
 from speedlab.export.formats import tensorrt
 from speedlab.fsutil import staged_files
-from tests.conftest import REPO, TINY, TRAIN_TINY, invoke
+from tests.conftest import REPO, TINY, invoke
 
 FP32_REL_TOLERANCE = 1e-4
 QUICK = cli.compose("export", ["+preset=quick"])
@@ -119,10 +119,9 @@ def test_int8_agrees_with_fp32_on_synthetic_data(tmp_path):
     assert result == 0 and entry["status"] == "ok" and entry["top1_agreement"] >= 0.90, entry
 
 
-def test_trained_checkpoint_exports_with_val_accuracy(tmp_path, capsys):
-    invoke("train", [*TINY, *TRAIN_TINY, "trainer.epochs=2", f"hydra.run.dir={tmp_path / 'train'}"])
-    trained = json.loads((tmp_path / "train" / "result.json").read_text())
-    result = run_export(tmp_path / "export", f"weights={tmp_path / 'train'}", "export.formats=[int8]")
+def test_trained_checkpoint_exports_with_val_accuracy(tmp_path, capsys, trained_tiny):
+    trained = json.loads((trained_tiny / "result.json").read_text())
+    result = run_export(tmp_path / "export", f"weights={trained_tiny}", "export.formats=[int8]")
     assert result["trained"] and result["model_source"].startswith("checkpoint ")
     # The eager model here is the trained one: its val accuracy is the training run's last one.
     assert result["eager_val_acc"] == pytest.approx(trained["final_val_acc"], abs=0.01)
@@ -190,9 +189,8 @@ def test_bad_input_is_one_clear_error(run_main, overrides, message):
     assert "Traceback" not in out.stderr
 
 
-def test_checkpoint_of_another_model_is_refused(tmp_path, run_main):
-    invoke("train", [*TINY, *TRAIN_TINY, "trainer.epochs=1", f"hydra.run.dir={tmp_path / 'train'}"])
-    out = run_main("export", *TINY, "model.dims=[8,16,32,128]", f"weights={tmp_path / 'train'}")
+def test_checkpoint_of_another_model_is_refused(run_main, trained_tiny):
+    out = run_main("export", *TINY, "model.dims=[8,16,32,128]", f"weights={trained_tiny}")
     assert out.returncode == 1
     assert "is from a different model" in out.stderr and "model.dims" in out.stderr
 
