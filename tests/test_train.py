@@ -52,9 +52,10 @@ def test_result_json_holds_what_the_issue_asks(tmp_path, capsys):
     assert "epoch 2/2: train" in out  # plain progress lines when not on a terminal
 
 
-def test_classic_pipeline_trains_on_the_same_batches(tmp_path):
+def test_the_dataloader_feed_trains_on_the_same_batches(tmp_path):
+    """data.feed=loader (once data.pipeline=classic): per-image decode in a DataLoader, labelled as such."""
     result = train(tmp_path / "run", "data.feed=loader", "data.workers=0")
-    assert result["status"] == "ok" and result["changes"] == "classic data"
+    assert result["status"] == "ok" and result["changes"] == "DataLoader" and result["data"]["feed"] == "loader"
     assert result["epochs"][0]["images"] == 192 and result["notes"] == [
         "data.pin_memory=true has no effect without CUDA"
     ]
