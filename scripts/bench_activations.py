@@ -14,7 +14,6 @@ Writes result.json (kind: bench_activations) with every row under artifacts/runs
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from collections.abc import Callable
 
@@ -24,7 +23,7 @@ from torch.autograd.graph import saved_tensors_hooks
 
 import activations
 from activations.fastswish_triton import implementation
-from speedlab import cli, models, record
+from speedlab import cli, models, record, stats
 from speedlab.data.build import describe
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -79,8 +78,12 @@ def timed(fn: Callable[[], object], device: torch.device, reps: int, warmup: int
             t0 = time.perf_counter()
             fn()
             times.append((time.perf_counter() - t0) * 1e3)
-    q = statistics.quantiles(times, n=10) if len(times) > 1 else times * 9
-    return {"p50_ms": statistics.median(times), "p10_ms": q[0], "p90_ms": q[-1], "n": len(times)}
+    return {
+        "p50_ms": stats.percentile(times, 50),
+        "p10_ms": stats.percentile(times, 10),
+        "p90_ms": stats.percentile(times, 90),
+        "n": len(times),
+    }
 
 
 def speed_rows(names: list[str], shape: tuple[int, ...], device: torch.device, reps: int) -> list[dict]:

@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from speedlab import record
+from speedlab import record, stats
 from speedlab.data.sources.matrix_exp import generate
 from speedlab.roofline import yardstick
 
@@ -190,7 +190,7 @@ def block_stats(step_times: list[float]) -> dict[str, float]:
     """p50 / p90 over blocks of BLOCK steps of the mean step time, in microseconds."""
     blocks = [statistics.fmean(step_times[i : i + BLOCK]) for i in range(0, len(step_times) - BLOCK + 1, BLOCK)]
     blocks = sorted(blocks) or [statistics.fmean(step_times)]
-    return {"p50_us": statistics.median(blocks) * 1e6, "p90_us": blocks[int(0.9 * (len(blocks) - 1))] * 1e6}
+    return {"p50_us": statistics.median(blocks) * 1e6, "p90_us": stats.percentile(blocks, 90) * 1e6}
 
 
 def wanted(label: str, only: list[str] | None) -> bool:

@@ -13,6 +13,8 @@ from typing import Any
 import psutil
 import torch
 
+from speedlab import stats
+
 
 class PeakMemory:
     """Peak memory over a block: `torch.cuda.max_memory_allocated` on a GPU; on the CPU the process's resident set,
@@ -108,8 +110,8 @@ def _torch_bus_id() -> str | None:
 
 
 def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+    """The package's one percentile definition (speedlab.stats), `q` as a fraction."""
+    return stats.percentile(values, 100 * q)
 
 
 class ResourceMonitor:

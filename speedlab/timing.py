@@ -7,14 +7,14 @@ own (it carries lazy initialisation, compilation or allocation), then excluded l
 
 from __future__ import annotations
 
-import math
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from speedlab import stats
 
 
 @dataclass(frozen=True)
@@ -49,9 +49,9 @@ def summarise(samples_ms: list[float], first_call_ms: float) -> Latency:
         n=len(arr),
         mean_ms=float(arr.mean()),
         std_ms=float(arr.std(ddof=1)) if len(arr) > 1 else 0.0,
-        p50_ms=float(np.percentile(arr, 50)),
-        p90_ms=float(np.percentile(arr, 90)),
-        p99_ms=float(np.percentile(arr, 99)),
+        p50_ms=stats.percentile(samples_ms, 50),
+        p90_ms=stats.percentile(samples_ms, 90),
+        p99_ms=stats.percentile(samples_ms, 99),
         min_ms=float(arr.min()),
         first_call_ms=first_call_ms,
     )
@@ -90,17 +90,3 @@ def _cuda_timer(fn: Callable[[], object], device: torch.device) -> float:
     end.record()
     end.synchronize()
     return begin.elapsed_time(end)
-
-
-def median_interval(values: list[float]) -> tuple[float, float, float]:
-    """Median and a distribution-free 95 % confidence interval for it (binomial order statistics; with fewer than
-    6 values the interval is the whole range, which is what such a sample honestly supports)."""
-    ordered = sorted(values)
-    n = len(ordered)
-    median = statistics.median(ordered)
-    if n < 6:
-        return median, ordered[0], ordered[-1]
-    half_width = 1.96 * math.sqrt(n) / 2
-    low = max(0, math.floor(n / 2 - half_width) - 1)
-    high = min(n - 1, math.ceil(n / 2 + half_width))
-    return median, ordered[low], ordered[high]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from speedlab import cli, timing
+from speedlab import cli, stats, timing
 from speedlab.bench import backends
 from speedlab.export.formats import tensorrt
 from speedlab.report import command as report
@@ -110,8 +110,8 @@ def test_timing_statistics():
     latency = timing.summarise([1.0, 2.0, 3.0, 4.0, 100.0], first_call_ms=50.0)
     assert latency.p50_ms == 3.0 and latency.min_ms == 1.0 and latency.n == 5 and latency.first_call_ms == 50.0
     assert latency.p99_ms > latency.p90_ms > latency.p50_ms
-    assert timing.median_interval([5.0, 1.0, 3.0]) == (3.0, 1.0, 5.0)  # few values: the whole range
-    median, low, high = timing.median_interval([float(i) for i in range(100)])
+    assert stats.median_interval([5.0, 1.0, 3.0]) == (3.0, 1.0, 5.0)  # few values: the whole range
+    median, low, high = stats.median_interval([float(i) for i in range(100)])
     assert low < median < high and 35 <= low <= 45 and 55 <= high <= 65
 
 

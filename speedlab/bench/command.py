@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from speedlab import checkpoint, config, device, models, record, roofline, timing
+from speedlab import checkpoint, config, device, models, record, roofline, stats, timing
 from speedlab.bench import backends
 from speedlab.bench.backends import BenchSetup
 from speedlab.config import BenchJob, RunContext
@@ -158,7 +158,7 @@ def _combine(repeats: list[dict[str, Any]]) -> dict[str, Any]:
     for key in (*STAT_KEYS, "setup_s", "peak_memory_bytes", "n"):
         out[key] = statistics.median(r[key] for r in repeats)
     p50s = [r["p50_ms"] for r in repeats]
-    _, low, high = timing.median_interval(p50s)
+    _, low, high = stats.median_interval(p50s)
     out["recompiles"] = max(r["recompiles"] for r in repeats)
     out.update(repeat_p50_ms=p50s, p50_ci95_ms=[low, high], p50_cv=statistics.stdev(p50s) / statistics.mean(p50s))
     return out

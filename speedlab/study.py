@@ -1,0 +1,136 @@
+"""Studies: speedlab commands run with overrides in fresh processes, repeated and interleaved, each run's result.json
+collected, and the study's table written to `docs/results/<study>.md` and `.csv` by the study itself.
+
+What every `scripts/` benchmark calls instead of its own "run speedlab and read result.json" helper:
+
+    rows = [Row("vanilla", "train", ("+exp=vanilla", "+preset=quick")), Row("tc_amp", "train", (...))]
+    outcomes = study.run(rows, repeats=3, out_dir=record.new_run_dir("bench_train"))
+    study.write("training-levers", header, table_rows, machine=study.machine(outcomes))
+
+Interleaving (row A, row B, ..., then A, B, ... again) spreads a slow spell of a shared machine over every row, and
+fresh processes keep one run's compiled graphs, allocator and thread pools out of the next one's numbers.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from speedlab import record
+from speedlab.fsutil import atomic_write_text
+from speedlab.tables import csv_text, markdown
+
+RESULTS_DIR = record.REPO_ROOT / "docs" / "results"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of a study: a label, the command and its overrides."""
+
+    label: str
+    command: str
+    overrides: tuple[str, ...] = ()
+
+
+@dataclass
+class Outcome:
+    """One run of a row: where it ran, its exit code, its result.json (None when it left none) and its wall time."""
+
+    row: Row
+    repeat: int
+    run_dir: Path
+    returncode: int
+    result: dict[str, Any] | None
+    wall_s: float
+    stderr_tail: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and self.result is not None and self.result.get("status") == "ok"
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:80] or "row"
+
+
+def run(rows: Sequence[Row], *, out_dir: Path, repeats: int = 1, interleave: bool = True,
+        env: dict[str, str] | None = None, timeout_s: float | None = None,
+        say: Callable[[str], None] = print) -> list[Outcome]:  # fmt: skip
+    """Every row `repeats` times, each run in a fresh `python -m speedlab` process with its run directory under
+    `out_dir`; interleaved by default. A failed run is kept (with its stderr's tail), and the study goes on."""
+    if repeats < 1:
+        raise ValueError(f"repeats={repeats}: must be at least 1")
+    order = ([(row, k) for k in range(repeats) for row in rows] if interleave
+             else [(row, k) for row in rows for k in range(repeats)])  # fmt: skip
+    full_env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
+    outcomes = []
+    for n, (row, k) in enumerate(order, 1):
+        run_dir = Path(out_dir) / f"{slug(row.label)}-{k}"
+        cmd = [sys.executable, "-m", "speedlab", row.command, *row.overrides, f"hydra.run.dir={run_dir}"]
+        start = time.perf_counter()
+        try:
+            proc = subprocess.run(cmd, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                  timeout=timeout_s)  # fmt: skip
+            code, tail = proc.returncode, proc.stderr.strip().splitlines()[-5:]
+        except subprocess.TimeoutExpired:
+            code, tail = 124, [f"still running after {timeout_s} s: stopped"]
+        wall = time.perf_counter() - start
+        outcome = Outcome(row, k, run_dir, code, _read(run_dir), wall, tail)
+        outcomes.append(outcome)
+        say(f"[{n}/{len(order)}] {row.label} (repeat {k + 1}): "
+            + ("ok" if outcome.ok else f"failed ({code}): {' '.join(tail)[-200:]}") + f" in {wall:.1f} s")  # fmt: skip
+    return outcomes
+
+
+def _read(run_dir: Path) -> dict[str, Any] | None:
+    import json
+
+    try:
+        return json.loads(record.result_path(run_dir).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def results(outcomes: Sequence[Outcome], row: Row) -> list[dict[str, Any]]:
+    """The result.json of every successful run of `row`, in run order."""
+    return [o.result for o in outcomes if o.row == row and o.ok]
+
+
+def median(outcomes: Sequence[Outcome], row: Row, key: str) -> float | None:
+    """The median of `key` over `row`'s successful runs (None where none has it)."""
+    values = [r[key] for r in results(outcomes, row) if r.get(key) is not None]
+    return statistics.median(values) if values else None
+
+
+def machine(outcomes: Sequence[Outcome]) -> str:
+    """The machine the study ran on, as its first successful run recorded it: CPU model, cores, GPU, torch."""
+    for outcome in outcomes:
+        if outcome.result and outcome.result.get("env"):
+            env = outcome.result["env"]
+            cpu = env.get("cpu", {})
+            gpu = (env.get("gpu") or {}).get("name")
+            return (f"{cpu.get('model', '?')}, {cpu.get('affinity', '?')} cores" + (f", {gpu}" if gpu else "")
+                    + f", torch {env.get('torch', '?')}")  # fmt: skip
+    return "unknown (no run finished)"
+
+
+def write(study: str, header: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str, machine: str,
+          notes: Sequence[str] = (), results_dir: Path | None = None) -> tuple[Path, Path]:  # fmt: skip
+    """`<study>.md` (title, when and where it ran, the table, notes) and `<study>.csv` (the same rows) in
+    `results_dir` (docs/results/), each written atomically. Returns both paths."""
+    where = Path(results_dir or RESULTS_DIR)
+    when = time.strftime("%Y-%m-%d")
+    text = "\n".join([f"# {title}", "", f"Measured {when} on {machine}; written by the study itself.", "",
+                      markdown(header, rows), "", *notes, ""])  # fmt: skip
+    md, csv = where / f"{study}.md", where / f"{study}.csv"
+    atomic_write_text(md, text)
+    atomic_write_text(csv, csv_text(header, rows))
+    return md, csv

@@ -1,0 +1,70 @@
+"""The study runner and the scripts built on it: rows run in fresh processes, interleaved, each study writing its
+own docs/results/<study>.md and .csv; every script answers --help (slow suite: each starts a Python with torch)."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import subprocess
+import sys
+
+import pytest
+
+from speedlab import study
+from speedlab.study import Outcome, Row
+from tests.conftest import REPO, TINY, TRAIN_TINY
+
+SCRIPTS = sorted((REPO / "scripts").glob("*.py"))
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_study_writes_its_table_as_markdown_and_csv_naming_the_machine(tmp_path):
+    rows = [["a", "1.00 s"], ["b", "2.00 s"]]
+    md, csv_path = study.write("demo", ["Row", "Time"], rows, title="Demo", machine="Some CPU, 2 cores, torch 2.15.0",
+                               notes=["a note"], results_dir=tmp_path)  # fmt: skip
+    text = md.read_text()
+    assert text.startswith("# Demo\n") and "on Some CPU, 2 cores" in text and "| b | 2.00 s |" in text
+    assert list(csv.reader(csv_path.open())) == [["Row", "Time"], ["a", "1.00 s"], ["b", "2.00 s"]]
+
+
+def test_medians_and_results_count_only_successful_runs(tmp_path):
+    row = Row("x", "train")
+    ok = {"status": "ok", "t": 2.0}
+    outcomes = [Outcome(row, 0, tmp_path, 0, {**ok, "t": 1.0}, 1.0), Outcome(row, 1, tmp_path, 0, ok, 1.0),
+                Outcome(row, 2, tmp_path, 1, {"status": "failed", "t": 99.0}, 1.0)]  # fmt: skip
+    assert study.median(outcomes, row, "t") == 1.5 and len(study.results(outcomes, row)) == 2
+
+
+def test_bench_train_rows_come_from_the_experiments_with_their_own_overrides():
+    rows = _script("bench_train").parse_rows("vanilla,cpu_fast[trainer.batch_size=128 optim.lr=2e-3]", ["seed=1"])
+    assert [r.label for r in rows] == ["vanilla", "cpu_fast[trainer.batch_size=128 optim.lr=2e-3]"]
+    assert rows[1].overrides == ("+exp=cpu_fast", "+preset=quick", "trainer.batch_size=128", "optim.lr=2e-3", "seed=1")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_every_script_answers_help(script):
+    out = subprocess.run([sys.executable, str(script), "--help"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "usage" in out.stdout.lower(), out.stderr[-500:]
+
+
+@pytest.mark.slow
+def test_bench_train_runs_interleaved_and_writes_its_study(tmp_path):
+    tiny = [o for o in [*TINY, *TRAIN_TINY] if o != "+preset=quick"] + ["trainer.max_steps=2"]
+    out = subprocess.run(
+        [sys.executable, "scripts/bench_train.py", "--exps", "vanilla,amp", "--repeats", "1", "--study", "smoke",
+         "--results-dir", str(tmp_path), "--", *tiny],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+        env={**__import__("os").environ, "SPEEDLAB_ARTIFACTS": str(tmp_path / "artifacts")},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = list(csv.reader((tmp_path / "smoke.csv").open()))
+    assert rows[0][:4] == ["Changes", "Batch", "Train epoch time", "Speed-up"]
+    assert [r[0] for r in rows[1:]] == ["Vanilla", "AMP (bf16)"] and rows[1][3] == "1.00×"
+    assert "Measured" in (tmp_path / "smoke.md").read_text()
