@@ -68,3 +68,17 @@ def test_bench_train_runs_interleaved_and_writes_its_study(tmp_path):
     assert rows[0][:4] == ["Changes", "Batch", "Train epoch time", "Speed-up"]
     assert [r[0] for r in rows[1:]] == ["Vanilla", "AMP (bf16)"] and rows[1][3] == "1.00×"
     assert "Measured" in (tmp_path / "smoke.md").read_text()
+
+
+@pytest.mark.slow
+def test_bench_export_runs_through_the_study_and_writes_its_table(tmp_path):
+    tiny = [o for o in TINY if o != "+preset=quick"] + ["export.parity_batch_size=16"]
+    out = subprocess.run(
+        [sys.executable, "scripts/bench_export.py", "--activations", "gelu", "--exporters", "torchscript",
+         "--repeats", "1", "--study", "smoke-export", "--results-dir", str(tmp_path), "--", *tiny],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+        env={**__import__("os").environ, "SPEEDLAB_ARTIFACTS": str(tmp_path / "artifacts")},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = list(csv.reader((tmp_path / "smoke-export.csv").open()))
+    assert [r[2] for r in rows[1:]] == ["ONNX fp32", "ONNX int8"] and rows[1][3] == "ok"
