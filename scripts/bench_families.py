@@ -17,16 +17,12 @@ profile step time) and writes result.json (kind: bench_families) under artifacts
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-from speedlab import record
+from speedlab import record, study
+from speedlab.study import Row
 
-ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
 FAST = ["bench.min_time_s=0.5", "bench.warmup_min_s=0.1"]
 PAIRS = {
     "convnext": ["+preset=quick"],
@@ -46,12 +42,11 @@ BATCH = {"convnext": 64, "timm": 64, "torchvision": 8, "mlp": 10_000, "lenet5": 
 
 
 def speedlab(command: str, overrides: list[str], run_dir: Path) -> dict:
-    cmd = [sys.executable, "-m", "speedlab", command, *overrides, f"hydra.run.dir={run_dir}"]
-    start = time.perf_counter()
-    subprocess.run(cmd, check=False, stdout=subprocess.DEVNULL, env=ENV)
-    result = json.loads(record.result_path(run_dir).read_text())
-    result["_wall_s"] = time.perf_counter() - start
-    return result
+    """One run through the study runner; its result.json with the process's wall time (a failed run raises)."""
+    outcome = study.run_one(Row(command, command, tuple(overrides)), run_dir)
+    if outcome.result is None:
+        raise SystemExit(f"{command} left no result.json in {run_dir}: {' '.join(outcome.stderr_tail)}")
+    return {**outcome.result, "_wall_s": outcome.wall_s}
 
 
 def measure(family: str, bench_dir: Path) -> dict:
@@ -81,12 +76,12 @@ def measure(family: str, bench_dir: Path) -> dict:
     }  # fmt: skip
 
 
-def table(rows: list[dict]) -> str:
-    lines = [
-        "| Family | Data, input | Params | Trained | ONNX max abs error | eager / inductor / ORT, batch 1 | "
-        "eager / inductor / ORT, batch N | Profiled step |",
-        "|---|---|---:|---:|---:|---|---|---:|",
-    ]
+HEADER = ["Family", "Data, input", "Params", "Trained", "ONNX max abs error", "eager / inductor / ORT, batch 1",
+          "eager / inductor / ORT, batch N", "Profiled step"]  # fmt: skip
+
+
+def table(rows: list[dict]) -> list[list[str]]:
+    lines = []
     for r in rows:
         val = f"{r['val']:.2f} % top-1" if r["metric"] == "val_acc" else f"MSE {r['val']:.4f}"
 
@@ -95,28 +90,35 @@ def table(rows: list[dict]) -> str:
                               for b in ("eager", "inductor", "onnxruntime")) + " ms"  # fmt: skip
 
         shape = "x".join(map(str, r["input_shape"]))
-        lines.append(
-            f"| {r['family']} | {r['data']}, {shape} | {r['params']:,} | {val} ({r['train_epochs']} ep.) | "
-            f"{r['parity_max_abs_error']:.1e} | {lat(1)} | {lat(r['batch'])} (N={r['batch']}) | "
-            f"{r['profile_step_ms']:.2f} ms |"
-        )
-    return "\n".join(lines)
+        lines.append([r["family"], f"{r['data']}, {shape}", f"{r['params']:,}", f"{val} ({r['train_epochs']} ep.)",
+                      f"{r['parity_max_abs_error']:.1e}", lat(1), f"{lat(r['batch'])} (N={r['batch']})",
+                      f"{r['profile_step_ms']:.2f} ms"])  # fmt: skip
+    return lines
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--families", default=",".join(PAIRS))
-    args = parser.parse_args()
+    parser.add_argument("--study", default="families", help="docs/results/<study>.md and .csv")
+    parser.add_argument("--results-dir", type=Path, default=study.RESULTS_DIR, help="where the study's table goes")
+    args = parser.parse_args(argv)
     bench_dir = record.new_run_dir("bench_families")
-    with record.recording(bench_dir, "bench_families", {"args": vars(args)}) as rec:
+    with record.recording(
+        bench_dir, "bench_families", {"args": {**vars(args), "results_dir": str(args.results_dir)}}
+    ) as rec:
         rec["rows"] = []
         for family in args.families.split(","):
             print(f"{family} ...", flush=True)
             rec["rows"] = [*rec["rows"], measure(family, bench_dir)]
             rec.save()
-        print("\n" + table(rec["rows"]))
-        print(f"\nresult: {rec.path}")
+    env = rec["env"]
+    machine = f"{env['cpu']['model']}, {env['cpu']['affinity']} cores, torch {env['torch']}"
+    md, _ = study.write(args.study, HEADER, table(rec["rows"]), title="Every model family through every command",
+                        machine=machine, results_dir=args.results_dir,
+                        notes=[f"Command: `python scripts/bench_families.py --families {args.families}`"])  # fmt: skip
+    print("\n" + md.read_text() + f"\nresult: {rec.path}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -37,9 +37,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from speedlab import record, stats
+from speedlab import record, stats, study
 from speedlab.data.sources.matrix_exp import generate
 from speedlab.roofline import yardstick
+from speedlab.study import Row
 
 BLOCK = 100  # steps per timing block (MLP)
 BEST_MLP = ["trainer.step=functional", "compile.enabled=true", "model.activation=fasttanh", "trainer.reuse_memory=true"]
@@ -170,11 +171,11 @@ def slug(text: str) -> str:
 
 
 def run_speedlab(overrides: list[str], run_dir: Path) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "speedlab", "train", *overrides, f"hydra.run.dir={run_dir}"]
-    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    if done.returncode != 0:
-        return {"error": (done.stderr.strip().splitlines() or ["failed"])[-1]}
-    return json.loads(record.result_path(run_dir).read_text())
+    """One training run through the study runner: its result.json, or the error its stderr ended with."""
+    outcome = study.run_one(Row("train", "train", tuple(overrides)), run_dir)
+    if outcome.returncode != 0 or outcome.result is None:
+        return {"error": (outcome.stderr_tail or ["failed"])[-1]}
+    return outcome.result
 
 
 def run_twin(kind: str, args: list[str]) -> dict[str, Any]:

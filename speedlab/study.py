@@ -70,24 +70,33 @@ def run(rows: Sequence[Row], *, out_dir: Path, repeats: int = 1, interleave: boo
         raise ValueError(f"repeats={repeats}: must be at least 1")
     order = ([(row, k) for k in range(repeats) for row in rows] if interleave
              else [(row, k) for row in rows for k in range(repeats)])  # fmt: skip
-    full_env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
     outcomes = []
     for n, (row, k) in enumerate(order, 1):
-        run_dir = Path(out_dir) / f"{slug(row.label)}-{k}"
-        cmd = [sys.executable, "-m", "speedlab", row.command, *row.overrides, f"hydra.run.dir={run_dir}"]
-        start = time.perf_counter()
-        try:
-            proc = subprocess.run(cmd, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                  timeout=timeout_s)  # fmt: skip
-            code, tail = proc.returncode, proc.stderr.strip().splitlines()[-5:]
-        except subprocess.TimeoutExpired:
-            code, tail = 124, [f"still running after {timeout_s} s: stopped"]
-        wall = time.perf_counter() - start
-        outcome = Outcome(row, k, run_dir, code, _read(run_dir), wall, tail)
+        outcome = run_one(row, Path(out_dir) / f"{slug(row.label)}-{k}", repeat=k, env=env, timeout_s=timeout_s)
         outcomes.append(outcome)
         say(f"[{n}/{len(order)}] {row.label} (repeat {k + 1}): "
-            + ("ok" if outcome.ok else f"failed ({code}): {' '.join(tail)[-200:]}") + f" in {wall:.1f} s")  # fmt: skip
+            + ("ok" if outcome.ok else f"failed ({outcome.returncode}): {' '.join(outcome.stderr_tail)[-200:]}")
+            + f" in {outcome.wall_s:.1f} s")  # fmt: skip
     return outcomes
+
+
+def run_one(row: Row, run_dir: Path, *, repeat: int = 0, env: dict[str, str] | None = None,
+            timeout_s: float | None = None) -> Outcome:  # fmt: skip
+    """`row` once, in a fresh `python -m speedlab` process whose run directory is `run_dir`."""
+    args = list(row.overrides)
+    # Shared settings go before a parity run's side flags (--a / --b): what follows them is one side's own.
+    at = next((i for i, arg in enumerate(args) if arg in ("--a", "--b")), len(args))
+    args.insert(at, f"hydra.run.dir={run_dir}")
+    cmd = [sys.executable, "-m", "speedlab", row.command, *args]
+    full_env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              timeout=timeout_s)  # fmt: skip
+        code, tail = proc.returncode, proc.stderr.strip().splitlines()[-5:]
+    except subprocess.TimeoutExpired:
+        code, tail = 124, [f"still running after {timeout_s} s: stopped"]
+    return Outcome(row, repeat, Path(run_dir), code, _read(Path(run_dir)), time.perf_counter() - start, tail)
 
 
 def _read(run_dir: Path) -> dict[str, Any] | None:

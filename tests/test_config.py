@@ -195,3 +195,14 @@ def test_every_plugin_kind_uses_the_one_registry_implementation():
     for kind, package in kinds.items():
         assert isinstance(package._REGISTRY, Registry), kind
         assert package._REGISTRY.names() == sorted(package._REGISTRY.names()) and package._REGISTRY.names(), kind
+
+
+@pytest.mark.parametrize("command", sorted(config.JOBS))
+def test_every_source_and_family_composes_for_every_command(command):
+    """A plug-in's config sets only its own section (data=digits once set trainer.batch_size for every command, which
+    bench and export refuse): its training defaults are a part the commands that train select."""
+    for name in sources.names():
+        assert cli.compose(command, [f"data={name}"]).data.name == name
+    if command != "data_prepare":
+        for name in models.names():
+            assert cli.compose(command, [f"model={name}"]).model.name == name

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -61,7 +63,7 @@ def test_bench_train_runs_interleaved_and_writes_its_study(tmp_path):
         [sys.executable, "scripts/bench_train.py", "--exps", "vanilla,amp", "--repeats", "1", "--study", "smoke",
          "--results-dir", str(tmp_path), "--", *tiny],
         cwd=REPO, capture_output=True, text=True, timeout=600,
-        env={**__import__("os").environ, "SPEEDLAB_ARTIFACTS": str(tmp_path / "artifacts")},
+        env={**os.environ, "SPEEDLAB_ARTIFACTS": str(tmp_path / "artifacts")},
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     rows = list(csv.reader((tmp_path / "smoke.csv").open()))
@@ -77,8 +79,43 @@ def test_bench_export_runs_through_the_study_and_writes_its_table(tmp_path):
         [sys.executable, "scripts/bench_export.py", "--activations", "gelu", "--exporters", "torchscript",
          "--repeats", "1", "--study", "smoke-export", "--results-dir", str(tmp_path), "--", *tiny],
         cwd=REPO, capture_output=True, text=True, timeout=600,
-        env={**__import__("os").environ, "SPEEDLAB_ARTIFACTS": str(tmp_path / "artifacts")},
+        env={**os.environ, "SPEEDLAB_ARTIFACTS": str(tmp_path / "artifacts")},
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     rows = list(csv.reader((tmp_path / "smoke-export.csv").open()))
     assert [r[2] for r in rows[1:]] == ["ONNX fp32", "ONNX int8"] and rows[1][3] == "ok"
+
+
+def _run_script(tmp_path: Path, script: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SPEEDLAB_ARTIFACTS": str(tmp_path / "artifacts")}
+    return subprocess.run([sys.executable, f"scripts/{script}", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=600, env=env)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_bench_fairness_runs_its_three_modes_and_writes_its_table(tmp_path):
+    tiny = [o for o in TINY if o != "+preset=quick"] + ["bench.min_time_s=0.05", "bench.warmup_min_s=0.0"]
+    out = _run_script(tmp_path, "bench_fairness.py", "--rounds", "1", "--backends", "eager", "--study", "smoke",
+                      "--results-dir", str(tmp_path), "--", *tiny)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = list(csv.reader((tmp_path / "smoke.csv").open()))
+    assert [r[:2] for r in rows[1:]] == [["eager", "1"], ["eager", "64"]] and rows[1][5] != "–"
+
+
+@pytest.mark.slow
+def test_parity_study_runs_every_pair_and_writes_its_tables(tmp_path):
+    out = _run_script(tmp_path, "parity_study.py", "--epochs", "1", "--study", "smoke", "--results-dir", str(tmp_path),
+                      "--", "data.train_size=64", "data.val_size=32", "trainer.batch_size=32")  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = list(csv.reader((tmp_path / "smoke.csv").open()))
+    assert len(rows) == 7 and rows[1][2] == "identical", rows[1]
+    assert "mean training loss per epoch" in (tmp_path / "smoke.md").read_text()
+
+
+@pytest.mark.slow
+def test_bench_families_takes_a_family_through_every_command(tmp_path):
+    out = _run_script(tmp_path, "bench_families.py", "--families", "lenet5", "--study", "smoke", "--results-dir",
+                      str(tmp_path))  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = list(csv.reader((tmp_path / "smoke.csv").open()))
+    assert rows[1][0] == "lenet5" and "% top-1" in rows[1][3]
