@@ -117,8 +117,10 @@ def main() -> int:
         rate = r["flops"] / r["seconds"] if r["seconds"] else 0.0
         print(f"| {kind} | {r['calls']:.0f} | {r['flops'] / 1e9:.3f} | {r['seconds'] * 1e3:.3f} ms | "
               f"{rate / 1e9:.0f} | {rate / yard:.1%} |")  # fmt: skip
-    print(f"\nBound: {total_flops / 1e9:.3f} GFLOP over {busy * 1e3:.3f} ms of GEMMs and convolutions alone = "
-          f"{total_flops / busy / 1e9:.0f} GFLOP/s, {bound:.1%} of the yardstick. Every other op only adds time.")
+    print(
+        f"\nBound: {total_flops / 1e9:.3f} GFLOP over {busy * 1e3:.3f} ms of GEMMs and convolutions alone = "
+        f"{total_flops / busy / 1e9:.0f} GFLOP/s, {bound:.1%} of the yardstick. Every other op only adds time."
+    )
     print(f"result: {record.result_path(rec.run_dir)}")
     return 0
 

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch.profiler import ProfilerActivity, profile, schedule
 
-from speedlab import device, models, record
+from speedlab import device, models, record, tables
 from speedlab.config import RunContext
 from speedlab.data.build import describe
 from speedlab.data.spec import DataSpec
@@ -204,30 +204,27 @@ def step_split(tables: dict[str, list], profiled_us: dict[str, float], timed_us:
 def markdown(rows: list[dict[str, Any]], top: int, cuda: bool = False) -> str:
     """A phase's table in the reference's shape (calls x average = total per step, % of the profiled step), plus
     the share of the phase; the CUDA column only where a GPU ran (on the CPU it would be all zeros)."""
-    head = "| Op | Calls/step | × Avg per call | = Total/step | % of step | % of phase | CPU total |"
-    lines = [head + (" CUDA self |" if cuda else ""), "|---|" + "---:|" * (6 + cuda)]
-    for r in rows[:top]:
-        cuda_cell = f" {r['cuda_self_ms']:.3f} ms |" if cuda else ""
-        lines.append(
-            f"| {r['op']} | {r['calls']:g} | {r['avg_us']:.1f} µs | {r['self_ms']:.3f} ms | {r['share_of_step']:.1%} "
-            f"| {r['share']:.1%} | {r['cpu_total_ms']:.3f} ms |{cuda_cell}"
-        )
+    header = ["Op", "Calls/step", "× Avg per call", "= Total/step", "% of step", "% of phase", "CPU total",
+              *(["CUDA self"] if cuda else [])]  # fmt: skip
+    lines = [[r["op"], f"{r['calls']:g}", f"{r['avg_us']:.1f} µs", f"{r['self_ms']:.3f} ms",
+              f"{r['share_of_step']:.1%}", f"{r['share']:.1%}", f"{r['cpu_total_ms']:.3f} ms",
+              *([f"{r['cuda_self_ms']:.3f} ms"] if cuda else [])]
+             for r in rows[:top]]  # fmt: skip
     if len(rows) > top:
         rest = rows[top:]
-        lines.append(f"| ({len(rest)} more ops) | | | {sum(r['self_ms'] for r in rest):.3f} ms "
-                     f"| {sum(r['share_of_step'] for r in rest):.1%} | {sum(r['share'] for r in rest):.1%} | |"
-                     + (" |" if cuda else ""))  # fmt: skip
-    return "\n".join(lines)
+        lines.append([f"({len(rest)} more ops)", "", "", f"{sum(r['self_ms'] for r in rest):.3f} ms",
+                      f"{sum(r['share_of_step'] for r in rest):.1%}", f"{sum(r['share'] for r in rest):.1%}", "",
+                      *([""] if cuda else [])])  # fmt: skip
+    return tables.markdown(header, lines, right=[i > 0 for i in range(len(header))])
 
 
 def split_markdown(split: dict[str, Any]) -> str:
     labels = {part: f"{part} (ops)" for part in split["parts_us"] if part != "other"}
     labels["other"] = "other: Python, dispatch, autograd engine, allocation"
-    lines = ["| Part of the step | Time/step | % |", "|---|---:|---:|"]
-    for part, label in labels.items():
-        lines.append(f"| {label} | {_us(split['parts_us'][part])} | {split['shares'].get(part, 0.0):.1%} |")
-    lines.append(f"| **step (unprofiled wall)** | {_us(split['step_us'])} | 100 % |")
-    return "\n".join(lines)
+    lines = [[label, _us(split["parts_us"][part]), f"{split['shares'].get(part, 0.0):.1%}"]
+             for part, label in labels.items()]  # fmt: skip
+    lines.append(["**step (unprofiled wall)**", _us(split["step_us"]), "100 %"])
+    return tables.markdown(["Part of the step", "Time/step", "%"], lines, right=[False, True, True])
 
 
 def _us(value: float) -> str:

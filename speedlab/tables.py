@@ -21,14 +21,25 @@ def _numeric(text: str) -> bool:
     return True
 
 
-def markdown(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A GitHub-flavoured markdown table; numeric columns right-aligned."""
+def markdown(header: Sequence[str], rows: Sequence[Sequence[Any]], *, right: Sequence[bool] | None = None,
+             pad: bool = False) -> str:  # fmt: skip
+    """A GitHub-flavoured markdown table. `right` says which columns are right-aligned (default: the numeric ones);
+    `pad` pads every cell to its column's width, so the table reads as plain text on a terminal too."""
     cells = [["" if c is None else str(c) for c in row] for row in rows]
-    numeric = [bool(cells) and all(_numeric(r[i]) or not r[i] for r in cells) and any(r[i] for r in cells)
-               for i in range(len(header))]  # fmt: skip
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if n else "---" for n in numeric) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in cells]
-    return "\n".join(lines)
+    if right is None:
+        right = [bool(cells) and all(_numeric(r[i]) or not r[i] or r[i] in "-–" for r in cells)
+                 and any(_numeric(r[i]) for r in cells) for i in range(len(header))]  # fmt: skip
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) if pad else 0 for i, h in enumerate(header)]
+
+    def line(values: Sequence[str], head: bool = False) -> str:
+        pairs = enumerate(zip(values, widths, strict=True))
+        return "| " + " | ".join(v.rjust(w) if right[i] and not head else v.ljust(w) for i, (v, w) in pairs) + " |"
+
+    rule = "|" + "|".join(("-" * (max(w, 3) + 1) + ":") if r else "-" * (max(w, 3) + 2)
+                          for w, r in zip(widths, right, strict=True)) + "|"  # fmt: skip
+    if not pad:
+        rule = "|" + "|".join("---:" if r else "---" for r in right) + "|"
+    return "\n".join([line(header, head=True), rule, *(line(row) for row in cells)])
 
 
 def csv_text(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -206,3 +206,9 @@ def test_every_source_and_family_composes_for_every_command(command):
     if command != "data_prepare":
         for name in models.names():
             assert cli.compose(command, [f"model={name}"]).model.name == name
+
+
+def test_a_preset_wins_over_a_sources_defaults_and_the_command_line_over_both():
+    assert cli.compose("train", ["data=digits"]).trainer.batch_size == 32  # the source's training default
+    assert cli.compose("parity", ["data=digits", "+preset=quick"]).trainer.batch_size == 64  # the preset's
+    assert cli.compose("train", ["data=digits", "+preset=quick", "trainer.batch_size=8"]).trainer.batch_size == 8

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from speedlab import checkpoint, config, device, models, record, roofline, stats, timing
+from speedlab import checkpoint, config, device, models, record, roofline, stats, tables, timing
 from speedlab.bench import backends
 from speedlab.bench.backends import BenchSetup
 from speedlab.config import BenchJob, RunContext
@@ -208,23 +208,23 @@ def _cell_line(row: dict[str, Any]) -> str:
     )
 
 
+TABLE_HEADER = ["Backend", "Precision", "Batch", "p50", "p90", "p99", "Speed-up vs eager", "Images/s", "Setup",
+                "Efficiency"]  # fmt: skip
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     """Markdown: one line per cell, with the speed-up over eager at the same precision and batch size."""
     eager = {(r["precision"], r["batch_size"]): r["p50_ms"] for r in rows if r["backend"] == "eager" and "p50_ms" in r}
-    lines = [
-        "| Backend | Precision | Batch | p50 | p90 | p99 | Speed-up vs eager | Images/s | Setup | Efficiency |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
+    lines = []
     for r in rows:
+        head = [r["backend"], r["precision"], str(r["batch_size"])]
         if r["status"] != "ok":
-            lines.append(f"| {r['backend']} | {r['precision']} | {r['batch_size']} | {r['status']}: "
-                         f"{r['reason'][:80]} | | | | | | |")  # fmt: skip
+            lines.append([*head, f"{r['status']}: {r['reason'][:80]}", *[""] * 6])
             continue
         base = eager.get((r["precision"], r["batch_size"]))
-        speedup = f"{base / r['p50_ms']:.2f}×" if base else "–"
-        efficiency = f"{r['efficiency']:.1%}" if r.get("efficiency") is not None else "–"
-        lines.append(
-            f"| {r['backend']} | {r['precision']} | {r['batch_size']} | {r['p50_ms']:.3f} ms | {r['p90_ms']:.3f} ms "
-            f"| {r['p99_ms']:.3f} ms | {speedup} | {r['throughput_per_s']:,.0f} | {r['setup_s']:.2f} s | {efficiency} |"
-        )
-    return "\n".join(lines)
+        lines.append([
+            *head, f"{r['p50_ms']:.3f} ms", f"{r['p90_ms']:.3f} ms", f"{r['p99_ms']:.3f} ms",
+            f"{base / r['p50_ms']:.2f}×" if base else "–", f"{r['throughput_per_s']:,.0f}", f"{r['setup_s']:.2f} s",
+            f"{r['efficiency']:.1%}" if r.get("efficiency") is not None else "–",
+        ])  # fmt: skip
+    return tables.markdown(TABLE_HEADER, lines, right=[h not in ("Backend", "Precision") for h in TABLE_HEADER])

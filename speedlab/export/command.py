@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from speedlab import checkpoint, config, models, record
+from speedlab import checkpoint, config, models, record, tables
 from speedlab.config import ExportCfg, ExportJob, RunContext
 from speedlab.data.build import build_data, describe
 from speedlab.data.loaders import DataBundle
@@ -352,25 +352,22 @@ def _val_text(figures: dict[str, float]) -> str:
     return f"val MSE {figures['val_mse']:.4g}"
 
 
-TABLE_HEADER = (
-    "| Format | Precision | Status | Export time | Size | Max abs error | Max rel error | Cosine | Top-1 agree |\n"
-    "|---|---|---|---:|---:|---:|---:|---:|---:|"
-)
+TABLE_HEADER = ["Format", "Precision", "Status", "Export time", "Size", "Max abs error", "Max rel error", "Cosine",
+                "Top-1 agree"]  # fmt: skip
 
 
 def table(entries: list[dict[str, Any]]) -> str:
     """The artifacts as a markdown table (the command's closing summary)."""
-    lines = [TABLE_HEADER]
+    lines = []
     for e in entries:
         status = e["status"] if e["status"] == "ok" else f"{e['status']}: {(e['reason'] or '').splitlines()[0][:70]}"
-        size = f"{e['size_bytes'] / 2**20:.2f} MiB" if e["size_bytes"] else "–"
-        time_s = f"{e['export_time_s']:.1f} s" if e["export_time_s"] is not None else "–"
-        lines.append(
-            f"| {e['format']} | {e['precision']} | {status} | {time_s} | {size} | {_figure(e, 'max_abs_error', '.2e')} "
-            f"| {_figure(e, 'max_rel_error', '.2e')} | {_figure(e, 'cosine', '.6f')} "
-            f"| {_figure(e, 'top1_agreement', '.1%')} |"
-        )
-    return "\n".join(lines)
+        lines.append([
+            e["format"], e["precision"], status,
+            f"{e['export_time_s']:.1f} s" if e["export_time_s"] is not None else "–",
+            f"{e['size_bytes'] / 2**20:.2f} MiB" if e["size_bytes"] else "–", _figure(e, "max_abs_error", ".2e"),
+            _figure(e, "max_rel_error", ".2e"), _figure(e, "cosine", ".6f"), _figure(e, "top1_agreement", ".1%"),
+        ])  # fmt: skip
+    return tables.markdown(TABLE_HEADER, lines, right=[i >= 3 for i in range(len(TABLE_HEADER))])
 
 
 def val_summary(entries: list[dict[str, Any]]) -> str:

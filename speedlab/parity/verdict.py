@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from speedlab import tables
+
 # Largest relative loss difference, per compute dtype, that still counts as "equivalent". fp32: a reordered sum
 # (compiled vs eager kernels) moves a loss by ~1e-7 relative per step, and training amplifies it slowly; 1e-4 leaves
 # room for a few hundred steps of that. fp16 keeps 11 bits of mantissa, bf16 8: their rounding alone is 5e-4 / 4e-3
@@ -105,6 +107,5 @@ def judge(
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     """The per-epoch table."""
-    lines = ["| Epoch | Loss A | Loss B | Difference |", "|---:|---:|---:|---:|"]
-    lines += [f"| {r['epoch']} | {r['loss_a']:.8g} | {r['loss_b']:.8g} | {r['difference']:.3g} |" for r in rows]
-    return "\n".join(lines)
+    lines = [[str(r["epoch"]), f"{r['loss_a']:.8g}", f"{r['loss_b']:.8g}", f"{r['difference']:.3g}"] for r in rows]
+    return tables.markdown(["Epoch", "Loss A", "Loss B", "Difference"], lines, right=[True] * 4)

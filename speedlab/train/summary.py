@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from speedlab import tables
+
 COLUMNS = ("Changes", "Train epoch time", "Val accuracy", "Images/s", "Achieved", "Compile time", "Peak memory")
 VAL_COLUMN = COLUMNS[2]
 
@@ -63,13 +65,5 @@ def markdown(rows: Sequence[dict[str, str]]) -> str:
     names = {c: renamed.get(c, c) for c in COLUMNS}
     if regression_only:  # the header says MSE already
         rows = [{**r, VAL_COLUMN: r[VAL_COLUMN].removeprefix("MSE ")} for r in rows]
-    widths = {c: max(len(names[c]), *(len(r[c]) for r in rows)) for c in COLUMNS}
-    line = "| " + " | ".join(names[c].ljust(widths[c]) for c in COLUMNS) + " |"
-    rule = "|" + "|".join("-" * (widths[c] + 1) + (":" if i else "-") for i, c in enumerate(COLUMNS)) + "|"
-    body = [
-        "| "
-        + " | ".join(r[c].ljust(widths[c]) if i == 0 else r[c].rjust(widths[c]) for i, c in enumerate(COLUMNS))
-        + " |"
-        for r in rows
-    ]
-    return "\n".join([line, rule, *body])
+    return tables.markdown([names[c] for c in COLUMNS], [[r[c] for c in COLUMNS] for r in rows],
+                           right=[i > 0 for i in range(len(COLUMNS))], pad=True)  # fmt: skip
