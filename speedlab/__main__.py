@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from speedlab.errors import SpeedlabError
+from speedlab.errors import exit_code
 
 
 @dataclass(frozen=True)
@@ -135,14 +135,7 @@ def dispatch(argv: Sequence[str], replace_process: bool = True) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        return dispatch(sys.argv[1:] if argv is None else argv, replace_process=argv is None)
-    except SpeedlabError as err:
-        print(f"speedlab: error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("speedlab: interrupted", file=sys.stderr)
-        return 130
+    return exit_code(lambda: dispatch(sys.argv[1:] if argv is None else argv, replace_process=argv is None))
 
 
 if __name__ == "__main__":

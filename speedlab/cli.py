@@ -14,7 +14,6 @@ parser).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import fields
@@ -30,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from speedlab import config
 from speedlab.config import CONF_DIR, ConfigError, RunContext
-from speedlab.errors import SpeedlabError
+from speedlab.errors import SpeedlabError, exit_code
 
 
 @cache
@@ -330,18 +329,4 @@ def run(command: str, task: Callable[[RunContext], int | None]) -> int:
 
 def entry(command: str, task: Callable[[RunContext], int | None]) -> int:
     """`run` with speedlab's error handling: what a command's `main()` returns as its exit code."""
-    try:
-        return run(command, task)
-    except SpeedlabError as err:
-        print(f"speedlab: error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("speedlab: interrupted", file=sys.stderr)
-        return 130
-
-
-def rank_overrides() -> list[str]:
-    """Under torchrun only rank 0 writes: the other ranks get no run directory, .hydra/ or log file."""
-    if int(os.environ.get("RANK", "0")) > 0:
-        return ["hydra.run.dir=.", "hydra.output_subdir=null", "hydra/job_logging=disabled"]
-    return []
+    return exit_code(lambda: run(command, task))
