@@ -15,10 +15,11 @@ import dataclasses
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
-from speedlab import cli, config, record
+from speedlab import cli, config, record, study
 from speedlab.data.build import build_data, prepare
 from speedlab.data.fake import write_fake_tinyimagenet
 
@@ -45,6 +46,8 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2, help="classic pipeline's DataLoader workers")
     parser.add_argument("--epochs", type=int, default=3, help="timed passes per pipeline (median reported)")
+    parser.add_argument("--study", default="data-pipeline", help="docs/results/<study>.md and .csv")
+    parser.add_argument("--results-dir", type=Path, default=study.RESULTS_DIR, help="where the study's table goes")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -77,17 +80,17 @@ def main() -> None:
             rec["threads"] = torch.get_num_threads()
 
     env = rec["env"]
-    print(
-        f"\nData pipeline throughput, fake TinyImageNet ({args.classes * args.train_per_class} JPEGs, "
-        f"{args.resolution} px, batch {args.batch_size}); {env['cpu']['model']}, {env['cpu']['affinity']} cores, "
-        f"torch {env['torch']}"
-    )
-    print("\n| Pipeline | Images/s | vs loader |\n| --- | ---: | ---: |")
-    for row in rows:
-        print(
-            f"| {row['pipeline']} | {row['images_per_s']:,.0f} | {row['images_per_s'] / rows[1]['images_per_s']:.1f}x |"
-        )
-    print(f"\ncache build (decode every JPEG once): {cache_build_s:.1f} s; result: {rec.path}")
+    loader_rate = rows[1]["images_per_s"]
+    lines = [[f"data.feed={r['pipeline']}", f"{r['images_per_s']:,.0f}", f"{r['images_per_s'] / loader_rate:.1f}×"]
+             for r in rows]  # fmt: skip
+    md, _ = study.write(
+        args.study, ["Feed", "Images/s", "vs loader"], lines, results_dir=args.results_dir,
+        title=f"Data pipeline throughput, fake TinyImageNet ({args.classes * args.train_per_class} JPEGs, "
+              f"{args.resolution} px, batch {args.batch_size})",
+        machine=f"{env['cpu']['model']}, {env['cpu']['affinity']} cores, torch {env['torch']}",
+        notes=[f"Cache build (decode every JPEG once): {cache_build_s:.1f} s."],
+    )  # fmt: skip
+    print("\n" + md.read_text() + f"\nresult: {rec.path}")
 
 
 if __name__ == "__main__":

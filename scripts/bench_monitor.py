@@ -21,10 +21,11 @@ import random
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import torch
 
-from speedlab import cli, record
+from speedlab import cli, record, study
 from speedlab.data.build import build_data
 from speedlab.monitor import ResourceMonitor
 from speedlab.roofline import yardstick
@@ -47,6 +48,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--block-s", type=float, default=3.0)
     parser.add_argument("--intervals", default="0.5,0.005")
+    parser.add_argument("--study", default="monitor-cost", help="docs/results/<study>.md and .csv")
+    parser.add_argument("--results-dir", type=Path, default=study.RESULTS_DIR, help="where the study's table goes")
     args = parser.parse_args()
     intervals = [float(v) for v in args.intervals.split(",")]
     settings = ["off", *(f"every {v:g} s" for v in intervals)]
@@ -100,18 +103,22 @@ def main() -> int:
         extrapolated = (fast_row["mean_vs_off"] - 1) * fastest / default
         rec.update({"rows": rows, "yardstick_gflops_end": yardstick(where, "fp32") / 1e9,
                     "extrapolated_cost_at_default": extrapolated})  # fmt: skip
-        lines = ["| Monitor | Steps | Mean step | p50 step | Mean vs off | p50 vs off | Median of per-round ratios | "
-                 "Sampler CPU (of one core) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
-        for r in rows:
-            cpu = f"{r['sampler_cpu_fraction']:.3%}" if r["sampler_cpu_fraction"] is not None else "—"
-            ratios = f"{r['mean_vs_off']:.3f}× | {r['p50_vs_off']:.3f}× | {r['paired_vs_off']:.3f}×"
-            lines.append(f"| {r['monitor']} | {r['steps']:,} | {r['mean_us']:.0f} µs | {r['p50_us']:.0f} µs | "
-                         f"{ratios} | {cpu} |")  # fmt: skip
-        print("\n" + "\n".join(lines))
-        print(f"\nper sample, from every {fastest:g} s: a {fast_row['mean_vs_off'] - 1:+.2%} mean step time, so "
-              f"{extrapolated:+.3%} at every {default:g} s")  # fmt: skip
-        print(f"\nfp32 matmul yardstick: {rec['yardstick_gflops']:.0f} GFLOP/s at the start, "
-              f"{rec['yardstick_gflops_end']:.0f} at the end; result: {rec.path}")  # fmt: skip
+        header = ["Monitor", "Steps", "Mean step", "p50 step", "Mean vs off", "p50 vs off",
+                  "Median of per-round ratios", "Sampler CPU (of one core)"]  # fmt: skip
+        lines = [[r["monitor"], f"{r['steps']:,}", f"{r['mean_us']:.0f} µs", f"{r['p50_us']:.0f} µs",
+                  f"{r['mean_vs_off']:.3f}×", f"{r['p50_vs_off']:.3f}×", f"{r['paired_vs_off']:.3f}×",
+                  f"{r['sampler_cpu_fraction']:.3%}" if r["sampler_cpu_fraction"] is not None else "—"]
+                 for r in rows]  # fmt: skip
+        env = rec["env"]
+        md, _ = study.write(
+            args.study, header, lines, results_dir=args.results_dir, title="What the resource monitor costs a step",
+            machine=f"{env['cpu']['model']}, {env['cpu']['affinity']} cores, torch {env['torch']}",
+            notes=[f"Per sample, from every {fastest:g} s: a {fast_row['mean_vs_off'] - 1:+.2%} mean step time, so "
+                   f"{extrapolated:+.3%} at every {default:g} s.",
+                   f"fp32 matmul yardstick: {rec['yardstick_gflops']:.0f} GFLOP/s at the start, "
+                   f"{rec['yardstick_gflops_end']:.0f} at the end."],
+        )  # fmt: skip
+        print("\n" + md.read_text() + f"\nresult: {rec.path}")
     return 0
 
 

@@ -119,3 +119,22 @@ def test_bench_families_takes_a_family_through_every_command(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     rows = list(csv.reader((tmp_path / "smoke.csv").open()))
     assert rows[1][0] == "lenet5" and "% top-1" in rows[1][3]
+
+
+@pytest.mark.slow
+def test_bench_data_measures_both_feeds_and_writes_its_table(tmp_path):
+    out = _run_script(tmp_path, "bench_data.py", "--classes", "4", "--train-per-class", "8", "--batch-size", "8",
+                      "--resolution", "32", "--workers", "0", "--epochs", "1", "--study", "smoke", "--results-dir",
+                      str(tmp_path))  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = list(csv.reader((tmp_path / "smoke.csv").open()))
+    assert [r[0] for r in rows[1:]] == ["data.feed=device", "data.feed=loader"] and rows[2][2] == "1.0×"
+
+
+@pytest.mark.slow
+def test_bench_monitor_measures_each_interval_and_writes_its_table(tmp_path):
+    out = _run_script(tmp_path, "bench_monitor.py", "--rounds", "1", "--block-s", "0.2", "--intervals", "0.5,0.05",
+                      "--study", "smoke", "--results-dir", str(tmp_path))  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = list(csv.reader((tmp_path / "smoke.csv").open()))
+    assert [r[0] for r in rows[1:]] == ["off", "every 0.5 s", "every 0.05 s"]
