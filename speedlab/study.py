@@ -13,6 +13,7 @@ fresh processes keep one run's compiled graphs, allocator and thread pools out o
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import statistics
@@ -100,8 +101,6 @@ def run_one(row: Row, run_dir: Path, *, repeat: int = 0, env: dict[str, str] | N
 
 
 def _read(run_dir: Path) -> dict[str, Any] | None:
-    import json
-
     try:
         return json.loads(record.result_path(run_dir).read_text())
     except (OSError, ValueError):
