@@ -61,8 +61,7 @@ fault-drill: setup browser
 
 # The inference bound: every GEMM and convolution of one forward pass timed alone, against the matmul yardstick.
 bench-bound: setup
-	$(PY) scripts/inference_bound.py --batch 64
-	$(PY) scripts/inference_bound.py --batch 1
+	$(PY) scripts/inference_bound.py --batches 64,1
 
 # Whether one bench process treats its backends fairly: together (ORT spinning on / off) against one process each.
 bench-fairness: setup

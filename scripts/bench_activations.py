@@ -8,7 +8,8 @@
    ConvNeXt block (N, H, W, 4C), as a ratio to relu measured in the same run (median of --reps; p10/p90 kept).
 3. Training-step memory of the quick ConvNeXt with each activation: on a GPU `max_memory_allocated` of one step;
    on the CPU the bytes autograd saves during one step's forward.
-Writes result.json (kind: bench_activations) with every row under artifacts/runs/ and prints markdown tables.
+Writes result.json (kind: bench_activations) with every row under artifacts/runs/, and the tables to
+docs/results/activations.md and .csv (activations-saved.csv, activations-step-memory.csv).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +25,7 @@ from torch.autograd.graph import saved_tensors_hooks
 
 import activations
 from activations.fastswish_triton import implementation
-from speedlab import cli, models, record, stats
+from speedlab import cli, models, record, stats, study
 from speedlab.data.build import describe
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -147,15 +149,22 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=20)
     parser.add_argument("--names", default="relu,gelu,hardswish,silu," + ",".join(
         n for n in activations.names() if n.startswith("fastswish")))  # fmt: skip
+    parser.add_argument("--study", default="activations", help="docs/results/<study>.md and .csv")
+    parser.add_argument("--results-dir", type=Path, default=study.RESULTS_DIR, help="where the study's tables go")
     args = parser.parse_args()
     device = torch.device(args.device)
     names = args.names.split(",")
+    unknown = [n for n in names if n not in activations.names()]
+    if unknown:
+        parser.error(f"--names: unknown {unknown}; valid: {', '.join(activations.names())}")
     shape = tuple(
         int(s) for s in (args.shape or ("128,56,56,384" if device.type == "cuda" else "16,28,28,384")).split(",")
     )
 
     run_dir = record.new_run_dir("bench_activations")
-    with record.recording(run_dir, "bench_activations", {"args": vars(args), "shape": shape}) as rec:
+    settings = {"args": {**vars(args), "results_dir": str(args.results_dir)}, "shape": shape}
+    with record.recording(run_dir, "bench_activations", settings) as rec:
+        rec["args"], rec["shape"] = settings["args"], list(shape)
         rec["fastswish_triton_implementation"] = {k: implementation(device, v) for k, v in DTYPES.items()}
         print("saved for backward (bytes per activation element)")
         saved = [{"activation": n, "dtype": d, "bytes_per_element": saved_bytes_per_element(n, t)}
@@ -165,35 +174,52 @@ def main() -> None:
         rec["speed"] = speed_rows(names, shape, device, args.reps)
         print("training-step memory, quick ConvNeXt")
         rec["step_memory"] = [{"activation": n, **step_memory(n, device)} for n in names]
-    report(rec.data, names)
-    print(f"\nresult: {rec.path}")
+    md = write_study(rec.data, names, args.study, args.results_dir)
+    print("\n" + md.read_text() + f"\nresult: {rec.path}")
 
 
 def _ratio(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}x"
+    return "-" if value is None else f"{value:.2f}×"
 
 
-def report(data: dict, names: list[str]) -> None:
-    env = data["env"]
-    where = env["gpu"]["name"] if env["gpu"] else f"{env['cpu']['model']}, {env['cpu']['affinity']} cores"
-    print(f"\n{where}, torch {env['torch']}; fastswish_triton runs: {data['fastswish_triton_implementation']}\n")
+def _relative(value: float, base: float | None) -> str:
+    return "-" if not base else f"{value / base:.2f}×"
+
+
+def write_study(data: dict, names: list[str], study_name: str, results_dir: Path) -> Path:
+    """The speed table (eager and compiled, as ratios to relu and gelu of the same run) as the study's main table;
+    the bytes saved for backward and the step memory as its further tables."""
+    speed = [[r["activation"], r["mode"], f"{r['forward']['p50_ms']:.3f} ms",
+              f"{r['forward']['p10_ms']:.3f}–{r['forward']['p90_ms']:.3f}", _ratio(r["forward"]["vs_relu"]),
+              f"{r['forward_backward']['p50_ms']:.3f} ms",
+              f"{r['forward_backward']['p10_ms']:.3f}–{r['forward_backward']['p90_ms']:.3f}",
+              _ratio(r["forward_backward"]["vs_relu"]), _ratio(r["forward_backward"]["vs_gelu"])]
+             for r in data["speed"]]  # fmt: skip
     by = {(r["activation"], r["dtype"]): r["bytes_per_element"] for r in data["saved"]}
-    print("| Activation | Saved B/elem fp32 | bf16 | fp16 | vs relu (fp32) | vs gelu (fp32) |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for n in names:
-        print(f"| {n} | {by[n, 'fp32']:.2f} | {by[n, 'bf16']:.2f} | {by[n, 'fp16']:.2f} | "
-              f"{by[n, 'fp32'] / by['relu', 'fp32']:.2f}x | {by[n, 'fp32'] / by['gelu', 'fp32']:.2f}x |")  # fmt: skip
-    print("\n| Activation | Mode | Forward (p10-p90) | vs relu | Fwd+bwd (p10-p90) | vs relu | vs gelu |")
-    print("|---|---|---:|---:|---:|---:|---:|")
-    for r in data["speed"]:
-        f, fb = r["forward"], r["forward_backward"]
-        print(f"| {r['activation']} | {r['mode']} | {f['p50_ms']:.2f} ms ({f['p10_ms']:.2f}-{f['p90_ms']:.2f}) | "
-              f"{_ratio(f['vs_relu'])} | {fb['p50_ms']:.2f} ms ({fb['p10_ms']:.2f}-{fb['p90_ms']:.2f}) | "
-              f"{_ratio(fb['vs_relu'])} | {_ratio(fb['vs_gelu'])} |")  # fmt: skip
-    relu = next(m["bytes"] for m in data["step_memory"] if m["activation"] == "relu")
-    print(f"\n| Activation | Step memory ({data['step_memory'][0]['kind']}) | vs relu |\n|---|---:|---:|")
-    for m in data["step_memory"]:
-        print(f"| {m['activation']} | {m['bytes'] / 2**20:.1f} MiB | {m['bytes'] / relu:.2f}x |")
+    saved = [[n, *(f"{by[n, d]:.2f}" for d in DTYPES), _relative(by[n, "fp32"], by.get(("relu", "fp32"))),
+              _relative(by[n, "fp32"], by.get(("gelu", "fp32")))] for n in names]  # fmt: skip
+    relu = next((m["bytes"] for m in data["step_memory"] if m["activation"] == "relu"), None)
+    memory = [[m["activation"], f"{m['bytes'] / 2**20:.1f} MiB", _relative(m["bytes"], relu)]
+              for m in data["step_memory"]]  # fmt: skip
+    shape = "×".join(str(s) for s in data["shape"])
+    env = data["env"]
+    machine = study.machine_of(data) + (f" ({env['gpu']['name']})" if env.get("gpu") else "")
+    md, _ = study.write(
+        study_name,
+        ["Activation", "Mode", "Forward p50", "p10–p90", "vs relu", "Fwd+bwd p50", "p10–p90", "vs relu", "vs gelu"],
+        speed, title=f"Activations: speed on one {shape} tensor ({data['args']['device']}), memory saved for backward",
+        machine=machine, results_dir=results_dir,
+        notes=[f"Median of {data['args']['reps']} calls after 3 warm-up calls; ratios to relu and gelu of the same "
+               f"mode in this run. fastswish_triton ran as: {data['fastswish_triton_implementation']}.",
+               f"Command: `python scripts/bench_activations.py --shape {','.join(map(str, data['shape']))} "
+               f"--reps {data['args']['reps']}`"],
+        more=[study.Table("saved", "Bytes saved for backward per activation element", ["Activation",
+              *(f"{d}" for d in DTYPES), "vs relu (fp32)", "vs gelu (fp32)"], saved,
+              ["Exact and machine-independent: the distinct storages autograd keeps, on standard-normal inputs."]),
+              study.Table("step-memory", "Training-step memory of the quick ConvNeXt (batch 64, 64 px)",
+              ["Activation", f"Step memory ({data['step_memory'][0]['kind']})", "vs relu"], memory)],
+    )  # fmt: skip
+    return md
 
 
 if __name__ == "__main__":

@@ -79,7 +79,6 @@ def main() -> None:
             rec["rows"], rec["cache_build_s"], rec["speedup_device_vs_loader"] = rows, cache_build_s, speedup
             rec["threads"] = torch.get_num_threads()
 
-    env = rec["env"]
     loader_rate = rows[1]["images_per_s"]
     lines = [[f"data.feed={r['pipeline']}", f"{r['images_per_s']:,.0f}", f"{r['images_per_s'] / loader_rate:.1f}×"]
              for r in rows]  # fmt: skip
@@ -87,7 +86,7 @@ def main() -> None:
         args.study, ["Feed", "Images/s", "vs loader"], lines, results_dir=args.results_dir,
         title=f"Data pipeline throughput, fake TinyImageNet ({args.classes * args.train_per_class} JPEGs, "
               f"{args.resolution} px, batch {args.batch_size})",
-        machine=f"{env['cpu']['model']}, {env['cpu']['affinity']} cores, torch {env['torch']}",
+        machine=study.machine_of(rec.data),
         notes=[f"Cache build (decode every JPEG once): {cache_build_s:.1f} s."],
     )  # fmt: skip
     print("\n" + md.read_text() + f"\nresult: {rec.path}")

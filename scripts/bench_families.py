@@ -111,10 +111,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{family} ...", flush=True)
             rec["rows"] = [*rec["rows"], measure(family, bench_dir)]
             rec.save()
-    env = rec["env"]
-    machine = f"{env['cpu']['model']}, {env['cpu']['affinity']} cores, torch {env['torch']}"
     md, _ = study.write(args.study, HEADER, table(rec["rows"]), title="Every model family through every command",
-                        machine=machine, results_dir=args.results_dir,
+                        machine=study.machine_of(rec.data), results_dir=args.results_dir,
                         notes=[f"Command: `python scripts/bench_families.py --families {args.families}`"])  # fmt: skip
     print("\n" + md.read_text() + f"\nresult: {rec.path}")
     return 0

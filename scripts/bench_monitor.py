@@ -109,10 +109,9 @@ def main() -> int:
                   f"{r['mean_vs_off']:.3f}×", f"{r['p50_vs_off']:.3f}×", f"{r['paired_vs_off']:.3f}×",
                   f"{r['sampler_cpu_fraction']:.3%}" if r["sampler_cpu_fraction"] is not None else "—"]
                  for r in rows]  # fmt: skip
-        env = rec["env"]
         md, _ = study.write(
             args.study, header, lines, results_dir=args.results_dir, title="What the resource monitor costs a step",
-            machine=f"{env['cpu']['model']}, {env['cpu']['affinity']} cores, torch {env['torch']}",
+            machine=study.machine_of(rec.data),
             notes=[f"Per sample, from every {fastest:g} s: a {fast_row['mean_vs_off'] - 1:+.2%} mean step time, so "
                    f"{extrapolated:+.3%} at every {default:g} s.",
                    f"fp32 matmul yardstick: {rec['yardstick_gflops']:.0f} GFLOP/s at the start, "

@@ -17,8 +17,8 @@ Every row runs in a fresh process, one after the other, on this machine:
 - split: the MLP step's forward / backward / optimizer / other split, wall time against the time inside ops.
 - vanilla: speedlab's Vanilla against the by-the-book twin, interleaved fresh processes (`--repeats` each; LeNet5
   over 1 epoch): the lab's bookkeeping may cost at most 5 % over the loop it measures.
-Writes result.json, report.md and PNG plots into a run directory under artifacts/runs/; the fp32 matmul yardstick
-of the same run is beside every table.
+Writes result.json and PNG plots into a run directory under artifacts/runs/, and the tables (with the plots beside
+them) to docs/results/small-networks.md and .csv; the fp32 matmul yardstick of the same run is beside every table.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -406,71 +407,91 @@ def step_split(steps: int = 300) -> dict[str, float]:
 # ---------------------------------------------------------------- report
 
 
-def ensure_mnist(root: Path) -> str:
-    """MNIST-shaped files (60,000 / 10,000 images), written once and reused."""
+def ensure_mnist(root: Path, train: int = 60_000, val: int = 10_000) -> str:
+    """MNIST-shaped files (`train` / `val` images), written once per size and reused."""
     from speedlab.data.fake import write_fake_mnist
 
-    if not (root / "train-images-idx3-ubyte.gz").exists():
-        write_fake_mnist(root, train=60_000, val=10_000, seed=0)
-    return str(root)
+    folder = root if (train, val) == (60_000, 10_000) else root.with_name(f"{root.name}-{train}-{val}")
+    if not (folder / "train-images-idx3-ubyte.gz").exists():
+        write_fake_mnist(folder, train=train, val=val, seed=0)
+    return str(folder)
 
 
-def markdown(rec: dict[str, Any]) -> str:
-    cpu = rec["env"]["cpu"]
-    lines = [
-        f"# bench-small ({cpu['model']}, {cpu['affinity']} cores, torch {rec['env'].get('torch')})",
-        "",
-        f"fp32 matmul yardstick of this run: {rec['yardstick_gflops']:.0f} GFLOP/s at the start, "
-        f"{rec.get('yardstick_gflops_end', 0):.0f} at the end",
-        "",
-    ]
-    if rec.get("mlp"):
-        book = next((r for r in rec["mlp"] if r["row"].startswith("by the book (")), {}).get("p50_us")
-        lines += [f"## MLP 4-32-16-4, 10,000 samples full batch, {rec['args']['mlp_epochs']} steps per row", ""]
-        lines += _table(
-            rec["mlp"], ["Row", "p50 µs/step", "p90 µs/step", "vs book", "final train loss", "val MSE", "compile s"],
-            lambda r: [f"{r['p50_us']:.0f}", f"{r['p90_us']:.0f}", f"{book / r['p50_us']:.2f}×" if book else "",
-                       f"{r['final_train_loss']:.5f}", f"{r['final_val_mse']:.5f}", f"{r.get('compile_s') or 0:.1f}"],
-        )  # fmt: skip
+def _cells(rows: list[dict[str, Any]], width: int, cells: Callable[[dict[str, Any]], list[str]]) -> list[list[str]]:
+    """Each bench row's label, then `cells(row)`, or the error the row ended with."""
+    return [[r["row"], *(([f"error: {r['error']}"] + [""] * (width - 2)) if "error" in r else cells(r))]
+            for r in rows]  # fmt: skip
+
+
+def mlp_table(rec: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    book = next((r for r in rec["mlp"] if r["row"].startswith("by the book (")), {}).get("p50_us")
+    header = ["Row", "p50 µs/step", "p90 µs/step", "vs book", "final train loss", "val MSE", "compile s"]
+    return header, _cells(rec["mlp"], len(header), lambda r: [
+        f"{r['p50_us']:.0f}", f"{r['p90_us']:.0f}", f"{book / r['p50_us']:.2f}×" if book else "",
+        f"{r['final_train_loss']:.5f}", f"{r['final_val_mse']:.5f}", f"{r.get('compile_s') or 0:.1f}"])  # fmt: skip
+
+
+def lenet_table(rec: dict[str, Any]) -> study.Table:
+    book = next((r for r in rec["lenet"] if "DataLoader (reference" in r["row"]), {}).get("train_s")
+    epochs, images = rec["args"]["lenet_epochs"], rec["args"]["lenet_images"]
+    header = ["Row", "s / 10 epochs", "vs book (DataLoader)", "val top-1 %", "final train loss"]
+    rows = _cells(rec["lenet"], len(header), lambda r: [
+        f"{r['train_s'] * 10 / epochs:.1f}", f"{book / r['train_s']:.2f}×" if book else "",
+        f"{r['final_val_acc']:.2f}", f"{r['final_train_loss']:.4f}"])  # fmt: skip
+    note = (f"Seconds for 10 epochs = the {epochs} measured epochs' training time × {10 / epochs:g}"
+            + (" (projected)." if epochs != 10 else "."))  # fmt: skip
+    return study.Table("lenet", f"LeNet5, MNIST-shaped {images:,} images, batch 32, Adam 3e-4: {epochs} epochs per row",
+                       header, rows, [note])  # fmt: skip
+
+
+def vanilla_table(rec: dict[str, Any]) -> study.Table:
+    v, rows = rec["vanilla"], []
+    for name, unit, scale in (("mlp", "µs/step", 1e6), ("lenet", "s/epoch", 1)):
+        if name in v:
+            b, o = statistics.median(v[name]["book_s"]) * scale, statistics.median(v[name]["vanilla_s"]) * scale
+            runs = " / ".join(f"{t * scale:.4g}" for t in v[name]["book_s"]) + " against " + " / ".join(
+                f"{t * scale:.4g}" for t in v[name]["vanilla_s"])  # fmt: skip
+            rows.append([f"{name} ({runs})", f"{b:.4g} {unit}", f"{o:.4g} {unit}", f"{v[name]['ratio']:.3f}"])
+    return study.Table("vanilla", "speedlab's Vanilla against the by-the-book loop (interleaved fresh processes, "
+                       "medians)", ["Workload (runs: book against Vanilla)", "book", "Vanilla", "Vanilla / book"],
+                       rows)  # fmt: skip
+
+
+def write_study(rec: dict[str, Any], name: str, results_dir: Path) -> Path:
+    """The MLP rows as the study's main table (or the first part that ran), the others as further tables and notes;
+    the plots copied beside it as `<study>-<plot>.png`."""
+    args = rec["args"]
+    notes = [f"fp32 matmul yardstick of this run: {rec['yardstick_gflops']:.0f} GFLOP/s at the start, "
+             f"{rec.get('yardstick_gflops_end', 0):.0f} at the end."]  # fmt: skip
+    more = []
     if rec.get("lenet"):
-        book = next((r for r in rec["lenet"] if "DataLoader (reference" in r["row"]), {}).get("train_s")
-        epochs = rec["args"]["lenet_epochs"]
-        lines += [f"## LeNet5, MNIST-shaped 60,000 images, batch 32, Adam 3e-4: {epochs} epochs per row", "",
-                  f"Seconds for 10 epochs = the {epochs} measured epochs' training time x {10 / epochs:g}"
-                  + (" (projected)." if epochs != 10 else "."), ""]  # fmt: skip
-        lines += _table(
-            rec["lenet"], ["Row", "s / 10 epochs", "vs book (DataLoader)", "val top-1 %", "final train loss"],
-            lambda r: [f"{r['train_s'] * 10 / epochs:.1f}", f"{book / r['train_s']:.2f}×" if book else "",
-                       f"{r['final_val_acc']:.2f}", f"{r['final_train_loss']:.4f}"],
-        )  # fmt: skip
+        more.append(lenet_table(rec))
     if rec.get("vanilla"):
-        v = rec["vanilla"]
-        lines += ["## speedlab's Vanilla against the by-the-book loop (interleaved fresh processes, medians)", "",
-                  "| Workload | book | Vanilla | Vanilla / book |", "|---|---:|---:|---:|"]  # fmt: skip
-        for name, unit, scale in (("mlp", "µs/step", 1e6), ("lenet", "s/epoch", 1)):
-            if name in v:
-                b, o = statistics.median(v[name]["book_s"]) * scale, statistics.median(v[name]["vanilla_s"]) * scale
-                lines.append(f"| {name} ({len(v[name]['book_s'])} each) | {b:.4g} {unit} | {o:.4g} {unit} | "
-                             f"{v[name]['ratio']:.3f} |")  # fmt: skip
-        lines.append("")
+        more.append(vanilla_table(rec))
+    if rec.get("mlp"):
+        header, rows = mlp_table(rec)
+        title = f"Small networks: the MLP 4-32-16-4, 10,000 samples full batch, {args['mlp_epochs']} steps per row"
+    elif more:
+        first = more.pop(0)
+        header, rows, title, notes = first.header, first.rows, f"Small networks: {first.title}", [*first.notes, *notes]
+    else:
+        header, rows, title = ["Part"], [[p] for p in args["parts"].split(",")], "Small networks"
     if rec.get("split"):
         s = rec["split"]
-        lines += ["## Where a by-the-book MLP step goes", "",
-                  f"step {s['step_us']:.0f} µs: forward {s['forward_share']:.0%}, backward {s['backward_share']:.0%}, "
-                  f"optimizer {s['optimizer_share']:.0%}, other {s['other_share']:.0%}; inside aten ops "
-                  f"{s['ops_share']:.0%}, framework overhead the other {1 - s['ops_share']:.0%}", ""]  # fmt: skip
+        notes += ["", f"Where a by-the-book MLP step goes: {s['step_us']:.0f} µs, forward {s['forward_share']:.0%}, "
+                  f"backward {s['backward_share']:.0%}, optimizer {s['optimizer_share']:.0%}, other "
+                  f"{s['other_share']:.0%}; inside aten ops {s['ops_share']:.0%}, framework overhead the other "
+                  f"{1 - s['ops_share']:.0%}."]  # fmt: skip
     for png in rec.get("plots", []):
-        lines += [f"![{Path(png).stem}]({Path(png).name})", ""]
-    return "\n".join(lines)
-
-
-def _table(rows: list[dict[str, Any]], header: list[str], cells: Callable[[dict[str, Any]], list[str]]) -> list[str]:
-    """A markdown table of bench rows: the row's label, then `cells(row)`, or the error a row ended with."""
-    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
-    for r in rows:
-        body = [f"error: {r['error']}", *[""] * (len(header) - 2)] if "error" in r else cells(r)
-        lines.append("| " + " | ".join([r["row"], *body]) + " |")
-    return [*lines, ""]
+        target = Path(results_dir) / f"{name}-{Path(png).name}"
+        shutil.copyfile(png, target)
+        notes += ["", f"![{Path(png).stem}]({target.name})"]
+    options = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in args.items()
+                       if k in ("parts", "mlp_epochs", "lenet_epochs", "lenet_images", "repeats") and v)  # fmt: skip
+    notes += ["", f"Command: `python scripts/bench_small.py {options}`"]
+    md, _ = study.write(name, header, rows, title=title, machine=study.machine_of(rec), notes=notes, more=more,
+                        results_dir=results_dir)  # fmt: skip
+    return md
 
 
 def plots(rec: dict[str, Any], out: Path) -> list[str]:
@@ -530,14 +551,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="vanilla: interleaved repeats of book and Vanilla")
     parser.add_argument("--sizes", default="4,8,16,32,64,128,256,512,1024,2048")
     parser.add_argument("--widths", default="8,16,32,64,128,256,512,1024")
+    parser.add_argument("--lenet-images", type=int, default=60_000, help="training images (val: a sixth of them)")
+    parser.add_argument("--study", default="small-networks", help="docs/results/<study>.md and .csv")
+    parser.add_argument("--results-dir", type=Path, default=study.RESULTS_DIR, help="where the study's tables go")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     unknown = parts - {"mlp", "lenet", "ops", "widths", "split", "vanilla"}
     if unknown:
         parser.error(f"--parts: unknown {sorted(unknown)}; valid: mlp, lenet, ops, widths, split, vanilla")
-    cfg = {**vars(args), "sizes": [int(s) for s in args.sizes.split(",")],
+    cfg = {**vars(args), "results_dir": str(args.results_dir), "sizes": [int(s) for s in args.sizes.split(",")],
            "widths": [int(w) for w in args.widths.split(",")]}  # fmt: skip
     only = [r.strip() for r in args.rows.split(",") if r.strip()] or None
+    mnist_dir = record.artifacts_root() / "data" / "mnist-synth"
     bench_dir = record.new_run_dir("bench_small")
     with record.recording(bench_dir, "bench_small", {"args": cfg}) as rec:
         rec["args"] = cfg
@@ -549,11 +574,11 @@ def main() -> None:
             rec["mlp"] = mlp_rows(bench_dir, args.mlp_epochs, only)
             rec.save()
         if "lenet" in parts:
-            root = ensure_mnist(record.artifacts_root() / "data" / "mnist-synth")
+            root = ensure_mnist(mnist_dir, args.lenet_images, args.lenet_images // 6)
             rec["lenet"] = lenet_rows(bench_dir, args.lenet_epochs, root, only)
             rec.save()
         if "vanilla" in parts:
-            root = ensure_mnist(record.artifacts_root() / "data" / "mnist-synth")
+            root = ensure_mnist(mnist_dir, args.lenet_images, args.lenet_images // 6)
             rec["vanilla"] = vanilla_check(bench_dir, args.repeats, args.mlp_epochs, 1, root)
             rec.save()
         if "ops" in parts:
@@ -562,10 +587,9 @@ def main() -> None:
             rec["widths"] = width_sweep(bench_dir, cfg["widths"], args.width_epochs)
         rec["plots"] = plots(rec.data, bench_dir)
         rec["yardstick_gflops_end"] = yardstick(torch.device("cpu"), "fp32") / 1e9
-        report = markdown(rec.data)
-        (bench_dir / "report.md").write_text(report)
-        print("\n" + report)
-        print(f"results: {record.result_path(bench_dir)}")
+    md = write_study(rec.data, args.study, args.results_dir)
+    print("\n" + md.read_text())
+    print(f"results: {md}, {record.result_path(bench_dir)}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """How close can a model's inference get to the matmul yardstick on this machine? A bound from its own ops.
 
-    python scripts/inference_bound.py [--batch 64] [-- model/data overrides, default: +preset=quick]
+    python scripts/inference_bound.py [--batches 64,1] [-- model/data overrides, default: +preset=quick]
 
 Records every aten op of one fp32 forward pass (eval mode, channels_last as the fast backends run it) with its
 arguments, then times each compute op alone, on fresh tensors of the same shapes and strides: the GEMMs (mm, addmm,
@@ -8,7 +8,8 @@ bmm, linear) and the convolutions. Their FLOPs come from torch's flop counter. P
 the time alone and its fraction of the fp32 yardstick measured in the same process; then the bound: the forward's
 FLOPs over the time of its GEMMs and convolutions alone. No backend can beat that bound with these kernels, since
 the elementwise ops, norms and copies only add time; a target above it needs faster GEMM or convolution kernels
-for these shapes, not a better graph. Writes result.json under artifacts/runs/.
+for these shapes, not a better graph. Writes result.json under artifacts/runs/ and the table to
+docs/results/inference-bound.md and .csv.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from speedlab import cli, models, record  # noqa: E402
+from speedlab import cli, models, record, study  # noqa: E402
 from speedlab.data.build import describe  # noqa: E402
 from speedlab.roofline import count_flops, yardstick  # noqa: E402
 
@@ -75,53 +76,79 @@ def _flops_of(func: object, args: tuple, kwargs: dict) -> int:
     return counter.get_total_flops()
 
 
+def bound_of(model: torch.nn.Module, x: torch.Tensor) -> dict:
+    """Per op kind (GEMMs, dense and depthwise convolutions): calls, FLOPs and the time each call takes alone; the
+    forward's FLOPs, and the yardstick measured before and after (its mean is the reference)."""
+    yard_before = yardstick(torch.device("cpu"), "fp32")
+    with torch.inference_mode():
+        total_flops = count_flops(lambda: model(x))
+        recorder = _Recorder()
+        with recorder:
+            model(x)
+        kinds: dict[str, dict[str, float]] = defaultdict(lambda: {"calls": 0, "flops": 0, "seconds": 0.0})
+        for func, call_args, kwargs in recorder.calls:
+            kind = "GEMMs" if func.overloadpacket.__name__ in GEMMS else "convolution"
+            if kind == "convolution":
+                groups = call_args[-1] if isinstance(call_args[-1], int) else 1
+                kind = "depthwise convolutions" if groups > 1 else "dense convolutions"
+            row = kinds[kind]
+            row["calls"] += 1
+            row["flops"] += _flops_of(func, call_args, kwargs)
+            row["seconds"] += _time_alone(func, call_args, kwargs)
+    yard = (yard_before + yardstick(torch.device("cpu"), "fp32")) / 2
+    busy = sum(r["seconds"] for r in kinds.values())
+    return {"batch": len(x), "forward_flops": total_flops, "yardstick_flops_per_s": yard, "kinds": dict(kinds),
+            "compute_ops_seconds": busy, "bound_fraction_of_yardstick": total_flops / busy / yard}  # fmt: skip
+
+
+def table_rows(bounds: list[dict]) -> list[list[str]]:
+    rows = []
+    for b in bounds:
+        yard = b["yardstick_flops_per_s"]
+        for kind, r in sorted(b["kinds"].items(), key=lambda kv: -kv[1]["seconds"]):
+            rate = r["flops"] / r["seconds"] if r["seconds"] else 0.0
+            rows.append([str(b["batch"]), kind, f"{r['calls']:.0f}", f"{r['flops'] / 1e9:.3f}",
+                         f"{r['seconds'] * 1e3:.3f} ms", f"{rate / 1e9:.0f}", f"{rate / yard:.1%}"])  # fmt: skip
+        rows.append([str(b["batch"]), "**bound: the forward's FLOPs over these ops' time**", "",
+                     f"{b['forward_flops'] / 1e9:.3f}", f"{b['compute_ops_seconds'] * 1e3:.3f} ms",
+                     f"{b['forward_flops'] / b['compute_ops_seconds'] / 1e9:.0f}",
+                     f"{b['bound_fraction_of_yardstick']:.1%}"])  # fmt: skip
+    return rows
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=64)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batches", default="64,1", help="batch sizes, comma-separated")
+    parser.add_argument("--study", default="inference-bound", help="docs/results/<study>.md and .csv")
+    parser.add_argument("--results-dir", type=Path, default=study.RESULTS_DIR, help="where the study's table goes")
     parser.add_argument("overrides", nargs="*", default=["+preset=quick"])
     args = parser.parse_args()
+    batches = [int(b) for b in args.batches.split(",")]
     torch.manual_seed(0)
     cfg = cli.compose("bench", args.overrides)
     spec = describe(cfg.data)
     model = models.build(cfg.model, spec).eval().to(memory_format=torch.channels_last)
-    x = torch.randn(args.batch, *spec.input_shape).contiguous(memory_format=torch.channels_last)
-    with record.recording(record.new_run_dir("inference-bound"), "inference_bound", {"args": vars(args)}) as rec:
-        yard_before = yardstick(torch.device("cpu"), "fp32")
-        with torch.inference_mode():
-            total_flops = count_flops(lambda: model(x))
-            recorder = _Recorder()
-            with recorder:
-                model(x)
-            kinds: dict[str, dict[str, float]] = defaultdict(lambda: {"calls": 0, "flops": 0, "seconds": 0.0})
-            for func, call_args, kwargs in recorder.calls:
-                kind = "gemm" if func.overloadpacket.__name__ in GEMMS else "convolution"
-                if kind == "convolution":
-                    groups = call_args[-1] if isinstance(call_args[-1], int) else 1
-                    kind = "depthwise convolution" if groups > 1 else "dense convolution"
-                row = kinds[kind]
-                row["calls"] += 1
-                row["flops"] += _flops_of(func, call_args, kwargs)
-                row["seconds"] += _time_alone(func, call_args, kwargs)
-        yard = (yard_before + yardstick(torch.device("cpu"), "fp32")) / 2
-        busy = sum(r["seconds"] for r in kinds.values())
-        bound = total_flops / busy / yard
-        rec.update({"batch": args.batch, "forward_flops": total_flops, "yardstick_flops_per_s": yard,
-                    "kinds": dict(kinds), "compute_ops_seconds": busy,
-                    "bound_fraction_of_yardstick": bound})  # fmt: skip
-
-    print(f"\n{cfg.model.name}, batch {args.batch}, fp32 forward: {total_flops / 1e9:.3f} GFLOP; "
-          f"yardstick {yard / 1e9:.0f} GFLOP/s (mean of before and after)\n")  # fmt: skip
-    print("| Ops | Calls | GFLOP | Time alone | GFLOP/s | Of yardstick |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for kind, r in sorted(kinds.items(), key=lambda kv: -kv[1]["seconds"]):
-        rate = r["flops"] / r["seconds"] if r["seconds"] else 0.0
-        print(f"| {kind} | {r['calls']:.0f} | {r['flops'] / 1e9:.3f} | {r['seconds'] * 1e3:.3f} ms | "
-              f"{rate / 1e9:.0f} | {rate / yard:.1%} |")  # fmt: skip
-    print(
-        f"\nBound: {total_flops / 1e9:.3f} GFLOP over {busy * 1e3:.3f} ms of GEMMs and convolutions alone = "
-        f"{total_flops / busy / 1e9:.0f} GFLOP/s, {bound:.1%} of the yardstick. Every other op only adds time."
-    )
-    print(f"result: {record.result_path(rec.run_dir)}")
+    settings = {"args": {**vars(args), "results_dir": str(args.results_dir)}}
+    with record.recording(record.new_run_dir("inference-bound"), "inference_bound", settings) as rec:
+        bounds = []
+        for batch in batches:
+            x = torch.randn(batch, *spec.input_shape).contiguous(memory_format=torch.channels_last)
+            bounds.append(bound_of(model, x))
+            print(f"batch {batch}: bound {bounds[-1]['bound_fraction_of_yardstick']:.1%} of the yardstick", flush=True)
+            rec["bounds"] = bounds
+            rec.save()
+    yards = ", ".join(f"{b['yardstick_flops_per_s'] / 1e9:.0f}" for b in bounds)
+    md, _ = study.write(
+        args.study, ["Batch", "Ops", "Calls", "GFLOP", "Time alone", "GFLOP/s", "Of yardstick"], table_rows(bounds),
+        title=f"The inference bound of {cfg.model.name} ({' '.join(args.overrides)}), fp32, channels_last",
+        machine=study.machine_of(rec.data), results_dir=args.results_dir,
+        notes=[f"Each GEMM and convolution of one forward pass, timed alone on fresh tensors of its shapes and "
+               f"strides (median over at least 0.2 s). The fp32 matmul yardstick (mean of before and after, per "
+               f"batch): {yards} GFLOP/s. No backend built on these kernels can pass the bound: every other op "
+               f"(norms, activations, copies) only adds time.",
+               f"Command: `python scripts/inference_bound.py --batches {args.batches} {' '.join(args.overrides)}`"],
+    )  # fmt: skip
+    print("\n" + md.read_text() + f"\nresult: {record.result_path(rec.run_dir)}")
     return 0
 
 

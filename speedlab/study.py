@@ -122,23 +122,44 @@ def machine(outcomes: Sequence[Outcome]) -> str:
     """The machine the study ran on, as its first successful run recorded it: CPU model, cores, GPU, torch."""
     for outcome in outcomes:
         if outcome.result and outcome.result.get("env"):
-            env = outcome.result["env"]
-            cpu = env.get("cpu", {})
-            gpu = (env.get("gpu") or {}).get("name")
-            return (f"{cpu.get('model', '?')}, {cpu.get('affinity', '?')} cores" + (f", {gpu}" if gpu else "")
-                    + f", torch {env.get('torch', '?')}")  # fmt: skip
+            return machine_of(outcome.result)
     return "unknown (no run finished)"
 
 
+@dataclass(frozen=True)
+class Table:
+    """A further table of a study: a section `## title` of its markdown (then `notes`) and `<study>-<name>.csv`."""
+
+    name: str
+    title: str
+    header: Sequence[str]
+    rows: Sequence[Sequence[Any]]
+    notes: Sequence[str] = ()
+
+
 def write(study: str, header: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str, machine: str,
-          notes: Sequence[str] = (), results_dir: Path | None = None) -> tuple[Path, Path]:  # fmt: skip
-    """`<study>.md` (title, when and where it ran, the table, notes) and `<study>.csv` (the same rows) in
-    `results_dir` (docs/results/), each written atomically. Returns both paths."""
+          notes: Sequence[str] = (), more: Sequence[Table] = (), results_dir: Path | None = None,
+          ) -> tuple[Path, Path]:  # fmt: skip
+    """`<study>.md` (title, when and where it ran, the table, notes, then a section per table of `more`) and
+    `<study>.csv` (the main rows; `<study>-<name>.csv` for each of `more`) in `results_dir` (docs/results/), each
+    written atomically. Returns the markdown's and the main CSV's paths."""
     where = Path(results_dir or RESULTS_DIR)
     when = time.strftime("%Y-%m-%d")
-    text = "\n".join([f"# {title}", "", f"Measured {when} on {machine}; written by the study itself.", "",
-                      markdown(header, rows), "", *notes, ""])  # fmt: skip
+    lines = [f"# {title}", "", f"Measured {when} on {machine}; written by the study itself.", "",
+             markdown(header, rows), "", *notes]  # fmt: skip
+    for table in more:
+        lines += ["", f"## {table.title}", "", markdown(table.header, table.rows), "", *table.notes]
+        atomic_write_text(where / f"{study}-{table.name}.csv", csv_text(table.header, table.rows))
     md, csv = where / f"{study}.md", where / f"{study}.csv"
-    atomic_write_text(md, text)
+    atomic_write_text(md, "\n".join([*lines, ""]))
     atomic_write_text(csv, csv_text(header, rows))
     return md, csv
+
+
+def machine_of(result: dict[str, Any]) -> str:
+    """The machine one result.json (or a recording's data) names: CPU model, cores, GPU, torch."""
+    env = result.get("env") or {}
+    cpu = env.get("cpu", {})
+    gpu = (env.get("gpu") or {}).get("name")
+    return (f"{cpu.get('model', '?')}, {cpu.get('affinity', '?')} cores" + (f", {gpu}" if gpu else "")
+            + f", torch {env.get('torch', '?')}")  # fmt: skip

@@ -14,6 +14,8 @@ from typing import Any
 
 def _numeric(text: str) -> bool:
     stripped = text.strip().rstrip("%×x").replace(",", "").split(" ")[0]
+    if stripped.endswith("."):  # "7. inspect" is a numbered label, not a number
+        return False
     try:
         float(stripped)
     except ValueError:
@@ -25,7 +27,8 @@ def markdown(header: Sequence[str], rows: Sequence[Sequence[Any]], *, right: Seq
              pad: bool = False) -> str:  # fmt: skip
     """A GitHub-flavoured markdown table. `right` says which columns are right-aligned (default: the numeric ones);
     `pad` pads every cell to its column's width, so the table reads as plain text on a terminal too."""
-    cells = [["" if c is None else str(c) for c in row] for row in rows]
+    # A pipe or a line break inside a cell would end the cell or the row.
+    cells = [["" if c is None else str(c).replace("|", "\\|").replace("\n", " ") for c in row] for row in rows]
     if right is None:
         right = [bool(cells) and all(_numeric(r[i]) or not r[i] or r[i] in "-–" for r in cells)
                  and any(_numeric(r[i]) for r in cells) for i in range(len(header))]  # fmt: skip

@@ -96,21 +96,35 @@ def private_artifacts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def trained_tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One tiny ConvNeXt trained for two epochs (TINY), shared by every test that needs a trained model to export,
-    bench, profile or report: its run directory (checkpoint.pt, result.json). Never modified."""
-    run_dir = tmp_path_factory.mktemp("trained_tiny") / "train"
+def _session_run(run_dir: Path, command: str, argv: list[str]) -> Path:
+    """`command` run once for the session in `run_dir`, its caches beside it (not in any one test's folder)."""
     saved = os.environ.get("SPEEDLAB_ARTIFACTS")
     os.environ["SPEEDLAB_ARTIFACTS"] = str(run_dir.parent / "artifacts")
     try:
-        assert invoke("train", [*TINY, *TRAIN_TINY, "trainer.epochs=2", f"hydra.run.dir={run_dir}"]) == 0
+        assert invoke(command, [*argv, f"hydra.run.dir={run_dir}"]) == 0
     finally:
         if saved is None:
             os.environ.pop("SPEEDLAB_ARTIFACTS", None)
         else:
             os.environ["SPEEDLAB_ARTIFACTS"] = saved
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def trained_tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tiny ConvNeXt trained for two epochs (TINY), shared by every test that needs a trained model to export,
+    bench, profile or report: its run directory (checkpoint.pt, result.json). Never modified."""
+    return _session_run(tmp_path_factory.mktemp("trained_tiny") / "train", "train",
+                        [*TINY, *TRAIN_TINY, "trainer.epochs=2"])  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def exported_tiny(trained_tiny: Path) -> Path:
+    """`trained_tiny` exported once to ONNX fp32 and INT8 (parity on 40 images): the export run's directory, for
+    the tests that bench, inspect or check an exported trained model. Never modified."""
+    return _session_run(trained_tiny.parent / "export", "export",
+                        [*TINY, "export.parity_batch_size=40", "export.formats=[onnx,int8]",
+                         f"weights={trained_tiny}"])  # fmt: skip
 
 
 @pytest.fixture(scope="session")

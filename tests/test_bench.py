@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -144,11 +145,10 @@ def test_profile_writes_phase_tables_and_a_chrome_trace(tmp_path, capsys):
     assert "| other: Python, dispatch, autograd engine, allocation |" in out
 
 
-def test_report_renders_training_inference_and_compare(tmp_path, sweep, capsys):
-
+def test_report_renders_training_inference_and_compare(tmp_path, sweep, capsys, trained_tiny):
     runs = tmp_path / "runs"
-    for exp in ("vanilla", "amp"):
-        invoke("train", [*TINY, *TRAIN_TINY, f"+exp={exp}", f"hydra.run.dir={runs / exp}"])
+    shutil.copytree(trained_tiny, runs / "vanilla")  # the shared trained model is a Vanilla run
+    invoke("train", [*TINY, *TRAIN_TINY, "+exp=amp", f"hydra.run.dir={runs / 'amp'}"])
     run_bench(runs / "bench", "bench.backends=[eager,onnxruntime]", "bench.batch_sizes=[1,3]")
     out = tmp_path / "report"
     assert report.main([str(runs), "--out", str(out)]) == 0
@@ -163,6 +163,15 @@ def test_report_renders_training_inference_and_compare(tmp_path, sweep, capsys):
     assert report.main(["--compare", str(runs / "bench"), str(runs / "bench")]) == 0
     compared = capsys.readouterr().out
     assert "| eager | fp32 | 1 |" in compared and "within noise" in compared and "B faster" not in compared
+
+
+def test_bench_runs_the_files_an_export_run_made_not_new_ones(tmp_path, trained_tiny, exported_tiny):
+    result = run_bench(tmp_path / "bench", f"weights={trained_tiny}", f"bench.export_dir={exported_tiny}",
+                       "bench.backends=[onnxruntime]", "bench.precisions=[fp32,int8]",
+                       "bench.batch_sizes=[2]")  # fmt: skip
+    assert result["_exit"] == 0 and result["model_source"].startswith("checkpoint ")
+    assert {(r["precision"], r["status"]) for r in result["rows"]} == {("fp32", "ok"), ("int8", "ok")}
+    assert not (tmp_path / "artifacts" / "cache" / "export").exists()  # nothing exported again
 
 
 def test_report_bad_input(run_main, tmp_path):

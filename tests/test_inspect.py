@@ -42,6 +42,16 @@ def test_summary_lists_io_op_counts_and_parameters(onnx_file, run_main):
     assert "non-standard domains: none" in out.stdout
 
 
+def test_summary_of_a_trained_and_exported_model(exported_tiny, run_main):
+    (onnx,) = [a for a in json.loads((exported_tiny / "result.json").read_text())["artifacts"]
+               if a["precision"] == "fp32"]  # fmt: skip
+    out = run_main("inspect", onnx["path"], "--summary-only")
+    assert out.returncode == 0, out.stderr
+    assert (
+        "input  input: float ['batch', 3, 32, 32]" in out.stdout and "output output: float ['batch', 10]" in out.stdout
+    )
+
+
 def test_engine_sidecar_summary(tmp_path):
     engine = tmp_path / "model-fp16.engine"
     engine.write_bytes(b"\0" * 1024)

@@ -35,6 +35,13 @@ def test_a_study_writes_its_table_as_markdown_and_csv_naming_the_machine(tmp_pat
     assert list(csv.reader(csv_path.open())) == [["Row", "Time"], ["a", "1.00 s"], ["b", "2.00 s"]]
 
 
+def test_a_study_writes_its_further_tables_as_sections_and_csv_files(tmp_path):
+    extra = study.Table("memory", "Step memory", ["Row", "MiB"], [["a", "55.3"]], notes=["exact"])
+    md, _ = study.write("demo", ["Row"], [["a"]], title="Demo", machine="CPU", more=[extra], results_dir=tmp_path)
+    assert "## Step memory\n\n| Row | MiB |" in md.read_text() and "exact" in md.read_text()
+    assert list(csv.reader((tmp_path / "demo-memory.csv").open())) == [["Row", "MiB"], ["a", "55.3"]]
+
+
 def test_medians_and_results_count_only_successful_runs(tmp_path):
     row = Row("x", "train")
     ok = {"status": "ok", "t": 2.0}
@@ -138,3 +145,61 @@ def test_bench_monitor_measures_each_interval_and_writes_its_table(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     rows = list(csv.reader((tmp_path / "smoke.csv").open()))
     assert [r[0] for r in rows[1:]] == ["off", "every 0.5 s", "every 0.05 s"]
+
+
+@pytest.mark.slow
+def test_bench_activations_writes_speed_saved_bytes_and_step_memory(tmp_path):
+    out = _run_script(tmp_path, "bench_activations.py", "--shape", "2,4,4,8", "--reps", "2", "--names",
+                      "relu,gelu,fastswish_autograd", "--study", "smoke", "--results-dir", str(tmp_path))  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    speed = list(csv.reader((tmp_path / "smoke.csv").open()))
+    assert [(r[0], r[1]) for r in speed[1:3]] == [("relu", "eager"), ("relu", "compiled")] and speed[1][4] == "1.00×"
+    saved = {r[0]: r[1] for r in csv.reader((tmp_path / "smoke-saved.csv").open())}
+    assert saved["relu"] == saved["fastswish_autograd"] == "4.00"  # exact: one fp32 tensor per element
+    assert (tmp_path / "smoke-step-memory.csv").is_file()
+
+
+@pytest.mark.slow
+def test_inference_bound_writes_a_row_per_op_kind_and_the_bound(tmp_path):
+    out = _run_script(tmp_path, "inference_bound.py", "--batches", "2", "--study", "smoke", "--results-dir",
+                      str(tmp_path), "--", *TINY)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = list(csv.reader((tmp_path / "smoke.csv").open()))
+    kinds = {r[1] for r in rows[1:]}
+    assert {"GEMMs", "dense convolutions", "depthwise convolutions"} <= kinds and rows[-1][1].startswith("**bound")
+    assert 0 < float(rows[-1][6].rstrip("%")) <= 100
+
+
+@pytest.mark.slow
+def test_check_bench_harness_compares_with_torch_timer_and_writes_its_table(tmp_path):
+    out = _run_script(tmp_path, "check_bench_harness.py", "--rounds", "2", "--min-time", "0.05", "--study", "smoke",
+                      "--results-dir", str(tmp_path), "--", *TINY[1:], "bench.batch_sizes=[1]")  # fmt: skip
+    rows = list(csv.reader((tmp_path / "smoke.csv").open()))
+    assert rows[0][:3] == ["Batch", "Harness p50", "Timer median"] and rows[1][0] == "1"
+    assert out.returncode == (0 if rows[1][5] == "ok" else 1), out.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_fault_drill_writes_a_row_per_scenario_it_ran(tmp_path):
+    out = _run_script(tmp_path, "fault_drill.py", "--tiny", "--only", "bad_files", "--study", "smoke",
+                      "--results-dir", str(tmp_path))  # fmt: skip
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    rows = list(csv.reader((tmp_path / "smoke.csv").open()))
+    assert len(rows) == 7 and all(r[0] == "7. inspect" and r[4] == "pass" for r in rows[1:])
+
+
+@pytest.mark.slow
+def test_bench_small_runs_each_part_and_writes_its_tables_and_plots(tmp_path):
+    out = _run_script(tmp_path, "bench_small.py", "--rows", "by the book (,Vanilla", "--mlp-epochs", "120",
+                      "--lenet-epochs", "1", "--lenet-images", "600", "--sizes", "4,8", "--widths", "8",
+                      "--width-epochs", "100", "--repeats", "1", "--study", "smoke", "--results-dir",
+                      str(tmp_path))  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    mlp = list(csv.reader((tmp_path / "smoke.csv").open()))
+    assert [r[0] for r in mlp[1:]] == ["by the book (reference twin)", "Vanilla"] and mlp[1][3] == "1.00×"
+    assert [r[0] for r in csv.reader((tmp_path / "smoke-lenet.csv").open())][1:] == ["Vanilla"]
+    assert len(list(csv.reader((tmp_path / "smoke-vanilla.csv").open()))) == 3
+    text = (tmp_path / "smoke.md").read_text()
+    assert "Where a by-the-book MLP step goes" in text
+    for png in ("smoke-ops_vs_size.png", "smoke-mlp_width.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({png})" in text

@@ -19,3 +19,8 @@ def test_markdown_right_aligns_numeric_columns_only():
 def test_csv_holds_the_same_rows_with_quoting():
     text = csv_text(["key", "value"], [["a,b", 1], ["c", None]])
     assert list(csv.reader(io.StringIO(text))) == [["key", "value"], ["a,b", "1"], ["c", ""]]
+
+
+def test_a_pipe_or_line_break_in_a_cell_cannot_break_the_table():
+    text = markdown(["Scenario", "Did"], [["7. inspect", "a | b\nc"]])
+    assert text.splitlines()[1:] == ["|---|---|", "| 7. inspect | a \\| b c |"]  # a numbered label is not a number
