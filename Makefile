@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.speedlab-installed
 
-.PHONY: setup browser demo test test-slow lint format docs-config bench-data bench-train bench-activations bench-export bench-families bench-small parity-study bench-monitor bench-fairness fault-drill bench-bound clean
+.PHONY: setup browser demo test test-slow lint format docs-config bench-data bench-train bench-activations bench-export bench-families bench-small parity-study bench-monitor bench-fairness fault-drill bench-bound bench-inference bench-harness clean
 
 setup: $(STAMP)
 
@@ -66,6 +66,14 @@ bench-bound: setup
 # Whether one bench process treats its backends fairly: together (ORT spinning on / off) against one process each.
 bench-fairness: setup
 	$(PY) scripts/bench_fairness.py
+
+# Inference studies of bench runs: Inductor's levers, batch 1 at its best, EfficientNet-B0, the quick defaults.
+bench-inference: setup
+	$(PY) scripts/bench_inference.py
+
+# speedlab's timing harness against torch.utils.benchmark.Timer on the same callable (within 5 %).
+bench-harness: setup
+	$(PY) scripts/check_bench_harness.py
 
 bench-data: setup
 	$(PY) scripts/bench_data.py

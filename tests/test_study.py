@@ -203,3 +203,14 @@ def test_bench_small_runs_each_part_and_writes_its_tables_and_plots(tmp_path):
     assert "Where a by-the-book MLP step goes" in text
     for png in ("smoke-ops_vs_size.png", "smoke-mlp_width.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({png})" in text
+
+
+@pytest.mark.slow
+def test_bench_inference_writes_a_row_per_cell_with_its_speed_up_over_eager(tmp_path):
+    fast = ["bench.batch_sizes=[1]", "bench.repeats=1", "bench.min_time_s=0.05", "bench.warmup_min_s=0.0"]
+    out = _run_script(tmp_path, "bench_inference.py", "--studies", "batch-one", "--results-dir", str(tmp_path), "--",
+                      *TINY[1:], *fast)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = list(csv.reader((tmp_path / "inference-batch-one.csv").open()))
+    assert [r[1] for r in rows[1:]] == ["eager", "inductor", "onnxruntime", "openvino"] and rows[1][9] == "1.00×"
+    assert "bench.onnxruntime.intra_op_threads=1" in (tmp_path / "inference-batch-one.md").read_text()

@@ -1,0 +1,115 @@
+"""Inference studies: named sets of `speedlab bench` runs, each run in a fresh process, one table per study.
+
+    python scripts/bench_inference.py [--studies inductor-levers,batch-one,efficientnet-b0,quick] [-- overrides...]
+
+- inductor-levers: the quick ConvNeXt at batch 1 and 64, eager against Inductor with each inference lever
+  (default; freezing; freezing + C++ wrapper; freezing + max-autotune), one run per setting.
+- batch-one: the quick ConvNeXt at batch 1, every CPU backend at its best single-image settings (Inductor frozen,
+  ONNX Runtime and OpenVINO on one thread), 3 repeats.
+- efficientnet-b0: torchvision's EfficientNet-B0 at 224 px, 1,000 classes, batch 1 and 8, every CPU backend, 3
+  repeats (the case of "Benchmarking PyTorch on OCI & EfficientNet's Models").
+- quick: the quick ConvNeXt with bench's defaults, 5 repeats.
+
+Every row of a study's table is one cell: p50, p90, p99 and min latency, images/s, the speed-up over the eager cell
+of the same run and batch, and the fraction of that run's fp32 matmul yardstick. Writes
+docs/results/inference-<study>.md and .csv (`--results-dir`) and result.json (kind: bench_inference).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from speedlab import record, study  # noqa: E402
+from speedlab.study import Row  # noqa: E402
+
+QUICK = "+preset=quick"
+CPU_BACKENDS = "bench.backends=[eager,inductor,onnxruntime,openvino]"
+INDUCTOR = "bench.backends=[eager,inductor]", "bench.batch_sizes=[1,64]", "bench.repeats=2"
+FROZEN = "bench.inductor.freezing=true"
+EFFICIENTNET = ("model=torchvision", "model.torchvision_name=efficientnet_b0", "data=synthetic",
+                "data.num_classes=1000", "data.resolution=224")  # fmt: skip
+STUDIES: dict[str, tuple[str, list[Row]]] = {
+    "inductor-levers": ("Inductor's inference levers, the quick ConvNeXt at batch 1 and 64", [
+        Row("bench.inductor.mode=default", "bench", (QUICK, *INDUCTOR)),
+        Row("+ freezing", "bench", (QUICK, *INDUCTOR, FROZEN)),
+        Row("+ freezing + cpp_wrapper", "bench", (QUICK, *INDUCTOR, FROZEN, "bench.inductor.cpp_wrapper=true")),
+        Row("+ freezing + max-autotune", "bench", (QUICK, *INDUCTOR, FROZEN, "bench.inductor.mode=max-autotune")),
+    ]),
+    "batch-one": ("Batch 1, every CPU backend at its single-image settings, the quick ConvNeXt", [
+        Row("one thread for ORT and OpenVINO, Inductor frozen", "bench", (
+            QUICK, CPU_BACKENDS, "bench.batch_sizes=[1]", "bench.repeats=3", FROZEN,
+            "bench.onnxruntime.intra_op_threads=1", "bench.openvino.threads=1")),
+    ]),
+    "efficientnet-b0": ("torchvision's EfficientNet-B0, 224 px, 1,000 classes", [
+        Row("efficientnet_b0", "bench", (*EFFICIENTNET, "bench.batch_sizes=[1,8]", CPU_BACKENDS, "bench.repeats=3")),
+    ]),
+    "quick": ("The quick ConvNeXt with bench's defaults", [Row("defaults", "bench", (QUICK, "bench.repeats=5"))]),
+}  # fmt: skip
+HEADER = ["Run", "Backend", "Precision", "Batch", "p50", "p90", "p99", "min", "Images/s", "vs eager",
+          "Of fp32 yardstick", "Setup"]  # fmt: skip
+
+
+def cells(label: str, result: dict) -> list[list[str]]:
+    """One table row per cell of a bench run; a failed or unsupported cell says why."""
+    eager = {r["batch_size"]: r["p50_ms"] for r in result["rows"] if r["backend"] == "eager" and r["status"] == "ok"
+             and r["precision"] == "fp32"}  # fmt: skip
+    lines = []
+    for r in result["rows"]:
+        head = [label, r["backend"], r["precision"], str(r["batch_size"])]
+        if r["status"] != "ok":
+            lines.append([*head, f"{r['status']}: {r.get('reason', '')}"[:120], *[""] * (len(HEADER) - 5)])
+            continue
+        base = eager.get(r["batch_size"])
+        lines.append([*head, *(f"{r[k]:.3f} ms" for k in ("p50_ms", "p90_ms", "p99_ms", "min_ms")),
+                      f"{r['throughput_per_s']:,.0f}", f"{base / r['p50_ms']:.2f}×" if base else "–",
+                      f"{r['efficiency']:.1%}" if r.get("efficiency") is not None else "–",
+                      f"{r['setup_s']:.1f} s"])  # fmt: skip
+    return lines
+
+
+def run_study(name: str, extra: list[str], out_dir: Path, results_dir: Path) -> tuple[Path, bool]:
+    title, rows = STUDIES[name]
+    rows = [Row(r.label, r.command, (*r.overrides, *extra)) for r in rows]
+    outcomes = study.run(rows, out_dir=out_dir / name)
+    lines, notes = [], []
+    for outcome in outcomes:
+        if outcome.result is None:
+            lines.append([outcome.row.label, f"failed: {' '.join(outcome.stderr_tail)[-200:]}", *[""] * 10])
+            continue
+        lines += cells(outcome.row.label, outcome.result)
+        yard = (outcome.result.get("yardstick_flops_per_s") or {}).get("fp32")
+        mflops = outcome.result.get("flops_per_image", 0) / 1e6
+        notes.append(f"- {outcome.row.label}: `python -m speedlab bench {' '.join(outcome.row.overrides)}`; "
+                     f"{outcome.result.get('params', 0):,} parameters, {mflops:.1f} MFLOPs per image; fp32 matmul "
+                     "yardstick "
+                     + (f"{yard / 1e9:.0f} GFLOP/s" if yard else "not measured"))  # fmt: skip
+    md, _ = study.write(f"inference-{name}", HEADER, lines, title=title, machine=study.machine(outcomes),
+                        notes=["Each run, with its command:", *notes], results_dir=results_dir)  # fmt: skip
+    print("\n" + md.read_text(), flush=True)
+    return md, all(o.ok for o in outcomes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--studies", default=",".join(STUDIES), help=f"comma-separated, of: {', '.join(STUDIES)}")
+    parser.add_argument("--results-dir", type=Path, default=study.RESULTS_DIR, help="where the studies' tables go")
+    parser.add_argument("extra", nargs="*", help="bench overrides for every run (after --)")
+    args = parser.parse_args(argv)
+    names = args.studies.split(",")
+    unknown = [n for n in names if n not in STUDIES]
+    if unknown:
+        parser.error(f"--studies: unknown {unknown}; valid: {', '.join(STUDIES)}")
+    out = record.new_run_dir("bench-inference")
+    ok = True
+    with record.recording(out, "bench_inference", {"args": {**vars(args), "results_dir": str(args.results_dir)}}):
+        for name in names:
+            ok &= run_study(name, args.extra, out, args.results_dir)[1]
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
