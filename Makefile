@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.speedlab-installed
 
-.PHONY: setup browser demo test test-slow lint format docs-config bench-data bench-train bench-activations bench-export bench-families bench-small parity-study bench-monitor bench-fairness fault-drill bench-bound bench-inference bench-harness clean
+.PHONY: setup browser demo test test-slow lint format docs-config bench-data bench-train bench-activations bench-export bench-families bench-small parity-study bench-monitor bench-fairness fault-drill bench-bound bench-inference bench-harness bench-depthwise clean
 
 setup: $(STAMP)
 
@@ -74,6 +74,10 @@ bench-inference: setup
 # speedlab's timing harness against torch.utils.benchmark.Timer on the same callable (within 5 %).
 bench-harness: setup
 	$(PY) scripts/check_bench_harness.py
+
+# The fast depthwise convolution's weight gradient and step against torch's, per stage of the quick ConvNeXt.
+bench-depthwise: setup
+	$(PY) scripts/bench_depthwise.py
 
 bench-data: setup
 	$(PY) scripts/bench_data.py

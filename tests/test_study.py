@@ -214,3 +214,13 @@ def test_bench_inference_writes_a_row_per_cell_with_its_speed_up_over_eager(tmp_
     rows = list(csv.reader((tmp_path / "inference-batch-one.csv").open()))
     assert [r[1] for r in rows[1:]] == ["eager", "inductor", "onnxruntime", "openvino"] and rows[1][9] == "1.00×"
     assert "bench.onnxruntime.intra_op_threads=1" in (tmp_path / "inference-batch-one.md").read_text()
+
+
+@pytest.mark.slow
+def test_bench_depthwise_times_each_part_per_stage(tmp_path):
+    out = _run_script(tmp_path, "bench_depthwise.py", "--batch", "2", "--resolution", "16", "--dims", "4,8",
+                      "--min-time", "0.01", "--study", "smoke", "--results-dir", str(tmp_path))  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = list(csv.reader((tmp_path / "smoke.csv").open()))
+    assert [r[:2] for r in rows[1:]] == [["1", "2 × 4 × 4 × 4"], ["2", "2 × 8 × 2 × 2"]]
+    assert rows[0][5] == "weight grad, fast layer" and all(r[-1].endswith("×") for r in rows[1:])
