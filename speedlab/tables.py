@@ -13,7 +13,7 @@ from typing import Any
 
 
 def _numeric(text: str) -> bool:
-    stripped = text.strip().rstrip("%×x").replace(",", "").split(" ")[0]
+    stripped = text.strip().replace(",", "").split(" ")[0].rstrip("%×x")
     if stripped.endswith("."):  # "7. inspect" is a numbered label, not a number
         return False
     try:
