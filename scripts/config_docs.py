@@ -38,7 +38,7 @@ def _rows(node: object, prefix: str = "", skip: tuple[str, ...] = ()) -> list[li
     for key, value, description in config.describe_keys(node, prefix):
         if key.split(".")[0] in skip or (value is None and _is_section(node, key[len(prefix) :])):
             continue
-        rows.append([f"`{key}`", _value(value), description.replace("|", "\\|")])
+        rows.append([f"`{key}`", _value(value), description])
     return rows
 
 

@@ -28,6 +28,7 @@ from speedlab import record
 from speedlab.errors import SpeedlabError
 from speedlab.fsutil import atomic_write_bytes, atomic_write_text
 from speedlab.report import plots
+from speedlab.tables import markdown
 
 # Parity runs and resource timelines in a report: the latest few, or the report would grow with every run.
 REPORT_LATEST = 6
@@ -132,11 +133,11 @@ def _val_text(row: dict[str, Any]) -> str:
     return f"MSE {row['val']:.4g}" if row["metric"] == "val_mse" else f"{row['val']:.2f} %"
 
 
-def _achieved(row: dict[str, Any]) -> str:
+def _achieved(row: dict[str, Any]) -> list[str]:
     """GFLOP/s and the share of the matmul yardstick in the run's compute dtype (two cells)."""
     flops = f"{row['achieved'] / 1e9:,.1f} GFLOP/s" if row.get("achieved") else "–"
     share = f"{row['efficiency']:.0%} ({row['yardstick_precision']})" if row.get("efficiency") else "–"
-    return f"{flops} | {share}"
+    return [flops, share]
 
 
 def _seconds(value: float | None) -> str:
@@ -146,20 +147,18 @@ def _seconds(value: float | None) -> str:
 
 
 def training_table(rows: list[dict[str, Any]]) -> str:
-    lines = [
-        "| Changes | Train epoch time | Val accuracy | Speed-up vs vanilla | Images/s | Achieved | Of matmul peak "
-        "| Compile time | Peak memory | Model | Runs |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
-    ]
+    header = ["Changes", "Train epoch time", "Val accuracy", "Speed-up vs vanilla", "Images/s", "Achieved",
+              "Of matmul peak", "Compile time", "Peak memory", "Model", "Runs"]  # fmt: skip
+    cells = []
     for r in rows:
         speedup = f"{r['speedup']:.2f}×" if r["speedup"] else "–"
         memory = f"{r['peak_memory_bytes'] / 2**30:.2f} GiB" if r["peak_memory_bytes"] else "–"
         compile_time = f"{r['compile_time_s']:.1f} s" if r["compile_time_s"] is not None else "–"
-        lines.append(
-            f"| {r['changes']} | {_seconds(r['epoch_time_s'])} | {_val_text(r)} | {speedup} | "
-            f"{r['images_per_s'] or 0:,.0f} | {_achieved(r)} | {compile_time} | {memory} | "
-            f"{r['family']} ({r['params']:,} parameters) on {r['data']} | {r['runs']} |"
-        )
+        model = f"{r['family']} ({r['params']:,} parameters) on {r['data']}"
+        cells.append([r["changes"], _seconds(r["epoch_time_s"]), _val_text(r), speedup,
+                      f"{r['images_per_s'] or 0:,.0f}", *_achieved(r), compile_time, memory, model,
+                      str(r["runs"])])  # fmt: skip
+    lines = [markdown(header, cells)]
     missing = [r["changes"] for r in rows if r["speedup"] is None]
     if missing:
         lines += ["", f"No speed-up for {', '.join(missing)}: no Vanilla run of the same model and data on the same "
@@ -171,32 +170,28 @@ def inference_table(bench: dict[str, Any]) -> str:
     """The reference's shape (Changes | Time BS 64 | Time BS 1 | Val accuracy), p50 per backend and precision."""
     cells = {(r["backend"], r["precision"], r["batch_size"]): r for r in bench["rows"] if r["status"] == "ok"}
     sizes = sorted({r["batch_size"] for r in bench["rows"]}, reverse=True)
-    header = "| Changes | " + " | ".join(f"Time BS {s}" for s in sizes) + " | Val accuracy |"
-    lines = [header, "|---|" + "---:|" * (len(sizes) + 1)]
+    rows = []
     for backend, precision in dict.fromkeys((r["backend"], r["precision"]) for r in bench["rows"]):
         times = [f"{cells[(backend, precision, s)]['p50_ms']:.2f} ms" if (backend, precision, s) in cells else "–"
                  for s in sizes]  # fmt: skip
-        lines.append(f"| {backend} ({precision}) | " + " | ".join(times) + " | – |")
-    return "\n".join(lines)
+        rows.append([f"{backend} ({precision})", *times, "–"])
+    return markdown(["Changes", *(f"Time BS {s}" for s in sizes), "Val accuracy"], rows)
 
 
 def percentile_table(bench: dict[str, Any]) -> str:
-    lines = [
-        "| Backend | Precision | Batch | Status | n | p50 | p90 | p99 | min | Images/s | Setup | Efficiency |",
-        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
+    header = ["Backend", "Precision", "Batch", "Status", "n", "p50", "p90", "p99", "min", "Images/s", "Setup",
+              "Efficiency"]  # fmt: skip
+    rows = []
     for r in bench["rows"]:
+        head = [r["backend"], r["precision"], str(r["batch_size"])]
         if r["status"] != "ok":
-            lines.append(f"| {r['backend']} | {r['precision']} | {r['batch_size']} | {r['status']}: {r['reason']} "
-                         "| | | | | | | | |")  # fmt: skip
+            rows.append([*head, f"{r['status']}: {r['reason']}", *[""] * 8])
             continue
         eff = f"{r['efficiency']:.1%}" if r.get("efficiency") is not None else "–"
-        lines.append(
-            f"| {r['backend']} | {r['precision']} | {r['batch_size']} | ok | {r['n']:.0f} | {r['p50_ms']:.3f} ms | "
-            f"{r['p90_ms']:.3f} ms | {r['p99_ms']:.3f} ms | {r['min_ms']:.3f} ms | {r['throughput_per_s']:,.0f} | "
-            f"{r['setup_s']:.2f} s | {eff} |"
-        )
-    return "\n".join(lines)
+        times = [f"{r[k]:.3f} ms" for k in ("p50_ms", "p90_ms", "p99_ms", "min_ms")]
+        rows.append([*head, "ok", f"{r['n']:.0f}", *times, f"{r['throughput_per_s']:,.0f}", f"{r['setup_s']:.2f} s",
+                     eff])  # fmt: skip
+    return markdown(header, rows)
 
 
 def write(results: list[dict[str, Any]], out: Path, unfinished: list[dict[str, Any]] = ()) -> Path:
@@ -236,34 +231,32 @@ def write(results: list[dict[str, Any]], out: Path, unfinished: list[dict[str, A
 
 def unfinished_table(runs: list[dict[str, Any]]) -> str:
     """Failed, interrupted and crashed runs: what they kept (finished epochs) and why they stopped."""
-    lines = ["| Run | Kind | Status | Finished epochs | Why |", "|---|---|---|---:|---|"]
+    rows = []
     for r in runs:
         why = r.get("reason") or ("its process is gone: killed, or the machine went down"
                                   if r["status"] == record.CRASHED else "")  # fmt: skip
         epochs = len(r.get("epochs") or []) if r["kind"] == "train" else "–"
-        lines.append(f"| {r['_dir']} | {r['kind']} | {r['status']} | {epochs} | {str(why).splitlines()[0][:120]} |")
-    return "\n".join(lines)
+        rows.append([r["_dir"], r["kind"], r["status"], str(epochs), (str(why).splitlines() or [""])[0][:120]])
+    return markdown(["Run", "Kind", "Status", "Finished epochs", "Why"], rows)
 
 
 def parity_table(runs: list[dict[str, Any]]) -> str:
-    lines = ["| # | A | B | Steps | Verdict | Why | Max rel. difference | Final weights rel. diff |",
-             "|---:|---|---|---:|---|---|---:|---:|"]  # fmt: skip
+    rows = []
     for i, r in enumerate(runs, start=1):
         sides = r.get("sides", {})
         w = r.get("final_weights", {})
         weights = f"{w['relative']:.3g}" if w.get("relative") is not None else "not comparable"
-        lines.append(
-            f"| {i} | {sides.get('a', {}).get('changes', '?')} | {sides.get('b', {}).get('changes', '?')} | "
-            f"{r.get('steps')} | {r.get('verdict')} | {r.get('why')} | {r.get('max_rel_difference', 0):.3g} | "
-            f"{weights} |"
-        )
-    return "\n".join(lines)
+        rows.append([str(i), sides.get("a", {}).get("changes", "?"), sides.get("b", {}).get("changes", "?"),
+                     str(r.get("steps")), r.get("verdict"), r.get("why"), f"{r.get('max_rel_difference', 0):.3g}",
+                     weights])  # fmt: skip
+    return markdown(["#", "A", "B", "Steps", "Verdict", "Why", "Max rel. difference", "Final weights rel. diff"], rows)
 
 
 def resources_table(runs: list[dict[str, Any]]) -> str:
     """Each monitored run's CPU, memory and GPU figures, and what the sampling cost."""
-    lines = ["| # | Run | Samples | Process CPU mean / p95 | RSS peak | Machine CPU mean | GPU util mean | "
-             "Sampler CPU |", "|---:|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    header = ["#", "Run", "Samples", "Process CPU mean / p95", "RSS peak", "Machine CPU mean", "GPU util mean",
+              "Sampler CPU"]  # fmt: skip
+    rows = []
     for i, r in enumerate(runs, start=1):
         res = r["resources"]
         fig = res.get("figures", {})
@@ -274,12 +267,10 @@ def resources_table(runs: list[dict[str, Any]]) -> str:
         cpu = f"{get('process_cpu_pct', 'mean') or 0:.0f} % / {get('process_cpu_pct', 'p95') or 0:.0f} %"
         rss = f"{(get('process_rss_bytes', 'peak') or 0) / 2**30:.2f} GiB"
         gpu = f"{get('gpu_util_pct', 'mean'):.0f} %" if get("gpu_util_pct", "mean") is not None else "—"
-        lines.append(
-            f"| {i} | {r['kind']}: {r.get('changes') or r.get('name', '')} ({Path(r['_dir']).name}) | "
-            f"{res.get('samples')} | {cpu} | {rss} | {get('machine_cpu_pct', 'mean') or 0:.0f} % | {gpu} | "
-            f"{(res.get('sampler_cpu_fraction') or 0):.2%} |"
-        )
-    return "\n".join(lines)
+        rows.append([str(i), f"{r['kind']}: {r.get('changes') or r.get('name', '')} ({Path(r['_dir']).name})",
+                     str(res.get("samples")), cpu, rss, f"{get('machine_cpu_pct', 'mean') or 0:.0f} %", gpu,
+                     f"{(res.get('sampler_cpu_fraction') or 0):.2%}"])  # fmt: skip
+    return markdown(header, rows)
 
 
 def _copy_plot(source: Path, out: Path, name: str) -> list[str]:
@@ -303,19 +294,16 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> str:
         raise SpeedlabError("--compare takes two bench runs (result.json with kind: bench)")
     index = lambda r: {(c["backend"], c["precision"], c["batch_size"]): c for c in r["rows"] if c["status"] == "ok"}  # noqa: E731
     cells_a, cells_b = index(a), index(b)
-    lines = [
-        f"A: {a['_dir']} ({machine(a)})", f"B: {b['_dir']} ({machine(b)})", "",
-        "| Backend | Precision | Batch | p50 A | p50 B | B / A | Verdict |", "|---|---|---:|---:|---:|---:|---|",
-    ]  # fmt: skip
+    rows = []
     for key in [k for k in cells_a if k in cells_b]:
         ra, rb = cells_a[key], cells_b[key]
         (lo_a, hi_a), (lo_b, hi_b) = _interval(ra), _interval(rb)
         apart = hi_a < lo_b or hi_b < lo_a
         verdict = ("B faster" if rb["p50_ms"] < ra["p50_ms"] else "B slower") if apart else "within noise"
-        lines.append(
-            f"| {key[0]} | {key[1]} | {key[2]} | {ra['p50_ms']:.3f} ms | {rb['p50_ms']:.3f} ms | "
-            f"{rb['p50_ms'] / ra['p50_ms']:.3f} | {verdict} |"
-        )
+        rows.append([key[0], key[1], str(key[2]), f"{ra['p50_ms']:.3f} ms", f"{rb['p50_ms']:.3f} ms",
+                     f"{rb['p50_ms'] / ra['p50_ms']:.3f}", verdict])  # fmt: skip
+    lines = [f"A: {a['_dir']} ({machine(a)})", f"B: {b['_dir']} ({machine(b)})", "",
+             markdown(["Backend", "Precision", "Batch", "p50 A", "p50 B", "B / A", "Verdict"], rows)]  # fmt: skip
     only = sorted(set(cells_a) ^ set(cells_b))
     if only:
         lines += ["", "In one run only: " + ", ".join(f"{k[0]} {k[1]} batch {k[2]}" for k in only)]
