@@ -30,6 +30,7 @@ def test_only_the_weight_gradient_when_the_input_needs_none():
 def test_the_inference_bound_times_every_gemm_and_convolution_of_a_forward(tmp_path):
     """scripts/inference_bound.py on a tiny ConvNeXt: 4 blocks give 9 GEMMs (two per block and the head), 4 depthwise
     and 4 patchify convolutions; their FLOPs add up to the forward's, and the bound is a fraction below 1."""
+    import csv
     import json
     import os
     import subprocess
@@ -38,13 +39,17 @@ def test_the_inference_bound_times_every_gemm_and_convolution_of_a_forward(tmp_p
     from tests.conftest import REPO, TINY
 
     out = subprocess.run(
-        [sys.executable, "scripts/inference_bound.py", "--batch", "2", *TINY],
+        [sys.executable, "scripts/inference_bound.py", "--batches", "2", "--study", "smoke", "--results-dir",
+         str(tmp_path), "--", *TINY],
         cwd=REPO, env={**os.environ, "SPEEDLAB_ARTIFACTS": str(tmp_path)}, capture_output=True, text=True,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "Bound:" in out.stdout and "of the yardstick" in out.stdout
-    result = json.loads(next(tmp_path.glob("runs/*/result.json")).read_text())
+    rows = list(csv.reader((tmp_path / "smoke.csv").open()))  # the study's table: a row per op kind, then the bound
+    assert {r[1] for r in rows[1:-1]} == {"GEMMs", "dense convolutions", "depthwise convolutions"}
+    assert rows[-1][1].startswith("**bound") and 0 < float(rows[-1][6].rstrip("%")) <= 100
+    (result,) = json.loads(next(tmp_path.glob("runs/*/result.json")).read_text())["bounds"]
     kinds = result["kinds"]
-    assert {k: v["calls"] for k, v in kinds.items()} == {"gemm": 9, "depthwise convolution": 4, "dense convolution": 4}
+    assert {k: v["calls"] for k, v in kinds.items()} == {"GEMMs": 9, "depthwise convolutions": 4,
+                                                         "dense convolutions": 4}  # fmt: skip
     assert sum(v["flops"] for v in kinds.values()) == result["forward_flops"]
     assert 0 < result["bound_fraction_of_yardstick"] < 1

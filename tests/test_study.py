@@ -160,17 +160,6 @@ def test_bench_activations_writes_speed_saved_bytes_and_step_memory(tmp_path):
 
 
 @pytest.mark.slow
-def test_inference_bound_writes_a_row_per_op_kind_and_the_bound(tmp_path):
-    out = _run_script(tmp_path, "inference_bound.py", "--batches", "2", "--study", "smoke", "--results-dir",
-                      str(tmp_path), "--", *TINY)  # fmt: skip
-    assert out.returncode == 0, out.stderr[-2000:]
-    rows = list(csv.reader((tmp_path / "smoke.csv").open()))
-    kinds = {r[1] for r in rows[1:]}
-    assert {"GEMMs", "dense convolutions", "depthwise convolutions"} <= kinds and rows[-1][1].startswith("**bound")
-    assert 0 < float(rows[-1][6].rstrip("%")) <= 100
-
-
-@pytest.mark.slow
 def test_check_bench_harness_compares_with_torch_timer_and_writes_its_table(tmp_path):
     out = _run_script(tmp_path, "check_bench_harness.py", "--rounds", "2", "--min-time", "0.05", "--study", "smoke",
                       "--results-dir", str(tmp_path), "--", *TINY[1:], "bench.batch_sizes=[1]")  # fmt: skip
