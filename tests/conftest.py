@@ -49,6 +49,8 @@ TINY_FAMILY = {
     "torchvision": ["model.torchvision_name=squeezenet1_1"],
     "mlp": ["model.widths=[16]"],
     "lenet5": [],
+    # A model speedlab has never seen (tests/user_models/), by import path.
+    "custom": ["model.target=tests.user_models.nets.TinyCNN", "model.kwargs.classes=10", "model.kwargs.width=8"],
 }
 
 
