@@ -202,8 +202,7 @@ def write_study(data: dict, names: list[str], study_name: str, results_dir: Path
     memory = [[m["activation"], f"{m['bytes'] / 2**20:.1f} MiB", _relative(m["bytes"], relu)]
               for m in data["step_memory"]]  # fmt: skip
     shape = "×".join(str(s) for s in data["shape"])
-    env = data["env"]
-    machine = study.machine_of(data) + (f" ({env['gpu']['name']})" if env.get("gpu") else "")
+    machine = study.machine_of(data)  # names the GPU too, where there is one
     md, _ = study.write(
         study_name,
         ["Activation", "Mode", "Forward p50", "p10–p90", "vs relu", "Fwd+bwd p50", "p10–p90", "vs relu", "vs gelu"],

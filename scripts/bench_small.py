@@ -166,11 +166,6 @@ def book_lenet(root: str, epochs: int, resident: bool) -> dict[str, Any]:
 # ---------------------------------------------------------------- rows in fresh processes
 
 
-def slug(text: str) -> str:
-    """A directory name Hydra's override grammar accepts (hydra.run.dir=...)."""
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text).strip("_")
-
-
 def run_speedlab(overrides: list[str], run_dir: Path) -> dict[str, Any]:
     """One training run through the study runner: its result.json, or the error its stderr ended with."""
     outcome = study.run_one(Row("train", "train", tuple(overrides)), run_dir)
@@ -212,7 +207,7 @@ def mlp_rows(bench_dir: Path, epochs: int, only: list[str] | None = None) -> lis
     for label, overrides in MLP_ROWS.items():
         if not wanted(label, only):
             continue
-        run_dir = record.job_dir(bench_dir, "mlp-" + slug(label.split(":")[0]))
+        run_dir = record.job_dir(bench_dir, "mlp-" + study.slug(label.split(":")[0]))
         # A DataLoader step over 10,000 single samples takes ~100 ms: a few blocks are enough to time it.
         n = min(epochs, 3 * BLOCK) if "data.feed=loader" in overrides else epochs
         result = run_speedlab(["+exp=mlp_matexp", f"trainer.epochs={n}", f"trainer.eval_every={n}",
@@ -247,7 +242,7 @@ def lenet_rows(bench_dir: Path, epochs: int, root: str, only: list[str] | None =
     for label, overrides in LENET_ROWS.items():
         if not wanted(label, only):
             continue
-        run_dir = record.job_dir(bench_dir, "lenet-" + slug(label))
+        run_dir = record.job_dir(bench_dir, "lenet-" + study.slug(label))
         result = run_speedlab(["+exp=lenet5_mnist", f"data.root={root}", f"trainer.epochs={epochs}",
                                f"trainer.eval_every={epochs}", "trainer.save_checkpoints=false", *overrides],
                               run_dir)  # fmt: skip

@@ -85,10 +85,11 @@ def main() -> int:
         rec.update({"rows": rows, "passed": passed, "total": len(rows), "pytest_exit_code": pytest_rc})
         if passed != len(rows) or pytest_rc != 0 or not rows:
             rec.set_status("failed", summary)
-        table = markdown(COLUMNS, [[row[c] for c in COLUMNS] for row in rows])
+        cells = [[row[c] for c in COLUMNS] for row in rows]
+        table = markdown(COLUMNS, cells)
         atomic_write_text(run_dir / "drill.md", f"# Fault drill\n\n{table}\n\n{summary}\n")
     md, _ = study.write(
-        args.study, COLUMNS, [[row[c] for c in COLUMNS] for row in rows], results_dir=args.results_dir,
+        args.study, COLUMNS, cells, results_dir=args.results_dir,
         title="The fault drill: every fault scenario, run for real" + (f" (only -k {args.only})" if args.only else ""),
         machine=study.machine_of(rec.data),
         notes=[f"{summary}. The training faults ran on the {config['preset']} preset's model. Command: "
