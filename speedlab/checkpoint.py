@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from speedlab import config, models, record
+from speedlab import config, models, record, targets
 from speedlab.config import ModelCfg
 from speedlab.data.spec import DataSpec
 from speedlab.errors import SpeedlabError
@@ -176,5 +176,11 @@ def load_trained(setting: str, key: str, run_model: dict[str, Any], explicit: bo
             + "\n(the checkpoint decides the model: drop the model overrides, or give another checkpoint)"
         )
     model, cfg, spec = from_checkpoint(state, path)
-    notes = [f"model from the checkpoint ({', '.join(diffs)} in this run's config, ignored)"] if diffs else []
+    notes = []
+    if state["model_config"].get("name") != run_model.get("name"):
+        notes.append(f"model from the checkpoint: model={state['model_config'].get('name')} "
+                     f"(this run's model={run_model.get('name')} settings ignored)")  # fmt: skip
+    elif diffs:
+        notes.append(f"model from the checkpoint ({', '.join(diffs)} in this run's config, ignored)")
+    notes += targets.changed(state.get("code") or {})
     return Trained(model, cfg, spec, path, state, notes)

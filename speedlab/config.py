@@ -210,6 +210,20 @@ class AmpCfg:
     dtype: AmpDtype = AmpDtype.bf16  # bf16 (no loss scaling), or fp16 (GradScaler; CUDA only)
 
 
+@dataclass
+class LossCfg:
+    """What training minimises: the task's own loss (cross-entropy or MSE), or the user's, by import path, for a
+    model whose outputs are not logits or a regression tensor (a dict or tuple of outputs)."""
+
+    # loss(outputs, targets) -> scalar tensor: PKG.MODULE.ATTR of a function, or of an nn.Module class built with
+    # loss.kwargs. None: the task's own.
+    target: str | None = None
+    kwargs: Any = field(default_factory=lambda: OmegaConf.create({}, flags={"struct": False}))  # open to new keys
+    # Which output the task's figures (accuracy, MSE) read when the model returns several: a dict key or a tuple
+    # index. None: with the user's loss, validation reports its loss only (unless the output is one tensor).
+    output: str | None = None
+
+
 # ----------------------------------------------------------------------------------------------------- bench parts
 @dataclass
 class BenchCfg:
@@ -395,6 +409,7 @@ class TrainingJobCfg(ModelJobCfg):
     optim: OptimCfg = field(default_factory=OptimCfg)
     compile: CompileCfg = field(default_factory=CompileCfg)
     amp: AmpCfg = field(default_factory=AmpCfg)
+    loss: LossCfg = field(default_factory=LossCfg)
 
 
 @dataclass

@@ -84,10 +84,10 @@ def run(ctx: RunContext) -> int:
 
 def _batch(spec: DataSpec, batch: int, where: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Random inputs of the data's shape and targets of its task (class indices or regression values)."""
-    inputs = torch.randn(batch, *spec.input_shape, device=where)
+    inputs = spec.example(batch, device=where)
     if spec.task == "classification":
-        return inputs, torch.randint(0, spec.num_outputs, (batch,), device=where)
-    return inputs, torch.randn(batch, spec.num_outputs, device=where)
+        return inputs, torch.randint(0, spec.num_outputs, (batch, *spec.target_shape), device=where)
+    return inputs, torch.randn(batch, *spec.target_shape, device=where)
 
 
 def _step_phases(trainer, inputs: torch.Tensor, targets: torch.Tensor) -> list[str]:

@@ -33,10 +33,10 @@ def count_flops(fn: Callable[[], object]) -> int:
     return int(counter.get_total_flops())
 
 
-def forward_flops(model: torch.nn.Module, input_shape: tuple[int, ...], where: torch.device) -> int:
-    """FLOPs of one sample's forward pass at `input_shape`."""
+def forward_flops(model: torch.nn.Module, example: torch.Tensor) -> int:
+    """FLOPs of one forward pass on `example` (one sample: a batch of 1)."""
     with torch.no_grad():
-        return count_flops(lambda: model(torch.zeros(1, *input_shape, device=where)))
+        return count_flops(lambda: model(example))
 
 
 def yardstick(where: torch.device, precision: str) -> float | None:

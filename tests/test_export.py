@@ -248,7 +248,7 @@ def _tiny_model() -> torch.nn.Module:
 
 def _obtain(model, fmt: str, precision: str, root: Path, cfg=QUICK.export):
     return artifacts.obtain(
-        model, (4,), cfg, fmt, precision, batch_range=(1, 8), root=root,
+        model, DataSpec("classification", (4,), 3), cfg, fmt, precision, batch_range=(1, 8), root=root,
         calibration=lambda: (np.random.default_rng(0).standard_normal((8, 4), dtype=np.float32) for _ in range(2)),
         calibration_label="test", classification=True,
     )  # fmt: skip

@@ -47,6 +47,8 @@ def source_overrides(name: str, tmp_path: Path, fake_tin: Path, fake_mnist: Path
         "mnist": [f"data.root={fake_mnist}", *small],
         "digits": small,
         "matrix_exp": small,
+        # The user's own data set by import path: int64 token ids with a label per token.
+        "custom": ["data.target=tests.user_models.tokens.sequences", "data.kwargs.per_token=true", *small],
     }.get(name, [])
 
 
@@ -60,11 +62,14 @@ def test_every_source_delivers_what_it_declares(name, tmp_path, fake_tin, fake_m
     assert data.spec == spec  # loading found what the cheap declaration said
     for loader in (data.train, data.val):
         x, y = next(iter(loader.epoch(0)))
-        assert tuple(x.shape[1:]) == spec.input_shape and x.dtype == torch.float32
+        assert tuple(x.shape[1:]) == spec.input_shape and x.dtype == getattr(torch, spec.input_dtype)
+        assert tuple(y.shape) == (len(x), *spec.target_shape)
         if spec.task == "classification":
             assert y.dtype == torch.int64 and int(y.max()) < spec.num_outputs
         else:
-            assert y.shape == (len(x), spec.num_outputs) and y.dtype == torch.float32
+            assert y.dtype == torch.float32
+        if spec.integer_inputs:
+            assert int(x.min()) >= 0 and int(x.max()) < spec.input_high
     assert data.record()["spec"]["input_shape"] == list(spec.input_shape)
 
 

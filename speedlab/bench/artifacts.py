@@ -26,10 +26,10 @@ def artifact(setup: BenchSetup, fmt: str, precision: str) -> Obtained:
     key = ("artifact", fmt, precision)
     if key not in setup.shared:
         obtained = artifacts.obtain(
-            setup.model, setup.spec.input_shape, wanted.export, fmt, precision,
+            setup.model, setup.spec, wanted.export, fmt, precision,
             batch_range=wanted.batch_range,
             calibration=lambda: (setup.inputs(8).cpu().numpy() for _ in range(CALIBRATION_BATCHES)),
-            calibration_label=f"standard-normal, {CALIBRATION_BATCHES} x 8",
+            calibration_label=f"random, {CALIBRATION_BATCHES} x 8",
             classification=setup.spec.task == "classification",
         )  # fmt: skip
         setup.shared.setdefault("export_s", {})[f"{fmt} {precision}"] = obtained.build_s

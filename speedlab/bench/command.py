@@ -98,7 +98,7 @@ def _timing_cfg(cfg: BenchJob) -> timing.TimingCfg:
 
 def count_flops(model: torch.nn.Module, spec: DataSpec, where: torch.device) -> int:
     """FLOPs of one sample's forward pass (a multiply-add counts two), at the data's input shape."""
-    return roofline.forward_flops(model, spec.input_shape, where)
+    return roofline.forward_flops(model, spec.example(1, device=where))
 
 
 def _cell(backend, setup: BenchSetup, cfg: BenchJob, precision: str, batch_size: int, flops_per_image: int,

@@ -2,9 +2,10 @@
 
 `obtain(model, ...)` returns a format's artifact of a model, built through the format registry (its source first:
 INT8 from ONNX fp32, an engine from either), checked once by the shared parity check against the eager model on a
-fixed batch of standard-normal inputs, and cached by content under `artifacts/cache/export/`: the key hashes the
-model's weights and module tree, the input shape, the format, precision and export settings, the batch range an
-engine covers, the calibration's source, and the library versions. A second request for the same content costs a
+fixed batch of random inputs as the data declares them (`DataSpec.example`), and cached by content under
+`artifacts/cache/export/`: the key hashes the model's weights and module tree, the inputs' shape and dtype, the
+format, precision and export settings, the batch range an engine covers, the calibration's source, and the library
+versions. A second request for the same content costs a
 directory lookup. Each entry is built in a temporary directory and renamed into place, so an interrupted build leaves
 no entry behind.
 
@@ -31,13 +32,14 @@ import torch
 
 from speedlab import config, record
 from speedlab.config import ExportCfg
+from speedlab.data.spec import DataSpec
 from speedlab.errors import SpeedlabError
 from speedlab.export import formats, parity
 from speedlab.export.formats import BuildRequest
 from speedlab.fsutil import atomic_write_json
 
 META_FILE = "artifact.json"
-PARITY_BATCH = 8  # standard-normal inputs: enough to judge a latency artifact, cheap to run through every runtime
+PARITY_BATCH = 8  # random inputs: enough to judge a latency artifact, cheap to run through every runtime
 
 
 @dataclass
@@ -78,12 +80,13 @@ def _versions() -> dict[str, str | None]:
     return out
 
 
-def content_key(model: torch.nn.Module, input_shape: tuple[int, ...], cfg: ExportCfg, fmt: str, precision: str,
+def content_key(model: torch.nn.Module, spec: DataSpec, cfg: ExportCfg, fmt: str, precision: str,
                 batch_range: tuple[int, int], calibration: str) -> str:  # fmt: skip
     """SHA-256 of everything that decides the artifact's bytes."""
     digest = hashlib.sha256()
     settings = {k: v for k, v in config.plain(cfg).items() if k != "limits"}  # limits judge, they do not build
-    head = {"module": repr(model), "input_shape": list(input_shape), "format": fmt, "precision": precision,
+    inputs = [spec.input_shape, spec.input_dtype, spec.input_high]
+    head = {"module": repr(model), "inputs": inputs, "format": fmt, "precision": precision,
             "settings": settings, "batch_range": list(batch_range) if fmt == "tensorrt" else None,
             "calibration": calibration if precision == "int8" else None, "versions": _versions()}  # fmt: skip
     digest.update(json.dumps(head, sort_keys=True, default=str).encode())
@@ -94,7 +97,7 @@ def content_key(model: torch.nn.Module, input_shape: tuple[int, ...], cfg: Expor
     return digest.hexdigest()
 
 
-def obtain(model: torch.nn.Module, input_shape: tuple[int, ...], cfg: ExportCfg, fmt: str, precision: str, *,
+def obtain(model: torch.nn.Module, spec: DataSpec, cfg: ExportCfg, fmt: str, precision: str, *,
            batch_range: tuple[int, int], calibration: Callable[[], Iterator[np.ndarray]], calibration_label: str,
            classification: bool, root: Path | None = None) -> Obtained:  # fmt: skip
     """The `fmt` artifact of `model` (eval mode, any device) at `precision`: from the cache, or built, checked and
@@ -105,7 +108,7 @@ def obtain(model: torch.nn.Module, input_shape: tuple[int, ...], cfg: ExportCfg,
         raise SpeedlabError(f"{fmt} artifacts cannot be built here: {why}")
     root = root or cache_dir()
     cpu_model = model if next(model.parameters()).device.type == "cpu" else copy.deepcopy(model).to("cpu")
-    key = content_key(cpu_model, input_shape, cfg, fmt, precision, batch_range, calibration_label)
+    key = content_key(cpu_model, spec, cfg, fmt, precision, batch_range, calibration_label)
     target = root / f"{fmt}-{precision}-{key[:20]}"
     cached = _load(target)
     if cached is not None:
@@ -114,19 +117,19 @@ def obtain(model: torch.nn.Module, input_shape: tuple[int, ...], cfg: ExportCfg,
     source_path = None
     if source is not None:
         source_path = obtain(
-            cpu_model, input_shape, cfg, *source, batch_range=batch_range, calibration=calibration,
+            cpu_model, spec, cfg, *source, batch_range=batch_range, calibration=calibration,
             calibration_label=calibration_label, classification=classification, root=root,
         ).path  # fmt: skip
     root.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(dir=root, prefix=f".building-{fmt}-{precision}-"))
     try:
-        request = BuildRequest(model=cpu_model, example=torch.randn(2, *input_shape), cfg=cfg, directory=building,
+        request = BuildRequest(model=cpu_model, example=spec.example(2), cfg=cfg, directory=building,
                                precision=precision, source=source_path, calibration=calibration,
                                batch_range=batch_range)  # fmt: skip
         start = time.perf_counter()
         path = form.build(request)
         built = Obtained(fmt, precision, path, "ok", build_s=round(time.perf_counter() - start, 3), key=key)
-        _check(built, form, cpu_model, input_shape, cfg, classification, batch_range)
+        _check(built, form, cpu_model, spec, cfg, classification, batch_range)
         atomic_write_json(building / META_FILE, {**asdict(built), "path": path.name, "extra": request.extra})
         _publish(building, target)
     finally:
@@ -135,14 +138,17 @@ def obtain(model: torch.nn.Module, input_shape: tuple[int, ...], cfg: ExportCfg,
     return built
 
 
-def _check(built: Obtained, form: Any, model: torch.nn.Module, input_shape: tuple[int, ...], cfg: ExportCfg,
+def _check(built: Obtained, form: Any, model: torch.nn.Module, spec: DataSpec, cfg: ExportCfg,
            classification: bool, batch_range: tuple[int, int]) -> None:  # fmt: skip
-    """The shared parity check on a fixed batch of standard-normal inputs, inside the artifact's batch range."""
+    """The shared parity check on a fixed batch of random inputs as the data declares them (standard normal, or ids
+    in range), inside the artifact's batch range."""
     problem = form.verify(built.path)
     size = min(PARITY_BATCH, batch_range[1]) if cfg.dynamic_batch else 2
-    inputs = torch.randn(size, *input_shape, generator=torch.Generator().manual_seed(0))
+    inputs = spec.example(size)
     with torch.no_grad():
-        reference = model(inputs).float().numpy()
+        outputs = model(inputs)
+    reference = parity.host(outputs)
+    classification = classification and isinstance(outputs, torch.Tensor)  # several outputs have no one top-1
     checks = parity.check(form.runners(built.path), [(inputs.numpy(), reference)], classification)
     built.figures, broken = parity.judge(checks, parity.limits_for(built.precision, cfg.limits))
     reason = "; ".join(r for r in (problem, broken) if r)

@@ -126,7 +126,7 @@ def run(ctx: RunContext) -> int:
         model = _model(cfg, plan, data.spec)
         fixed = next(data.val.epoch(0))[0].numpy()
         with torch.no_grad():
-            reference = model(torch.from_numpy(fixed)).numpy()
+            reference = parity.host(model(torch.from_numpy(fixed)))
         rec.update(_describe(cfg, plan, model, fixed, data.spec))
         _say(f"{rec['params']:,} parameters; {data.spec.describe()}; parity on a fixed batch of {len(fixed)} val "
              "samples")  # fmt: skip
@@ -205,7 +205,9 @@ def _depth(name: str, ecfg: ExportCfg) -> int:
 
 def _export_all(ctx, plan, model, data, fixed, reference, val: list[_ValBatch] | None) -> Iterator[Artifact]:
     """Every requested format's artifacts, each after the artifact it is built from, through the format registry."""
-    classification = data.spec.task == "classification"
+    with torch.no_grad():  # a model with several outputs (a dict, a tuple) has no one top-1 to agree on
+        single = isinstance(model(torch.from_numpy(fixed[:1])), torch.Tensor)
+    classification = data.spec.task == "classification" and single
     built: dict[tuple[str, str], Artifact] = {}
     for name in plan.formats:
         form = formats.get(name)
@@ -316,11 +318,15 @@ class _ValBatch:
 def _eager_val(model: torch.nn.Module, data: DataBundle) -> list[_ValBatch]:
     """The val split with the eager model's outputs, for each artifact's figure and agreement with eager."""
     with torch.no_grad():
-        return [_ValBatch(x.numpy(), y.numpy(), model(x).numpy()) for x, y in data.val.epoch(0)]
+        return [_ValBatch(x.numpy(), y.numpy(), parity.host(model(x))) for x, y in data.val.epoch(0)]
 
 
 def _task_figure(outputs: np.ndarray, targets: np.ndarray, spec: DataSpec) -> dict[str, float]:
-    """The task's headline figure over a split: top-1 accuracy (%) or mean squared error."""
+    """The task's headline figure over a split: top-1 accuracy (%) or mean squared error; none when the outputs are
+    not the task's (several outputs that a custom loss reads)."""
+    fits = outputs.ndim == targets.ndim + 1 if spec.task == "classification" else outputs.shape == targets.shape
+    if not fits:
+        return {}
     if spec.task == "classification":
         return {"val_acc": round(100.0 * float((outputs.argmax(axis=1) == targets).mean()), 3)}
     return {"val_mse": float(np.mean((outputs.astype(np.float64) - targets) ** 2))}
@@ -336,7 +342,7 @@ def _val_figures(path: Path, val: list[_ValBatch], spec: DataSpec) -> dict[str, 
     outputs = np.concatenate([parity.run_session(session, b.inputs) for b in batches])
     targets = np.concatenate([b.targets for b in batches])
     figures = {**_task_figure(outputs, targets, spec), "val_samples": len(outputs)}
-    if spec.task == "classification":
+    if spec.task == "classification" and outputs.ndim == 2:
         eager = np.concatenate([b.eager for b in batches]).argmax(axis=1)
         figures["val_top1_agreement"] = round(float((outputs.argmax(axis=1) == eager).mean()), 5)
     return figures
@@ -349,7 +355,9 @@ def _eager_figures(val: list[_ValBatch], spec: DataSpec) -> dict[str, float]:
 def _val_text(figures: dict[str, float]) -> str:
     if "val_acc" in figures:
         return f"val top-1 {figures['val_acc']:.2f} %"
-    return f"val MSE {figures['val_mse']:.4g}"
+    if "val_mse" in figures:
+        return f"val MSE {figures['val_mse']:.4g}"
+    return "no task figure (the model's outputs are not the task's; its own loss reads them)"
 
 
 TABLE_HEADER = ["Format", "Precision", "Status", "Export time", "Size", "Max abs error", "Max rel error", "Cosine",

@@ -22,11 +22,33 @@ FIGURES = ("max_abs_error", "max_rel_error", "cosine", "top1_agreement")
 _WORSE_IS_HIGHER = {"max_abs_error": True, "max_rel_error": True, "cosine": False, "top1_agreement": False}
 
 
+def host(outputs: Any) -> np.ndarray:
+    """A model's outputs as one float host array: a tensor as it is; several (a dict, tuple or list of tensors, as
+    torch.export flattens them, in that order) each flattened per sample and concatenated to (batch, numbers)."""
+    import torch
+    from torch.utils._pytree import tree_leaves
+
+    leaves = [t for t in tree_leaves(outputs) if isinstance(t, torch.Tensor)]
+    if len(leaves) == 1:
+        return leaves[0].detach().float().cpu().numpy()
+    return np.concatenate([t.detach().float().cpu().reshape(len(t), -1).numpy() for t in leaves], axis=1)
+
+
+def joined(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """A runtime's outputs in the form `host` gives the eager model's: one as it is, several flattened and joined."""
+    if len(arrays) == 1:
+        return arrays[0]
+    return np.concatenate([np.asarray(a, dtype=np.float32).reshape(len(a), -1) for a in arrays], axis=1)
+
+
 def figures(reference: np.ndarray, candidate: np.ndarray, classification: bool = True) -> dict[str, float | None]:
-    """The four figures for outputs of shape (batch, outputs)."""
+    """The four figures for outputs of shape (batch, ...): cosine per sample over all its numbers; top-1 agreement
+    only for (batch, classes) logits of a classification."""
     if reference.shape != candidate.shape:
         raise ValueError(f"output shape {candidate.shape} differs from the reference's {reference.shape}")
-    ref, cand = reference.astype(np.float64), candidate.astype(np.float64)
+    classification = classification and reference.ndim == 2
+    ref = reference.astype(np.float64).reshape(len(reference), -1)
+    cand = candidate.astype(np.float64).reshape(len(candidate), -1)
     abs_error = float(np.abs(cand - ref).max())
     norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(cand, axis=1)
     cosine = (ref * cand).sum(axis=1) / np.maximum(norms, np.finfo(np.float64).tiny)
@@ -83,7 +105,7 @@ def onnxruntime_session(path: Path, provider: str):
 
 
 def run_session(session, inputs: np.ndarray) -> np.ndarray:
-    return session.run(None, {session.get_inputs()[0].name: inputs})[0]
+    return joined(session.run(None, {session.get_inputs()[0].name: inputs}))
 
 
 def limits_for(precision: str, limits: ExportLimits) -> ArtifactLimits:

@@ -11,16 +11,14 @@ rebuild the same model.
 
 from __future__ import annotations
 
-import importlib
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
 from torch import nn
 
+from speedlab import targets
 from speedlab.config import ModelCfg
 from speedlab.data.spec import DataSpec
 from speedlab.errors import SpeedlabError
@@ -37,29 +35,10 @@ class CustomCfg(ModelCfg):
 
 
 def resolve(target: str) -> Callable[..., Any]:
-    """The object `target` names, imported; one error naming the module and Python's reason when it cannot be."""
+    """The class or factory `model.target` names, imported (errors name the module and Python's reason)."""
     if not target:
         raise SpeedlabError("model=custom needs model.target=PKG.MODULE.ATTR: the nn.Module class or factory to call")
-    module_name, sep, attr = target.partition(":") if ":" in target else target.rpartition(".")
-    if not module_name or not attr:
-        raise SpeedlabError(f"model.target={target!r}: give PKG.MODULE.ATTR (or PKG.MODULE:ATTR)")
-    # `python -m` puts the current directory first on sys.path; a console script does not: add it, as Hydra does.
-    if str(Path.cwd()) not in sys.path and "" not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as err:  # noqa: BLE001 - any error in the user's module is reported, not raised deep inside
-        raise SpeedlabError(f"model.target={target!r}: cannot import {module_name!r}: "
-                            f"{type(err).__name__}: {err}") from None  # fmt: skip
-    try:
-        obj = getattr(module, attr)
-    except AttributeError:
-        names = ", ".join(n for n in dir(module) if not n.startswith("_"))
-        raise SpeedlabError(f"model.target={target!r}: module {module_name!r} has no {attr!r}; "
-                            f"it has: {names}") from None  # fmt: skip
-    if not callable(obj):
-        raise SpeedlabError(f"model.target={target!r} is a {type(obj).__name__}, not an nn.Module class or a factory")
-    return obj
+    return targets.resolve("model.target", target, "an nn.Module class or a factory")
 
 
 @register("custom", CustomCfg)
@@ -68,11 +47,8 @@ class CustomFamily:
         resolve(cfg.target)
 
     def build(self, cfg: CustomCfg, spec: DataSpec) -> nn.Module:
-        factory = resolve(cfg.target)
-        try:
-            model = factory(**dict(cfg.kwargs))
-        except TypeError as err:  # the callable rejects the kwargs: its own message says which
-            raise SpeedlabError(f"model.target={cfg.target!r} with model.kwargs={dict(cfg.kwargs)}: {err}") from None
+        resolve(cfg.target)
+        model = targets.call("model.target", cfg.target, dict(cfg.kwargs), "an nn.Module class or a factory")
         if not isinstance(model, nn.Module):
             raise SpeedlabError(f"model.target={cfg.target!r} returned a {type(model).__name__}, not an nn.Module")
         return model

@@ -130,6 +130,8 @@ def training_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _val_text(row: dict[str, Any]) -> str:
     if row["val"] is None:
         return "–"
+    if row["metric"] == "val_loss":  # the user's own loss: lower is better, no accuracy to show
+        return f"loss {row['val']:.4g}"
     return f"MSE {row['val']:.4g}" if row["metric"] == "val_mse" else f"{row['val']:.2f} %"
 
 

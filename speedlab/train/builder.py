@@ -54,7 +54,7 @@ def build_trainer(
         if scaler is not None and resume[0].get("scaler"):
             scaler.load_state_dict(resume[0]["scaler"])
     trainer = Trainer(
-        model=model, module=module, optimizer=optimizer, data=data, device=device, task=tasks.for_spec(spec),
+        model=model, module=module, optimizer=optimizer, data=data, device=device, task=tasks.for_spec(spec, cfg.loss),
         autocast=levers.autocast(cfg.amp, device), lr_at=lambda step: cfg.optim.lr, scaler=scaler,
         channels_last=cfg.trainer.channels_last, max_steps=cfg.trainer.max_steps, dist=dist,
         progress=progress or Progress(enabled=False),

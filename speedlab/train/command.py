@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 import activations
-from speedlab import checkpoint, device, models, record, roofline
+from speedlab import checkpoint, device, models, record, roofline, targets
 from speedlab.config import RunContext, TrainJob
 from speedlab.data.build import build_data, describe
 from speedlab.data.loaders import DataBundle
@@ -247,13 +247,15 @@ def _activation_implementation(cfg: TrainJob, where: torch.device) -> str | None
 
 
 def _epoch_line(e: dict[str, Any], total: int) -> str:
-    classification = "val_acc" in e
-    val = f"top-1 {e['val_acc']:.2f} %, top-5 {e['val_top5']:.2f} %" if classification else f"MSE {e['val_mse']:.4g}"
+    if "val_acc" in e:
+        val = f", top-1 {e['val_acc']:.2f} %, top-5 {e['val_top5']:.2f} %"
+    else:  # regression, or the user's loss alone
+        val = f", MSE {e['val_mse']:.4g}" if "val_mse" in e else ""
     seconds = e["train_time_s"]
     took = f"{seconds:.2f} s" if seconds >= 0.1 else f"{seconds * 1e3:.2f} ms"
     return (
         f"epoch {e['epoch']}/{total}: train {took} ({e['images_per_s']:,.0f} samples/s), "
-        f"loss {e['train_loss']:.4g} | val loss {e['val_loss']:.4g}, {val}"
+        f"loss {e['train_loss']:.4g} | val loss {e['val_loss']:.4g}{val}"
     )
 
 
@@ -286,6 +288,7 @@ def _finish_epoch(
                 "history": history_lines.array(history),
                 "model_config": ctx.resolved["model"],
                 "data_spec": trainer.data.spec.record(),
+                "code": targets.fingerprints(ctx.resolved),  # the user's modules, to spot code changed since
                 "config": ctx.resolved,
                 "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             },

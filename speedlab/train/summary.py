@@ -31,12 +31,19 @@ def row(result: dict[str, Any]) -> dict[str, str]:
         return "-" if value is None else fmt.format(value)
 
     regression = result.get("final_val_mse") is not None
+    loss_only = result.get("metric") == "val_loss"  # the user's loss, with no output the task's figures read
     epoch_time = result.get("mean_epoch_time_s")
     return {
         "Changes": result.get("changes", result.get("name", "?")),
         # Tiny epochs (one full-batch step) read better in milliseconds.
         "Train epoch time": num("mean_epoch_time_s", "{:.2f} s" if (epoch_time or 1) >= 0.1 else "{:.4f} s"),
-        VAL_COLUMN: num("final_val_mse", "MSE {:.4g}") if regression else num("final_val_acc", "{:.2f} %"),
+        VAL_COLUMN: (
+            num("final_val_mse", "MSE {:.4g}")
+            if regression
+            else num("final_val_loss", "loss {:.4g}")
+            if loss_only
+            else num("final_val_acc", "{:.2f} %")
+        ),
         "Images/s": num("mean_images_per_s", "{:,.0f}"),
         "Achieved": _achieved(result),
         "Compile time": num("compile_time_s", "{:.1f} s"),

@@ -64,10 +64,9 @@ class BenchSetup:
         return self.options[backend]
 
     def inputs(self, batch_size: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """A batch of standard-normal inputs (what normalised data looks like) in the data's shape."""
-        generator = torch.Generator().manual_seed(batch_size)
-        samples = torch.randn(batch_size, *self.spec.input_shape, generator=generator, dtype=dtype)
-        return samples.to(self.device)
+        """A batch of random inputs as the data declares them (`DataSpec.example`): standard normal in `dtype` for
+        float inputs, ids in the declared range for integer inputs (which `dtype` leaves as they are)."""
+        return self.spec.example(batch_size, seed=batch_size, device=self.device, float_dtype=dtype)
 
 
 @dataclass

@@ -1,0 +1,112 @@
+"""The user's own model, data set and loss by import path (tests/user_models/: code speedlab has never seen), each
+through train, export, bench and profile: a 1-D ConvNet on C x L waveforms, a token model on int64 ids (one label
+per sequence, and one per token), and a model returning a dict, trained with its own loss. Bad data sets and losses
+are one clear error before any work."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from speedlab import cli
+from speedlab.data.build import describe
+from tests.conftest import invoke
+
+WAVES = ["model=custom", "model.target=tests.user_models.signals.Wave1d", "data=custom",
+         "data.target=tests.user_models.signals.waveforms"]  # fmt: skip
+TOKENS = ["model=custom", "model.target=tests.user_models.tokens.BagOfTokens", "data=custom",
+          "data.target=tests.user_models.tokens.sequences"]  # fmt: skip
+TAGGER = ["model=custom", "model.target=tests.user_models.tokens.Tagger", "data=custom",
+          "data.target=tests.user_models.tokens.sequences", "data.kwargs.per_token=true"]  # fmt: skip
+HEADS = ["model=custom", "model.target=tests.user_models.heads.TwoHeads", "data=custom",
+         "data.target=tests.user_models.heads.blobs", "loss.target=tests.user_models.heads.two_head_loss",
+         "loss.kwargs.recon_weight=0.01", "loss.output=logits"]  # fmt: skip
+CASES = {"waveform C x L": WAVES, "token ids": TOKENS, "per-token labels": TAGGER, "dict outputs, own loss": HEADS}
+TRAIN = ["trainer.epochs=4", "trainer.batch_size=32", "optim.lr=0.01"]
+FAST_BENCH = ["bench.backends=[eager,onnxruntime]", "bench.batch_sizes=[1,8]", "bench.min_iters=3",
+              "bench.min_time_s=0.02", "bench.warmup_iters=1", "bench.warmup_min_s=0.0"]  # fmt: skip
+
+
+def _result(run: Path) -> dict:
+    return json.loads((run / "result.json").read_text())
+
+
+@pytest.mark.parametrize("case", CASES, ids=list(CASES))
+def test_the_users_code_trains_exports_benches_and_profiles(case, tmp_path):
+    overrides = CASES[case]
+    spec = describe(cli.compose("train", overrides).data)
+    assert invoke("train", [*overrides, *TRAIN, f"hydra.run.dir={tmp_path / 'train'}"]) == 0
+    trained = _result(tmp_path / "train")
+    assert trained["final_val_acc"] > 80, trained["final_val_acc"]  # learnable data: a sensible accuracy
+    data = [o for o in overrides if o.startswith("data")]
+    weights = f"weights={tmp_path / 'train'}"
+    assert invoke("export", [*data, weights, "export.formats=[onnx]", f"hydra.run.dir={tmp_path / 'export'}"]) == 0
+    (artifact,) = _result(tmp_path / "export")["artifacts"]
+    assert artifact["status"] == "ok" and artifact["val_acc"] == pytest.approx(trained["final_val_acc"], abs=1.0)
+    graph_input = onnx.load(artifact["path"]).graph.input[0].type.tensor_type
+    assert onnx.helper.tensor_dtype_to_np_dtype(graph_input.elem_type) == np.dtype(spec.input_dtype)
+    # Bench rebuilds the model from the checkpoint alone and draws inputs as the data declares them (ids in range).
+    assert invoke("bench", [weights, *FAST_BENCH, f"hydra.run.dir={tmp_path / 'bench'}"]) == 0
+    benched = _result(tmp_path / "bench")
+    assert benched["data_spec"]["input_dtype"] == spec.input_dtype
+    assert [(r["backend"], r["batch_size"], r["status"]) for r in benched["rows"]] == [
+        (b, n, "ok") for b in ("eager", "onnxruntime") for n in (1, 8)]  # fmt: skip
+    assert all(r["artifact_parity"] == "ok" for r in benched["rows"] if r["backend"] == "onnxruntime")
+    profile = ["profile.steps=1", "profile.warmup=1", "trainer.batch_size=8"]
+    assert invoke("profile", [*overrides, *profile, f"hydra.run.dir={tmp_path / 'profile'}"]) == 0
+    assert _result(tmp_path / "profile")["input_shape"] == [None, *spec.input_shape]
+
+
+def test_a_loss_alone_is_what_validation_reports(tmp_path):
+    """With the user's loss and no `loss.output` to read accuracy from, validation reports that loss."""
+    heads = [o for o in HEADS if not o.startswith("loss.output")]
+    assert invoke("train", [*heads, "trainer.epochs=1", f"hydra.run.dir={tmp_path}"]) == 0
+    result = _result(tmp_path)
+    assert result["metric"] == "val_loss" and result["final_val_loss"] > 0 and result["final_val_acc"] is None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["data.target=tests.user_models.signals.triples"], "item 0 is a 3-item tuple, not an (input, target) pair"),
+        (
+            ["data.target=tests.user_models.nope.splits"],
+            "data.target='tests.user_models.nope.splits': cannot import 'tests.user_models.nope': ModuleNotFoundError",
+        ),
+        (["data.target=tests.user_models.signals.waveforms", "data.kwargs.colour=red"], "unexpected keyword argument"),
+        (["data.target=tests.user_models.signals.Wave1d"], "returned a Wave1d, not (train, val) datasets"),
+        (["data.target=tests.user_models.signals.waveforms", "data.task=regression"], "needs float targets"),
+        ([], "data=custom needs data.target=PKG.MODULE.ATTR"),
+        (
+            ["data.target=tests.user_models.heads.blobs", "loss.target=tests.user_models.heads.NOPE"],
+            "module 'tests.user_models.heads' has no 'NOPE'",
+        ),
+    ],
+    ids=["not a pair", "no module", "kwargs rejected", "not two splits", "wrong task", "no target", "bad loss"],
+)
+def test_bad_user_data_or_loss_is_one_clear_error_before_any_work(run_main, overrides, message):
+    out = run_main("train", "data=custom", "model=mlp", *overrides)
+    assert out.returncode == 1 and message in out.stderr, out.stderr
+    assert out.stderr.count("speedlab: error") == 1 and "Traceback" not in out.stderr
+
+
+def test_a_changed_model_source_is_reported_when_its_checkpoint_loads(tmp_path, monkeypatch):
+    """The checkpoint records each user module's source hash; loading it after the code changed says so."""
+    package = tmp_path / "mycode"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    net = package / "net.py"
+    net.write_text("from torch import nn\n\ndef make():\n    return nn.Sequential(nn.Flatten(), nn.Linear(4, 4))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    run = ["model=custom", "model.target=mycode.net.make", "data=matrix_exp", "data.train_size=64",
+           "data.val_size=16", "trainer.epochs=1", "trainer.batch_size=16"]  # fmt: skip
+    assert invoke("train", [*run, f"hydra.run.dir={tmp_path / 'train'}"]) == 0
+    net.write_text(net.read_text() + "\n# tuned\n")
+    bench = ["bench.backends=[eager]", "bench.batch_sizes=[1]", "bench.min_iters=2", "bench.min_time_s=0.0"]
+    assert invoke("bench", [f"weights={tmp_path / 'train'}", *bench, f"hydra.run.dir={tmp_path / 'bench'}"]) == 0
+    notes = _result(tmp_path / "bench")["notes"]
+    assert any("model.target=mycode.net.make: its module's source changed" in n for n in notes), notes
