@@ -240,6 +240,8 @@ class BenchCfg:
     warmup_min_s: float = 0.2  # seconds of warm-up at least
     min_iters: int = 20  # timed: at least this many calls and this long
     min_time_s: float = 1.0  # seconds of timed calls at least
+    # With source=FILE: one sample's shape (after the batch axis), for files whose dimensions are symbolic.
+    input_shape: list[int] | None = None
     # A cell (prepare and timing, per repeat) still running after this many seconds is stopped and recorded as
     # `timeout`, and the sweep goes on; None: no limit.
     cell_timeout_s: float | None = None
@@ -449,6 +451,15 @@ class BenchJob(ModelJobCfg):
     export for)"""
 
     weights: str | None = None  # as export's: a trained model to bench; None: a fresh one
+    # A model file to bench as it is, with no PyTorch model: an .onnx file (onnxruntime, openvino), or a TensorRT
+    # engine where TensorRT is installed. Its input's shape and dtype come from the file.
+    source: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.weights and self.source:
+            raise ConfigError(f"weights={self.weights} and source={self.source}: give one (a trained run, or a model "
+                              "file)")  # fmt: skip
+
     bench: BenchCfg = field(default_factory=BenchCfg)
     export: ExportCfg = field(default_factory=ExportCfg)
 

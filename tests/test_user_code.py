@@ -110,3 +110,62 @@ def test_a_changed_model_source_is_reported_when_its_checkpoint_loads(tmp_path, 
     assert invoke("bench", [f"weights={tmp_path / 'train'}", *bench, f"hydra.run.dir={tmp_path / 'bench'}"]) == 0
     notes = _result(tmp_path / "bench")["notes"]
     assert any("model.target=mycode.net.make: its module's source changed" in n for n in notes), notes
+
+
+def _onnx_file(path: Path, dynamic: bool = True) -> Path:
+    """A token model exported by hand, as a user would bring it: int64 ids in, logits out."""
+    import torch
+
+    from tests.user_models.tokens import BagOfTokens
+
+    model = BagOfTokens(vocab=50).eval()
+    ids = torch.randint(0, 50, (2, 12))
+    shapes = ({0: torch.export.Dim("batch", min=1, max=1024)},) if dynamic else None
+    torch.onnx.export(model, (ids,), str(path), dynamo=True, dynamic_shapes=shapes, input_names=["ids"])
+    return path
+
+
+def test_a_model_file_benches_as_it_is_and_inspects(tmp_path, run_main):
+    """`bench source=FILE`: no PyTorch model; the input's shape and int64 dtype, and the ids' range (the embedding
+    table's rows), come from the file; ONNX Runtime and OpenVINO run it at batch 1 and 8, the torch backends say
+    why not. `inspect` reads the same file."""
+    path = _onnx_file(tmp_path / "tokens.onnx")
+    bench = ["bench.backends=[eager,onnxruntime,openvino]", *FAST_BENCH[1:]]
+    assert invoke("bench", [f"source={path}", *bench, f"hydra.run.dir={tmp_path / 'bench'}"]) == 0
+    result = _result(tmp_path / "bench")
+    assert result["data_spec"]["input_shape"] == [12] and result["data_spec"]["input_dtype"] == "int64"
+    assert result["data_spec"]["input_high"] == 50 and result["model_file"]["fixed_batch"] is None
+    status = {(r["backend"], r["batch_size"]): r["status"] for r in result["rows"]}
+    assert status == {("eager", 1): "unsupported", ("eager", 8): "unsupported", ("onnxruntime", 1): "ok",
+                      ("onnxruntime", 8): "ok", ("openvino", 1): "ok", ("openvino", 8): "ok"}  # fmt: skip
+    out = run_main("inspect", str(path), "--summary-only")
+    assert out.returncode == 0 and "ids" in out.stdout and "int64" in out.stdout, out.stdout
+
+
+def test_a_static_file_runs_its_one_batch_size(tmp_path):
+    path = _onnx_file(tmp_path / "static.onnx", dynamic=False)
+    bench = ["bench.backends=[onnxruntime]", *FAST_BENCH[1:]]
+    assert invoke("bench", [f"source={path}", *bench, f"hydra.run.dir={tmp_path / 'bench'}"]) == 0
+    rows = _result(tmp_path / "bench")["rows"]
+    assert [(r["batch_size"], r["status"]) for r in rows] == [(1, "unsupported"), (8, "unsupported")]
+    assert "takes batch 2 only" in rows[0]["reason"]
+
+
+@pytest.mark.parametrize(
+    ("content", "extra", "message"),
+    [
+        (b"not a model at all", [], "does not load as an ONNX model"),
+        (None, ["weights=somewhere"], "give one (a trained run, or a model file)"),
+        (None, ["bench.input_shape=[3,4]"], "bench.input_shape=[3, 4]: input ids of tokens.onnx has 1 dimensions"),
+    ],
+    ids=["not ONNX", "weights and source", "wrong input shape"],
+)
+def test_a_bad_model_file_is_one_clear_error(tmp_path, run_main, content, extra, message):
+    path = tmp_path / "tokens.onnx"
+    if content is None:
+        _onnx_file(path)
+    else:
+        path.write_bytes(content)
+    out = run_main("bench", f"source={path}", "bench.backends=[onnxruntime]", *extra)
+    assert out.returncode == 1 and message in out.stderr, out.stderr
+    assert out.stderr.count("speedlab: error") == 1 and "Traceback" not in out.stderr

@@ -25,6 +25,7 @@ import torch
 
 from speedlab import checkpoint, config, device, models, record, roofline, stats, tables, timing
 from speedlab.bench import backends
+from speedlab.bench.artifacts import model_file
 from speedlab.bench.backends import BenchSetup
 from speedlab.config import BenchJob, RunContext
 from speedlab.data.build import describe
@@ -39,21 +40,29 @@ def run(ctx: RunContext) -> int:
     cfg = ctx.cfg
     with record.recording(ctx.run_dir, "bench", ctx.resolved, sweep=ctx.sweep) as rec:
         where = device.resolve(cfg.device)
-        model, model_cfg, spec, source, notes = _model(ctx, where)
-        setup = BenchSetup.for_job(model, cfg, where, spec, ctx.run_dir)
-        flops_per_image = count_flops(model, spec, where)
+        if cfg.source:
+            model, model_cfg, file = None, None, model_file(cfg.source, cfg.bench.input_shape)
+            spec, source, notes = file.spec, f"file {file.path}", file.notes
+        else:
+            (model, model_cfg, spec, source, notes), file = _model(ctx, where), None
+        setup = BenchSetup.for_job(model, cfg, where, spec, ctx.run_dir, file)
+        flops_per_image = count_flops(model, spec, where) if model is not None else None
         rec.update({
-            "name": cfg.name, "device": str(where), "family": model_cfg.name, "model_source": source,
-            "model_config": config.plain(model_cfg), "params": models.count_params(model),
-            "flops_per_image": flops_per_image, "macs_per_image": flops_per_image // 2,
+            "name": cfg.name, "device": str(where), "family": model_cfg.name if model_cfg else file.kind,
+            "model_source": source, "model_file": file.record() if file else None,
+            "model_config": config.plain(model_cfg) if model_cfg else None,
+            "params": models.count_params(model) if model is not None else None,
+            "flops_per_image": flops_per_image, "macs_per_image": flops_per_image // 2 if flops_per_image else None,
             "input_shape": [None, *spec.input_shape], "data_spec": spec.record(),
             "timing": _timing_cfg(cfg).__dict__, "repeats": cfg.bench.repeats, "notes": notes,
         })  # fmt: skip
         for note in notes:
             print(f"note: {note}")
-        print(f"{rec['params']:,} parameters ({source}), {spec.describe()}, {flops_per_image / 1e9:.4g} GFLOPs "
-              f"({flops_per_image / 2e9:.4g} GMACs) per "
-              f"sample on {where}", flush=True)  # fmt: skip
+        if model is None:
+            print(f"{source}: {spec.describe()} on {where} (no PyTorch model: FLOPs unknown)", flush=True)
+        else:
+            print(f"{rec['params']:,} parameters ({source}), {spec.describe()}, {flops_per_image / 1e9:.4g} GFLOPs "
+                  f"({flops_per_image / 2e9:.4g} GMACs) per sample on {where}", flush=True)  # fmt: skip
         rec["yardstick_flops_per_s"] = {p: roofline.yardstick(where, p) for p in cfg.bench.precisions}
         rec["rows"] = []
         for backend_name in cfg.bench.backends:
@@ -104,7 +113,7 @@ def count_flops(model: torch.nn.Module, spec: DataSpec, where: torch.device) -> 
 def _cell(backend, setup: BenchSetup, cfg: BenchJob, precision: str, batch_size: int, flops_per_image: int,
           yardsticks) -> dict:  # fmt: skip
     row: dict[str, Any] = {"backend": backend.name, "precision": precision, "batch_size": batch_size}
-    reason = backend.unsupported(setup, precision)
+    reason = setup.file_unsupported(backend, precision, batch_size) or backend.unsupported(setup, precision)
     if reason:
         return {**row, "status": "unsupported", "reason": reason}
     repeats = []
@@ -122,6 +131,9 @@ def _cell(backend, setup: BenchSetup, cfg: BenchJob, precision: str, batch_size:
     row["throughput_per_s"] = batch_size * 1e3 / row["p50_ms"]
     if cfg.bench.host_to_device:
         row["host_to_device_ms"] = host_to_device_ms(setup, cfg, batch_size)
+    if flops_per_image is None:  # a model file: no PyTorch model to count
+        row.update(flops=None, macs=None, achieved_flops_per_s=None, efficiency=None)
+        return row
     row["flops"] = flops_per_image * batch_size
     row["macs"] = row["flops"] // 2  # multiply-adds: what many libraries (fvcore, thop, ptflops) label "FLOPs"
     row["achieved_flops_per_s"] = row["flops"] / (row["p50_ms"] / 1e3)

@@ -43,21 +43,37 @@ class BenchSetup:
     declares (input shape), each backend's own options (`bench.<name>`, see `options_for`), how to ask export for
     artifacts, and a directory for files it makes. `shared` lets a backend keep work across cells."""
 
-    model: nn.Module
+    model: nn.Module | None  # None: a model file benched as it is (`file`)
     device: torch.device
     spec: DataSpec
     work_dir: Path | None
     options: dict[str, Any] = field(default_factory=dict)
     artifacts: ArtifactSettings | None = None
     shared: dict[str, Any] = field(default_factory=dict)
+    file: Any = None  # speedlab.export.files.ModelFile of `bench source=FILE`
 
     @classmethod
-    def for_job(cls, model: nn.Module, job: BenchJob, device: torch.device, spec: DataSpec,
-                work_dir: Path | None) -> BenchSetup:  # fmt: skip
+    def for_job(cls, model: nn.Module | None, job: BenchJob, device: torch.device, spec: DataSpec,
+                work_dir: Path | None, file: Any = None) -> BenchSetup:  # fmt: skip
         """The setup of a bench job: each registered backend's options section, and its artifact settings."""
         sizes = job.bench.batch_sizes
         return cls(model, device, spec, work_dir, options={name: getattr(job.bench, name) for name in options()},
-                   artifacts=ArtifactSettings(job.export, (min(sizes), max(sizes)), job.bench.export_dir))  # fmt: skip
+                   artifacts=ArtifactSettings(job.export, (min(sizes), max(sizes)), job.bench.export_dir),
+                   file=file)  # fmt: skip
+
+    def file_unsupported(self, backend: Backend, precision: str, batch_size: int) -> str | None:
+        """Why a cell cannot run the given model file (`bench source=FILE`), or None when it can."""
+        if self.file is None:
+            return None
+        kinds = getattr(backend, "runs_files", ())
+        if self.file.kind not in kinds:
+            able = [n for n in names() if self.file.kind in getattr(create(n), "runs_files", ())]
+            return f"runs a PyTorch model; source={self.file.path.name} has none (for this file: {', '.join(able)})"
+        if precision != "fp32":
+            return f"a given file runs as it is, in the cells labelled fp32 (not {precision})"
+        if self.file.fixed_batch is not None and batch_size != self.file.fixed_batch:
+            return f"{self.file.path.name} takes batch {self.file.fixed_batch} only (its batch axis is fixed)"
+        return None
 
     def options_for(self, backend: str) -> Any:
         """The backend's own options (its dataclass registered beside it)."""
@@ -83,6 +99,9 @@ class Backend(Protocol):
     def unsupported(self, setup: BenchSetup, precision: str) -> str | None: ...
 
     def prepare(self, setup: BenchSetup, batch_size: int, precision: str) -> Prepared: ...
+
+    # Optional: the kinds of model file (`onnx`, `tensorrt`) it runs as they are, for `bench source=FILE`.
+    # runs_files: tuple[str, ...]
 
 
 _REGISTRY = Registry("bench backend", __name__, __path__)

@@ -43,6 +43,7 @@ class OnnxRuntimeOptions:
 @register("onnxruntime", OnnxRuntimeOptions)
 class OnnxRuntime:
     name = "onnxruntime"
+    runs_files = ("onnx",)  # `bench source=FILE` of these kinds, as they are
 
     def unsupported(self, setup: BenchSetup, precision: str) -> str | None:
         if precision not in ONNX_FORMATS:

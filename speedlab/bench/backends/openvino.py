@@ -39,6 +39,7 @@ class OpenvinoOptions:
 @register("openvino", OpenvinoOptions)
 class OpenVino:
     name = "openvino"
+    runs_files = ("onnx",)  # `bench source=FILE` of these kinds, as they are
 
     def unsupported(self, setup: BenchSetup, precision: str) -> str | None:
         if setup.device.type != "cpu":
@@ -62,7 +63,10 @@ class OpenVino:
         if settings.threads:
             config["INFERENCE_NUM_THREADS"] = settings.threads
         start = time.perf_counter()
-        converted = ov.convert_model(setup.model, example_input=images, input=[tuple(images.shape)])
+        if setup.file is not None:  # `bench source=FILE`: the ONNX file itself, at this batch's shape
+            converted = ov.convert_model(str(setup.file.path), input=[tuple(images.shape)])
+        else:
+            converted = ov.convert_model(setup.model, example_input=images, input=[tuple(images.shape)])
         compiled = ov.Core().compile_model(converted, "CPU", config)
         request = compiled.create_infer_request()
         setup_s = time.perf_counter() - start

@@ -14,6 +14,7 @@ from speedlab.export import formats
 @register("tensorrt")
 class TensorRT:
     name = "tensorrt"
+    runs_files = ("tensorrt",)  # `bench source=FILE` of these kinds, as they are
 
     def unsupported(self, setup: BenchSetup, precision: str) -> str | None:
         return formats.get("tensorrt").unavailable()
