@@ -71,7 +71,7 @@ def usage() -> str:
         "  python -m speedlab export +preset=quick weights=artifacts/runs/<train run>",
         "  python -m speedlab inspect model.onnx --summary-only",
         "",
-        "`python -m speedlab <command> --help` shows a command's own options.",
+        "`python -m speedlab <command> --help` shows a command's own options; `--version` the version.",
     ]
     return "\n".join(lines)
 
@@ -114,6 +114,11 @@ def dispatch(argv: Sequence[str], replace_process: bool = True) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
         return 0 if argv else 2
+    if argv[0] in ("-V", "--version"):
+        import speedlab
+
+        print(f"speedlab {speedlab.__version__} (result.json schema {speedlab.SCHEMA_VERSION})")
+        return 0
     name, rest = argv[0], list(argv[1:])
     cmd = COMMANDS.get(name)
     if cmd is None:

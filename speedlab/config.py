@@ -28,7 +28,9 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 import activations
 from speedlab.errors import SpeedlabError
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+# The configs ship inside the package (`speedlab/conf`, in a checkout a link to the top-level `conf/`), so an installed
+# speedlab composes them from any directory.
+CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 
 class ConfigError(SpeedlabError, ValueError):
@@ -519,6 +521,8 @@ def register_schema(group: str, name: str, schema: type) -> None:
     if group not in PLUGIN_GROUPS:
         raise ValueError(f"group {group!r}: plug-in schemas go in {', '.join(PLUGIN_GROUPS)}")
     ConfigStore.instance().store(group=f"schema/{group}", name=name, node=schema)
+    if not (CONF_DIR / group / f"{name}.yaml").is_file():  # a plug-in from another package: `model=NAME` still works
+        ConfigStore.instance().store(group=group, name=name, node=schema)
 
 
 def structured(schema: type[Any], values: dict[str, Any], what: str) -> Any:

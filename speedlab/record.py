@@ -21,6 +21,7 @@ from typing import Any
 import psutil
 import torch
 
+import speedlab
 from speedlab import tracking
 from speedlab.errors import SpeedlabError
 from speedlab.fsutil import DiskFullError, RecordLines, atomic_write_json, atomic_write_text
@@ -99,9 +100,16 @@ def artifacts_root() -> Path:
 
 def new_run_dir(name: str) -> Path:
     """A fresh run directory for entry points outside Hydra (benchmark scripts), named like Hydra's runs."""
-    run_dir = artifacts_root() / "runs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{name}"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
+    base = artifacts_root() / "runs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{name}"
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 10_000):  # two runs of one process in the same second get their own directories
+        run_dir = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{base}: no free run directory name")
 
 
 def job_dir(parent: Path, name: str) -> Path:
@@ -179,6 +187,7 @@ def environment() -> dict[str, Any]:
     """Versions, device and flags for result.json."""
     cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
     return {
+        "speedlab": speedlab.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
         "torch": torch.__version__,
@@ -225,6 +234,8 @@ class RunRecord:
         self.monitor = monitor
         self.path = result_path(self.run_dir)
         self.data: dict[str, Any] = {
+            "schema_version": speedlab.SCHEMA_VERSION,  # what readers (report, compare) check before trusting fields
+            "speedlab": speedlab.__version__,
             "kind": kind,
             "status": "running",
             "reason": None,

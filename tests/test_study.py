@@ -63,6 +63,14 @@ def test_every_script_answers_help(script):
     assert out.returncode == 0 and "usage" in out.stdout.lower(), out.stderr[-500:]
 
 
+def test_demo_plans_vanilla_against_the_machines_best_configuration():
+    """`make demo` compares like with like: both runs get the same batch size and learning rate."""
+    out = subprocess.run([sys.executable, "scripts/demo.py", "--dry-run"], cwd=REPO, capture_output=True, text=True,
+                         timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "Vanilla against cpu_fast on the quick preset (trainer.batch_size=256 optim.lr=2e-3)" in out.stdout
+
+
 @pytest.mark.slow
 def test_bench_train_runs_interleaved_and_writes_its_study(tmp_path):
     tiny = [o for o in [*TINY, *TRAIN_TINY] if o != "+preset=quick"] + ["trainer.max_steps=2"]

@@ -169,3 +169,34 @@ def test_a_bad_model_file_is_one_clear_error(tmp_path, run_main, content, extra,
     out = run_main("bench", f"source={path}", "bench.backends=[onnxruntime]", *extra)
     assert out.returncode == 1 and message in out.stderr, out.stderr
     assert out.stderr.count("speedlab: error") == 1 and "Traceback" not in out.stderr
+
+
+def test_plugins_from_another_package_join_through_entry_points(tmp_path, run_cli):
+    """A package's entry points (`speedlab.models`, `speedlab.bench.backends`) add a model family, selectable as
+    `model=NAME` with its own keys, and a bench backend, with no file in speedlab's tree."""
+    dist = tmp_path / "user_plugins-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: user-plugins\nVersion: 0.1\n")
+    points = "[speedlab.models]\nuser_mlp = tests.user_models.plugin\n\n[speedlab.bench.backends]\n"
+    (dist / "entry_points.txt").write_text(points + "user_eager = tests.user_models.plugin\n")
+    env = {"PYTHONPATH": f"{tmp_path}:{Path(__file__).resolve().parent.parent}"}
+    args = ["model=user_mlp", "model.width=12", "data=matrix_exp", "data.train_size=64", "data.val_size=16"]
+    out = run_cli("bench", *args, "bench.backends=[user_eager,eager]", "bench.batch_sizes=[4]", "bench.min_iters=2",
+                  "bench.min_time_s=0.0", f"hydra.run.dir={tmp_path / 'bench'}", env=env)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    result = _result(tmp_path / "bench")
+    assert result["family"] == "user_mlp" and result["model_config"]["width"] == 12
+    assert [(r["backend"], r["status"]) for r in result["rows"]] == [("user_eager", "ok"), ("eager", "ok")]
+
+
+def test_parity_runs_the_users_loss_on_both_sides(tmp_path):
+    """The dict-output model's own loss drives both sides of a parity run (fused AdamW against the for-loop one)."""
+    assert invoke("parity", [*HEADS, "trainer.epochs=1", "trainer.batch_size=64", f"hydra.run.dir={tmp_path}", "--a",
+                             "optim.fused=false", "--b", "optim.fused=true"]) == 0  # fmt: skip
+    result = _result(tmp_path)
+    assert result["verdict"] in ("identical", "equivalent"), result["verdict"]
+
+
+def test_image_only_levers_refuse_other_inputs_up_front(run_main):
+    out = run_main("train", *WAVES, "trainer.channels_last=true")
+    assert out.returncode == 1 and "needs image inputs" in out.stderr and "(2, 64)" in out.stderr, out.stderr

@@ -36,11 +36,16 @@ FAILED_STATUSES = ("error", "oom", "timeout")  # what makes a single bench run e
 STAT_KEYS = ("mean_ms", "std_ms", "p50_ms", "p90_ms", "p99_ms", "min_ms", "first_call_ms")
 
 
-def run(ctx: RunContext) -> int:
+def run(ctx: RunContext, given: tuple[torch.nn.Module, DataSpec] | None = None) -> int:
+    """The bench command; `given` is a model and what its inputs are, handed over by the Python API
+    (`speedlab.bench`), in place of the config's family, checkpoint or file."""
     cfg = ctx.cfg
     with record.recording(ctx.run_dir, "bench", ctx.resolved, sweep=ctx.sweep) as rec:
         where = device.resolve(cfg.device)
-        if cfg.source:
+        if given is not None:
+            model, spec = given[0].eval().to(where), given[1]
+            model_cfg, file, source, notes = None, None, f"Python object {type(given[0]).__name__}", []
+        elif cfg.source:
             model, model_cfg, file = None, None, model_file(cfg.source, cfg.bench.input_shape)
             spec, source, notes = file.spec, f"file {file.path}", file.notes
         else:
@@ -48,7 +53,8 @@ def run(ctx: RunContext) -> int:
         setup = BenchSetup.for_job(model, cfg, where, spec, ctx.run_dir, file)
         flops_per_image = count_flops(model, spec, where) if model is not None else None
         rec.update({
-            "name": cfg.name, "device": str(where), "family": model_cfg.name if model_cfg else file.kind,
+            "name": cfg.name, "device": str(where),
+            "family": model_cfg.name if model_cfg else file.kind if file else "python",
             "model_source": source, "model_file": file.record() if file else None,
             "model_config": config.plain(model_cfg) if model_cfg else None,
             "params": models.count_params(model) if model is not None else None,
