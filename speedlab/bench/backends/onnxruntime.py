@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from speedlab.bench.artifacts import ONNX_FORMATS, artifact
@@ -100,17 +99,17 @@ def _available() -> list[str]:
     return ort.get_available_providers()
 
 
-def _bound(session, input_name: str, images: torch.Tensor):
-    """A run over device buffers: IOBinding to the input and to a preallocated output tensor."""
-    output = session.get_outputs()[0]
-    logits = torch.empty((images.shape[0], output.shape[-1]), dtype=torch.float32, device=images.device)
+def _bound(session, input_name: str, inputs: torch.Tensor):
+    """A run over device buffers: IOBinding to the input tensor (its own dtype: float, or int64 ids) and to outputs
+    ONNX Runtime allocates on the same device, every output of the model."""
     binding = session.io_binding()
-    index = images.device.index or 0
-    binding.bind_input(input_name, "cuda", index, np.float32, tuple(images.shape), images.data_ptr())
-    binding.bind_output(output.name, "cuda", index, np.float32, tuple(logits.shape), logits.data_ptr())
+    index = inputs.device.index or 0
+    element = torch.empty(0, dtype=inputs.dtype).numpy().dtype.type
+    binding.bind_input(input_name, "cuda", index, element, tuple(inputs.shape), inputs.data_ptr())
+    for output in session.get_outputs():
+        binding.bind_output(output.name, "cuda", index)
 
-    def run() -> torch.Tensor:
+    def run() -> None:
         session.run_with_iobinding(binding)
-        return logits
 
     return run
