@@ -31,16 +31,14 @@ from speedlab.config import Choice, DataCfg, at_least
 from speedlab.data import resident
 from speedlab.data.loaders import DataBundle, LoadOptions
 from speedlab.data.sources import register
-from speedlab.data.spec import DataSpec
+from speedlab.data.spec import TASKS, DataSpec
 from speedlab.errors import DataError, SpeedlabError
 
 KEY = "data.target"
 PROGRESS_ABOVE = 5_000  # items: a progress bar while reading larger splits
 
 
-class Task(Choice):
-    classification = "classification"
-    regression = "regression"
+Task = Choice("Task", {t: t for t in TASKS})  # the tasks a DataSpec knows, as a config choice
 
 
 @dataclass
