@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.speedlab-installed
 
-.PHONY: setup browser demo test test-slow lint format docs-config bench-data bench-train bench-activations bench-export bench-families bench-small parity-study bench-monitor bench-fairness fault-drill bench-bound bench-inference bench-harness bench-depthwise clean
+.PHONY: setup browser demo test test-slow lint format docs-config bench-data bench-train bench-activations bench-export bench-families bench-small parity-study bench-monitor bench-fairness fault-drill bench-bound bench-inference bench-harness bench-depthwise bench-compare clean
 
 setup: $(STAMP)
 
@@ -79,6 +79,10 @@ bench-harness: setup
 # The fast depthwise convolution's weight gradient and step against torch's, per stage of the quick ConvNeXt.
 bench-depthwise: setup
 	$(PY) scripts/bench_depthwise.py
+
+# `speedlab compare` on 10 tries of 3 + 3 interleaved runs of one bench config, and of the same pinned to one core.
+bench-compare: setup
+	$(PY) scripts/bench_compare.py
 
 bench-data: setup
 	$(PY) scripts/bench_data.py

@@ -7,7 +7,7 @@ From Python: `speedlab.bench(model, example_inputs, ...)`, `speedlab.train(*over
 from typing import Any
 
 __version__ = "0.1.0"
-SCHEMA_VERSION = 1  # of result.json: raised when a field changes meaning or goes away
+SCHEMA_VERSION = 2  # of result.json: raised when a field changes meaning or goes away
 _API = ("bench", "train", "export")
 
 

@@ -3,8 +3,8 @@
 Picks the command from the first argument. A Hydra-driven command (train, bench, export, profile, parity, data
 prepare) is its own Hydra application, `python -m speedlab.entry.<command>`: this process execs it with the arguments
 after the command, so Hydra reads a `sys.argv` that is exactly what the user typed there (overrides, `--cfg job`,
-`-m`, `--config-dir`, `--help` work as Hydra documents them). The other commands (report, inspect, data download and
-synth) run here. Nothing heavy is imported before the exec: torch loads once, in the command's process.
+`-m`, `--config-dir`, `--help` work as Hydra documents them). The other commands (report, compare, inspect, data
+download and synth) run here. Nothing heavy is imported before the exec: torch loads once, in the command's process.
 """
 
 from __future__ import annotations
@@ -45,6 +45,11 @@ COMMANDS: dict[str, Command] = {
     "report": Command(
         "tables and plots from result.json files under artifacts/", entry="speedlab.report.command:main", hydra=False
     ),
+    "compare": Command(
+        "did B get slower than A? paired runs, significance, exit 1 on a regression (for CI)",
+        entry="speedlab.compare:main",
+        hydra=False,
+    ),
     "inspect": Command(
         "summarise an ONNX file or engine and serve it with netron",
         entry="speedlab.export.inspection:main",
@@ -70,6 +75,7 @@ def usage() -> str:
         "  python -m speedlab data synth --out /tmp/fake-tin",
         "  python -m speedlab export +preset=quick weights=artifacts/runs/<train run>",
         "  python -m speedlab inspect model.onnx --summary-only",
+        "  python -m speedlab compare runs/main runs/branch   # exit 1 on a significant regression",
         "",
         "`python -m speedlab <command> --help` shows a command's own options; `--version` the version.",
     ]

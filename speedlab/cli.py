@@ -302,9 +302,11 @@ def run(command: str, task: Callable[[RunContext], int | None]) -> int:
         print_sweep_configs(command, args)
         return 0
     validate(command, argv)
+    failed: list[str] = []  # a sweep's failed jobs: the sweep goes on, and exits 1 at its end
 
     def hydra_task(cfg: DictConfig) -> None:
         hydra_cfg = HydraConfig.get()
+        multirun = hydra_cfg.mode == RunMode.MULTIRUN
         try:
             job = config.typed(cfg)
             check_choices(job)
@@ -312,18 +314,24 @@ def run(command: str, task: Callable[[RunContext], int | None]) -> int:
                 cfg=job,
                 resolved=config.resolved_dict(cfg),
                 run_dir=Path(hydra_cfg.runtime.output_dir),
-                multirun=hydra_cfg.mode == RunMode.MULTIRUN,
+                multirun=multirun,
                 overrides=tuple(hydra_cfg.overrides.task),
                 sweep=Path(hydra_cfg.sweep.dir).name if hydra_cfg.mode == RunMode.MULTIRUN else None,
             )
             code = task(ctx)
         except SpeedlabError as err:  # bad input: one clear message, no traceback (result.json says failed)
             print(f"speedlab: error: {err}", file=sys.stderr)
-            sys.exit(1)
-        if code:
+            code = 1
+        if code and not multirun:
             sys.exit(code)
+        if code:
+            failed.append(f"{hydra_cfg.runtime.output_dir} ({' '.join(hydra_cfg.overrides.task) or 'defaults'})")
 
     hydra.main(config_path=str(CONF_DIR), config_name=command, version_base="1.3")(hydra_task)()
+    if failed:
+        print(f"speedlab: {len(failed)} job{'s' * (len(failed) > 1)} of the sweep failed (exit 1):\n  "
+              + "\n  ".join(failed), file=sys.stderr)  # fmt: skip
+        return 1
     return 0
 
 

@@ -38,6 +38,19 @@ def free_bytes(path: str | os.PathLike) -> int:
     return blocks * stat.f_frsize
 
 
+def umask() -> int:
+    """The process's umask, read without changing it (Linux's /proc; elsewhere set and restored at once)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
 def human_bytes(size: float) -> str:
     if abs(size) < 1024:
         return f"{size:.0f} B"
@@ -106,6 +119,9 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         raise
     os.close(fd)
     tmp = Path(tmp_name)
+    # mkstemp makes the file 0600; the finished file gets the mode a plain open() would give it (0666 less the
+    # umask), so a teammate on a shared server reads result.json and the cache's labels like the rest of the run.
+    os.chmod(tmp, 0o666 & ~umask())
     disk_full = False
     try:
         yield tmp

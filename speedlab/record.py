@@ -22,17 +22,17 @@ import psutil
 import torch
 
 import speedlab
-from speedlab import tracking
+from speedlab import status, tracking
 from speedlab.errors import SpeedlabError
 from speedlab.fsutil import DiskFullError, RecordLines, atomic_write_json, atomic_write_text
 from speedlab.monitor import ResourceMonitor
 
 RESULT_FILE = "result.json"
 CHECKPOINT_FILE = "checkpoint.pt"
-STATUSES = ("ok", "failed", "interrupted", "skipped")
+STATUSES = status.RUN
 # A status no process writes: a result.json still saying "running" whose process is gone (killed, or the machine
 # went down) reads as this. See `status_of`.
-CRASHED = "crashed"
+CRASHED = status.CRASHED
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -48,6 +48,7 @@ def checkpoint_path(run_dir: Path) -> Path:
 ONNX_FILES = {"fp32": "model.onnx", "int8": "model-int8.onnx"}
 TRACE_FILE = "trace.json"
 RESOURCES_FILE = "resources.csv"
+SAMPLES_FILE = "samples.npz"
 PARITY_PLOT_FILE = "parity.png"
 
 
@@ -64,6 +65,11 @@ def engine_path(run_dir: Path, precision: str) -> Path:
 def trace_path(run_dir: Path) -> Path:
     """The profiler's Chrome trace of a profile run."""
     return Path(run_dir) / TRACE_FILE
+
+
+def samples_path(run_dir: Path) -> Path:
+    """The run's raw samples (per-call latencies, per-step times; `speedlab.samples`), beside result.json."""
+    return Path(run_dir) / SAMPLES_FILE
 
 
 def resources_path(run_dir: Path) -> Path:
@@ -166,8 +172,8 @@ def git_commit() -> dict[str, Any]:
         return out.stdout.strip() if out.returncode == 0 else None
 
     commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
-    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+    changed = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"commit": commit, "dirty": bool(changed) if changed is not None else None}
 
 
 def speed_flags() -> dict[str, Any]:
@@ -211,17 +217,17 @@ def status_of(result: dict[str, Any]) -> str:
     """A result.json's status as it stands now: "running" is only believed while its process is alive on this host
     (the same pid, started when the run did); otherwise the run crashed, since every way out of a live process
     (success, an error, Ctrl-C) writes its own status. A run on another host stays "running": it cannot be checked."""
-    status = result.get("status", "unknown")
+    current = result.get("status", "unknown")
     process = result.get("process") or {}
-    if status != "running" or process.get("host") != socket.gethostname() or "pid" not in process:
-        return status
+    if current != status.RUNNING or process.get("host") != socket.gethostname() or "pid" not in process:
+        return current
     try:
         alive = psutil.Process(process["pid"])
         # A reused pid belongs to a process started after the run's own.
         same = alive.create_time() <= process.get("started_unix", 0) + 1 and alive.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         same = False
-    return status if same else CRASHED
+    return current if same else CRASHED
 
 
 class RunRecord:
@@ -235,7 +241,7 @@ class RunRecord:
         self.path = result_path(self.run_dir)
         self.data: dict[str, Any] = {
             "schema_version": speedlab.SCHEMA_VERSION,  # what readers (report, compare) check before trusting fields
-            "speedlab": speedlab.__version__,
+            "speedlab_version": speedlab.__version__,
             "kind": kind,
             "status": "running",
             "reason": None,
@@ -261,10 +267,10 @@ class RunRecord:
         """Record the speed flags as they are now: call it once the run has applied its own."""
         self.data["env"]["flags"] = speed_flags()
 
-    def set_status(self, status: str, reason: str | None = None) -> None:
-        if status not in STATUSES:
-            raise ValueError(f"status {status!r} is not one of {STATUSES}")
-        self.data["status"], self.data["reason"] = status, reason
+    def set_status(self, value: str, reason: str | None = None) -> None:
+        if value not in STATUSES:
+            raise ValueError(f"status {value!r} is not one of {STATUSES}")
+        self.data["status"], self.data["reason"] = value, reason
 
     def save(self) -> Path:
         self.data["wall_time_s"] = round(time.perf_counter() - self._t0, 3)

@@ -39,6 +39,7 @@ class Row:
     label: str
     command: str
     overrides: tuple[str, ...] = ()
+    prefix: tuple[str, ...] = ()  # a launcher the process runs under, e.g. ("taskset", "-c", "0")
 
 
 @dataclass
@@ -88,7 +89,7 @@ def run_one(row: Row, run_dir: Path, *, repeat: int = 0, env: dict[str, str] | N
     # Shared settings go before a parity run's side flags (--a / --b): what follows them is one side's own.
     at = next((i for i, arg in enumerate(args) if arg in ("--a", "--b")), len(args))
     args.insert(at, f"hydra.run.dir={run_dir}")
-    cmd = [sys.executable, "-m", "speedlab", row.command, *args]
+    cmd = [*row.prefix, sys.executable, "-m", "speedlab", row.command, *args]
     full_env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
     start = time.perf_counter()
     try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -28,32 +28,41 @@ class TimingCfg:
 
 @dataclass(frozen=True)
 class Latency:
-    """Milliseconds per call over `n` timed calls."""
+    """Milliseconds per call over `n` timed calls (`samples_ms`: every one, kept for the raw-samples file)."""
 
     n: int
     mean_ms: float
     std_ms: float
     p50_ms: float
     p90_ms: float
+    p95_ms: float
     p99_ms: float
+    max_ms: float
     min_ms: float
     first_call_ms: float
+    too_few_for: list[str]  # percentiles these few calls cannot resolve (stats.summary)
+    samples_ms: tuple[float, ...] = field(default=(), repr=False)
 
-    def record(self) -> dict[str, float | int]:
-        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in vars(self).items()}
+    def record(self) -> dict[str, float | int | list[str]]:
+        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in vars(self).items() if k != "samples_ms"}
 
 
 def summarise(samples_ms: list[float], first_call_ms: float) -> Latency:
     arr = np.asarray(samples_ms, dtype=np.float64)
+    figures = stats.summary(arr)
     return Latency(
         n=len(arr),
         mean_ms=float(arr.mean()),
         std_ms=float(arr.std(ddof=1)) if len(arr) > 1 else 0.0,
-        p50_ms=stats.percentile(samples_ms, 50),
-        p90_ms=stats.percentile(samples_ms, 90),
-        p99_ms=stats.percentile(samples_ms, 99),
+        p50_ms=figures["p50"],
+        p90_ms=figures["p90"],
+        p95_ms=figures["p95"],
+        p99_ms=figures["p99"],
+        max_ms=figures["max"],
         min_ms=float(arr.min()),
         first_call_ms=first_call_ms,
+        too_few_for=figures["too_few_for"],
+        samples_ms=tuple(samples_ms),
     )
 
 

@@ -4,6 +4,7 @@ and data source, and a runner for the real command line."""
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import shutil
 import subprocess
@@ -90,12 +91,39 @@ def invoke(command: str, argv: Sequence[str]) -> int:
 
 
 @pytest.fixture(autouse=True)
-def private_artifacts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def private_artifacts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest):
     """Each test's outputs and caches (export's artifact cache among them) under its own folder, never the repo's
-    artifacts/: a cached artifact from another test would hide a failure a test injects."""
+    artifacts/: a cached artifact from another test would hide a failure a test injects. Every result.json the test
+    leaves there must satisfy the schema (tests that write broken ones on purpose are marked `broken_results`)."""
     root = tmp_path / "artifacts"
     monkeypatch.setenv("SPEEDLAB_ARTIFACTS", str(root))
-    return root
+    yield root
+    if request.node.get_closest_marker("broken_results") is None:
+        check_results(tmp_path)
+
+
+def check_results(folder: Path) -> int:
+    """Validate every result.json speedlab wrote under `folder` (those with a `schema_version`: the JSON some tests
+    write by hand to feed a reader is not speedlab's) against the package's schema; returns how many it checked."""
+    import jsonschema
+
+    from speedlab import results
+
+    validator = jsonschema.Draft202012Validator(results.schema())
+    paths = []
+    for path in folder.rglob("result.json"):
+        try:
+            data = json.loads(path.read_text())
+        except ValueError:
+            continue  # a test's deliberately damaged file
+        if not isinstance(data, dict) or "schema_version" not in data:
+            continue
+        paths.append(path)
+        errors = sorted(validator.iter_errors(data), key=lambda e: list(e.path))
+        assert not errors, f"{path} breaks the result.json schema: " + "; ".join(
+            f"{'/'.join(map(str, e.path)) or '(top)'}: {e.message[:200]}" for e in errors[:5]
+        )
+    return len(paths)
 
 
 def _session_run(run_dir: Path, command: str, argv: list[str]) -> Path:
@@ -104,6 +132,7 @@ def _session_run(run_dir: Path, command: str, argv: list[str]) -> Path:
     os.environ["SPEEDLAB_ARTIFACTS"] = str(run_dir.parent / "artifacts")
     try:
         assert invoke(command, [*argv, f"hydra.run.dir={run_dir}"]) == 0
+        check_results(run_dir)
     finally:
         if saved is None:
             os.environ.pop("SPEEDLAB_ARTIFACTS", None)

@@ -27,7 +27,7 @@ def test_bench_a_model_object_returns_the_rows_of_its_result(tmp_path):
     assert all(r["p50_ms"] > 0 for r in result["rows"])
     on_disk = json.loads((Path(result["run_dir"]) / "result.json").read_text())
     assert on_disk["rows"] == result["rows"] and on_disk["family"] == "python"
-    assert on_disk["schema_version"] == speedlab.SCHEMA_VERSION and on_disk["speedlab"] == speedlab.__version__
+    assert on_disk["schema_version"] == speedlab.SCHEMA_VERSION and on_disk["speedlab_version"] == speedlab.__version__
     assert on_disk["data_spec"]["input_shape"] == [2, 32]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -9,15 +10,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from speedlab import cli, stats, timing
+from speedlab import cli, samples, stats, timing
 from speedlab.bench import backends
 from speedlab.export.formats import tensorrt
 from speedlab.report import command as report
 from tests.conftest import TINY, TRAIN_TINY, invoke, tiny_family
 
 FAST = ["bench.min_iters=3", "bench.min_time_s=0.05", "bench.warmup_iters=1", "bench.warmup_min_s=0.0"]
-ROW_KEYS = {"backend", "precision", "batch_size", "status", "n", "mean_ms", "std_ms", "p50_ms", "p90_ms", "p99_ms",
-            "min_ms", "throughput_per_s", "setup_s", "first_call_ms", "peak_memory_bytes", "recompiles"}  # fmt: skip
+ROW_KEYS = {"backend", "precision", "batch_size", "status", "n", "mean_ms", "std_ms", "p50_ms", "p90_ms", "p95_ms",
+            "p99_ms", "max_ms", "min_ms", "too_few_for", "samples", "throughput_per_s", "setup_s", "first_call_ms",
+            "peak_memory_bytes", "recompiles"}  # fmt: skip
 
 
 def run_bench(run_dir: Path, *overrides: str, base: list[str] = TINY) -> dict:
@@ -26,7 +28,7 @@ def run_bench(run_dir: Path, *overrides: str, base: list[str] = TINY) -> dict:
         code = invoke("bench", [*base, *FAST, *overrides, f"hydra.run.dir={run_dir}"])
     except SystemExit as exit_:
         code = exit_.code
-    return {**json.loads((run_dir / "result.json").read_text()), "_exit": code}
+    return {**json.loads((run_dir / "result.json").read_text()), "_exit": code, "_dir": str(run_dir)}
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +53,17 @@ def test_every_backend_gets_its_cells(sweep, backend):
     for batch in (1, 3):
         row = cell(sweep, backend, "fp32", batch)
         if backend == "tensorrt" and tensorrt.unavailable_reason():
-            assert row["status"] == "unsupported" and row["reason"] == tensorrt.unavailable_reason()
+            assert row["status"] == "skipped" and row["reason"] == tensorrt.unavailable_reason()
             continue
         assert row["status"] == "ok", row
         assert set(row) >= ROW_KEYS and row["n"] >= 3
         assert row["min_ms"] <= row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"]
         assert row["throughput_per_s"] == pytest.approx(batch * 1e3 / row["p50_ms"])
         assert len(row["repeat_p50_ms"]) == 2 and row["p50_ci95_ms"][0] <= row["p50_ms"] <= row["p50_ci95_ms"][1]
+        # Every timed call is kept, one series per repeat, and its median is the repeat's p50.
+        raw = samples.read(Path(sweep["_dir"]), row["samples"])
+        assert len(raw) == 2 and all(len(v) >= 3 for v in raw.values())
+        assert sorted(stats.median(v) for v in raw.values()) == pytest.approx(sorted(row["repeat_p50_ms"]))
 
 
 def test_sweep_records_flops_yardstick_and_unsupported_precisions(sweep):
@@ -67,11 +73,11 @@ def test_sweep_records_flops_yardstick_and_unsupported_precisions(sweep):
     assert eager["flops"] == 3 * sweep["flops_per_image"] and 0 < eager["efficiency"] < 10
     assert cell(sweep, "eager", "bf16", 1)["status"] == "ok"  # bf16 autocast runs on the CPU
     onnx_bf16 = cell(sweep, "onnxruntime", "bf16", 1)
-    assert onnx_bf16["status"] == "unsupported" and "fp32 and int8" in onnx_bf16["reason"]
+    assert onnx_bf16["status"] == "skipped" and "fp32 and int8" in onnx_bf16["reason"]
     assert cell(sweep, "inductor", "fp32", 1)["recompiles"] == 0  # compiled once in prepare, never again
 
 
-def test_onnxruntime_int8_and_a_failing_backend_do_not_stop_the_sweep(tmp_path, monkeypatch):
+def test_onnxruntime_int8_and_a_failing_backend_do_not_stop_the_sweep(tmp_path, monkeypatch, capsys):
     eager = backends.create("eager")
 
     def explode(*args, **kwargs):
@@ -80,7 +86,7 @@ def test_onnxruntime_int8_and_a_failing_backend_do_not_stop_the_sweep(tmp_path, 
     monkeypatch.setattr(type(eager), "prepare", explode)
     result = run_bench(tmp_path / "run", "bench.backends=[eager,onnxruntime]", "bench.batch_sizes=[2]",
                        "bench.precisions=[int8]")  # fmt: skip
-    assert cell(result, "eager", "int8", 2)["status"] == "unsupported"
+    assert cell(result, "eager", "int8", 2)["status"] == "skipped"
     assert cell(result, "onnxruntime", "int8", 2)["status"] == "ok"
     monkeypatch.setattr(type(eager), "unsupported", lambda self, setup, precision: None)
     result = run_bench(tmp_path / "run2", "bench.backends=[eager,onnxruntime]", "bench.batch_sizes=[2]",
@@ -91,6 +97,11 @@ def test_onnxruntime_int8_and_a_failing_backend_do_not_stop_the_sweep(tmp_path, 
     assert failed["status"] == "error" and "backend exploded" in failed["reason"]
     assert cell(result, "onnxruntime", "fp32", 2)["status"] == "ok"
     assert cell(result, "onnxruntime", "fp32", 2)["host_to_device_ms"] is None  # inputs never move on the CPU
+    # In a sweep, every job still runs, and the sweep's exit code says one failed.
+    code = invoke("bench", [*TINY, *FAST, "bench.backends=[eager]", f"hydra.sweep.dir={tmp_path / 'sweep'}", "-m",
+                            "bench.batch_sizes=[2],[3]"])  # fmt: skip
+    assert code == 1 and len(list((tmp_path / "sweep").rglob("result.json"))) == 2
+    assert "2 jobs of the sweep failed" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -145,24 +156,32 @@ def test_profile_writes_phase_tables_and_a_chrome_trace(tmp_path, capsys):
     assert "| other: Python, dispatch, autograd engine, allocation |" in out
 
 
-def test_report_renders_training_inference_and_compare(tmp_path, sweep, capsys, trained_tiny):
+def test_report_renders_training_inference_html_and_csv(tmp_path, sweep, capsys, trained_tiny):
     runs = tmp_path / "runs"
-    shutil.copytree(trained_tiny, runs / "vanilla")  # the shared trained model is a Vanilla run
-    invoke("train", [*TINY, *TRAIN_TINY, "+exp=amp", f"hydra.run.dir={runs / 'amp'}"])
+    shutil.copytree(trained_tiny, runs / "vanilla")  # the shared trained model is a Vanilla run (2 epochs)
+    invoke("train", [*TINY, *TRAIN_TINY, "trainer.epochs=2", "+exp=amp", f"hydra.run.dir={runs / 'amp'}"])
+    invoke("train", [*TINY, *TRAIN_TINY, "+exp=amp", f"hydra.run.dir={runs / 'amp-1-epoch'}"])
     run_bench(runs / "bench", "bench.backends=[eager,onnxruntime]", "bench.batch_sizes=[1,3]")
     out = tmp_path / "report"
-    assert report.main([str(runs), "--out", str(out)]) == 0
+    assert report.main([str(runs), "--out", str(out), "--html"]) == 0
     text = (out / "report.md").read_text()
-    assert "| Changes | Train epoch time | Val accuracy | Speed-up vs vanilla |" in text
-    assert "| Vanilla |" in text and "| AMP (bf16) |" in text and "1.00×" in text
+    assert "| Changes | Batch | Precision | Train epoch time | Val accuracy | Speed-up vs vanilla |" in text
+    assert "| Vanilla | 32 | fp32 |" in text and "| AMP (bf16) | 32 | bf16 |" in text and "1.00×" in text
+    # The 1-epoch AMP run is its own row, with no speed-up: its Vanilla trained 2 epochs.
+    assert text.count("| AMP (bf16) | 32 | bf16 |") == 2
+    assert "- AMP (bf16) (batch 32): the Vanilla runs differ in trainer.epochs: 2 vs 1" in text
     assert "| Changes | Time BS 3 | Time BS 1 | Val accuracy |" in text and "| onnxruntime (fp32) |" in text
+    assert "| Backend | Precision | Batch | Status | n | p50 | p90 | p95 | p99 | max |" in text
     assert text.count("Measured on: ") == 2
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert "training_speedup_memory.png" in pngs and any(p.startswith("inference_") for p in pngs)
     assert all((out / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
-    assert report.main(["--compare", str(runs / "bench"), str(runs / "bench")]) == 0
-    compared = capsys.readouterr().out
-    assert "| eager | fp32 | 1 |" in compared and "within noise" in compared and "B faster" not in compared
+    page = (out / "report.html").read_text()  # one file: the plots inside, nothing fetched
+    assert page.count("data:image/png;base64,") == len([p for p in pngs if p in text]) and 'src="http' not in page
+    assert "<th>Speed-up vs vanilla</th>" in page
+    with open(out / "table-training.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [(r["Changes"], r["Speed-up vs vanilla"]) for r in table if r["Runs"] == "1"][:1] and len(table) == 3
 
 
 def test_bench_runs_the_files_an_export_run_made_not_new_ones(tmp_path, trained_tiny, exported_tiny):
@@ -177,10 +196,8 @@ def test_bench_runs_the_files_an_export_run_made_not_new_ones(tmp_path, trained_
 def test_report_bad_input(run_main, tmp_path):
     out = run_main("report", str(tmp_path / "nope"))
     assert out.returncode == 1 and "no such run directory" in out.stderr
-    (tmp_path / "train").mkdir()
-    (tmp_path / "train" / "result.json").write_text(json.dumps({"kind": "train", "status": "ok"}))
-    out = run_main("report", "--compare", str(tmp_path / "train"), str(tmp_path / "train"))
-    assert out.returncode == 1 and "--compare takes two bench runs" in out.stderr
+    out = run_main("report", "--compare", str(tmp_path), str(tmp_path))  # moved to its own command
+    assert out.returncode == 1 and f"python -m speedlab compare {tmp_path} {tmp_path}" in out.stderr
 
 
 def test_profile_shows_only_the_columns_this_device_has(tmp_path, capsys):
@@ -197,7 +214,7 @@ def test_report_of_a_single_run_draws_no_speed_up_it_cannot_compute(tmp_path):
     assert report.main([str(tmp_path / "runs"), "--out", str(out)]) == 0
     text = (out / "report.md").read_text()
     assert "| AMP (bf16) |" in text and "0.00×" not in text
-    assert "No speed-up for AMP (bf16): no Vanilla run of the same model" in text
+    assert "- AMP (bf16) (batch 32): no Vanilla run of this model" in text
     assert (out / "training_speedup_memory.png").is_file()  # the memory panel still has something to show
 
 

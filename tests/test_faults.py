@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from speedlab import checkpoint, record
+from speedlab import checkpoint, record, results
 from speedlab.errors import SpeedlabError
 from speedlab.report import command as report
 from tests.conftest import DRILL_QUICK, FAULT_RUN, REPO, invoke
@@ -102,7 +102,7 @@ def test_two_sweeps_started_together_each_with_two_parallel_jobs_get_their_own_d
         jobs = [json.loads(r.read_text()) for r in sorted(directory.glob("*/result.json"))]
         assert [j["status"] for j in jobs] == ["ok", "ok"]
         assert len({j["process"]["pid"] for j in jobs} | {p.pid for p in procs}) == 4  # run in worker processes
-    assert len(report.collect([tmp_path / "sweeps"])) == 4
+    assert len(results.collect([tmp_path / "sweeps"])) == 4
     drill(injected="two sweeps started in the same instant, each with 2 jobs at once (Hydra joblib launcher)",
           did="2 sweep directories, 2 valid result.json files in each from 4 worker processes; report sees all 4",
           lost="nothing")  # fmt: skip
@@ -203,7 +203,7 @@ def test_a_damaged_result_json_is_named_and_skipped_by_the_report(run_main, tmp_
     record.result_path(bad).write_text(record.result_path(good).read_text()[:200])  # cut mid-write by a full disk
     outcome = run_main("report", str(tmp_path / "runs"), "--out", str(tmp_path / "report"))
     assert outcome.returncode == 0
-    assert f"report: skipped {record.result_path(bad)}: no readable result.json" in outcome.stderr
+    assert f"speedlab: skipped {record.result_path(bad)}: no readable result.json" in outcome.stderr
     assert "Vanilla" in (tmp_path / "report" / "report.md").read_text()
     drill(
         injected="a result.json cut to 200 bytes beside a good run",

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from speedlab import checkpoint, config, device, models, record, roofline, stats, tables, timing
+from speedlab import checkpoint, config, device, models, record, roofline, samples, stats, status, tables, timing
 from speedlab.bench import backends
 from speedlab.bench.artifacts import model_file
 from speedlab.bench.backends import BenchSetup
@@ -32,8 +32,8 @@ from speedlab.data.build import describe
 from speedlab.data.spec import DataSpec
 from speedlab.monitor import PeakMemory
 
-FAILED_STATUSES = ("error", "oom", "timeout")  # what makes a single bench run exit 1 (unsupported is not a failure)
-STAT_KEYS = ("mean_ms", "std_ms", "p50_ms", "p90_ms", "p99_ms", "min_ms", "first_call_ms")
+FAILED_STATUSES = status.CELL_FAILURES  # what makes a bench run exit 1 ("skipped": cannot run here, not a failure)
+STAT_KEYS = ("mean_ms", "std_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "min_ms", "first_call_ms")
 
 
 def run(ctx: RunContext, given: tuple[torch.nn.Module, DataSpec] | None = None) -> int:
@@ -70,13 +70,16 @@ def run(ctx: RunContext, given: tuple[torch.nn.Module, DataSpec] | None = None) 
             print(f"{rec['params']:,} parameters ({source}), {spec.describe()}, {flops_per_image / 1e9:.4g} GFLOPs "
                   f"({flops_per_image / 2e9:.4g} GMACs) per sample on {where}", flush=True)  # fmt: skip
         rec["yardstick_flops_per_s"] = {p: roofline.yardstick(where, p) for p in cfg.bench.precisions}
-        rec["rows"] = []
+        rec["rows"], series = [], {}
         for backend_name in cfg.bench.backends:
             backend = backends.create(backend_name)
             for precision in cfg.bench.precisions:
                 for batch_size in cfg.bench.batch_sizes:
                     row = _cell(backend, setup, cfg, precision, batch_size, flops_per_image,
                                 rec["yardstick_flops_per_s"])  # fmt: skip
+                    _keep_samples(row, series)
+                    if series:
+                        rec["samples"] = {"file": samples.write(ctx.run_dir, series), "unit": "ms"}
                     rec["rows"] = [*rec["rows"], row]
                     rec.save()
                     print(_cell_line(row), flush=True)
@@ -88,8 +91,7 @@ def run(ctx: RunContext, given: tuple[torch.nn.Module, DataSpec] | None = None) 
     if failed:
         names = ", ".join(f"{r['backend']} {r['precision']} batch {r['batch_size']} ({r['status']})" for r in failed)
         print(f"{len(failed)} of {len(rec['rows'])} cells failed: {names}", file=sys.stderr)
-    # A single run's exit code says a cell failed; a sweep's jobs go on (Hydra would stop at a job that exits).
-    return 1 if failed and not ctx.multirun else 0
+    return 1 if failed else 0  # a sweep goes on to its next job and exits 1 at the end (cli.run)
 
 
 def _model(ctx: RunContext, where: torch.device):
@@ -121,7 +123,7 @@ def _cell(backend, setup: BenchSetup, cfg: BenchJob, precision: str, batch_size:
     row: dict[str, Any] = {"backend": backend.name, "precision": precision, "batch_size": batch_size}
     reason = setup.file_unsupported(backend, precision, batch_size) or backend.unsupported(setup, precision)
     if reason:
-        return {**row, "status": "unsupported", "reason": reason}
+        return {**row, "status": "skipped", "reason": reason}
     repeats = []
     limit = cfg.bench.cell_timeout_s
     for _ in range(cfg.bench.repeats):
@@ -158,23 +160,37 @@ def host_to_device_ms(setup: BenchSetup, cfg: BenchJob, batch_size: int) -> floa
     return latency.p50_ms
 
 
+def _keep_samples(row: dict[str, Any], series: dict[str, Any]) -> None:
+    """Move the cell's per-call latencies (one list per repeat) from `row` into `series`, naming them in the row."""
+    per_repeat = row.pop("samples_ms", None)
+    if not per_repeat:
+        return
+    base = f"{row['backend']}.{row['precision']}.b{row['batch_size']}"
+    row["samples"] = [f"{base}.r{i}" for i in range(len(per_repeat))]
+    series.update(zip(row["samples"], per_repeat, strict=True))
+
+
 def _measure_once(backend, setup: BenchSetup, cfg: BenchJob, precision: str, batch_size: int) -> dict[str, Any]:
     with PeakMemory(setup.device) as memory:
         prepared = backend.prepare(setup, batch_size, precision)
         frames_before = prepared.frames_compiled() if prepared.frames_compiled else 0
         latency = timing.measure(prepared.run, setup.device, _timing_cfg(cfg))
         recompiles = (prepared.frames_compiled() - frames_before) if prepared.frames_compiled else 0
-    return {**latency.record(), "setup_s": prepared.setup_s, "peak_memory_bytes": memory.peak_bytes(),
+    return {**latency.record(), "samples_ms": latency.samples_ms, "setup_s": prepared.setup_s,
+            "peak_memory_bytes": memory.peak_bytes(),
             "peak_memory_kind": memory.kind, "recompiles": recompiles, **prepared.notes}  # fmt: skip
 
 
 def _combine(repeats: list[dict[str, Any]]) -> dict[str, Any]:
-    """One repeat as it is; several: the median of each figure, the 95 % interval of p50 and its spread."""
+    """One repeat as it is; several: the median of each figure, the 95 % interval of p50 and its spread. Every
+    repeat's calls are kept (`samples_ms`, one list per repeat)."""
+    per_repeat = [r.pop("samples_ms") for r in repeats]
     if len(repeats) == 1:
-        return repeats[0]
-    out = dict(repeats[0])
+        return {**repeats[0], "samples_ms": per_repeat}
+    out = dict(repeats[0], samples_ms=per_repeat)
     for key in (*STAT_KEYS, "setup_s", "peak_memory_bytes", "n"):
-        out[key] = statistics.median(r[key] for r in repeats)
+        out[key] = stats.median([r[key] for r in repeats])
+    out["too_few_for"] = max((r["too_few_for"] for r in repeats), key=len)
     p50s = [r["p50_ms"] for r in repeats]
     _, low, high = stats.median_interval(p50s)
     out["recompiles"] = max(r["recompiles"] for r in repeats)

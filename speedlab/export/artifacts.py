@@ -36,7 +36,7 @@ from speedlab.data.spec import DataSpec
 from speedlab.errors import SpeedlabError
 from speedlab.export import formats, parity
 from speedlab.export.formats import BuildRequest
-from speedlab.fsutil import atomic_write_json
+from speedlab.fsutil import atomic_write_json, umask
 
 META_FILE = "artifact.json"
 PARITY_BATCH = 8  # random inputs: enough to judge a latency artifact, cheap to run through every runtime
@@ -122,6 +122,7 @@ def obtain(model: torch.nn.Module, spec: DataSpec, cfg: ExportCfg, fmt: str, pre
         ).path  # fmt: skip
     root.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(dir=root, prefix=f".building-{fmt}-{precision}-"))
+    os.chmod(building, 0o777 & ~umask())  # mkdtemp's 0700 would hide the published artifact from the team
     try:
         request = BuildRequest(model=cpu_model, example=spec.example(2), cfg=cfg, directory=building,
                                precision=precision, source=source_path, calibration=calibration,

@@ -1,34 +1,36 @@
-"""`python -m speedlab report [RUN_DIRS...] [--compare RUN_A RUN_B]`: tables and plots from result.json files.
+"""`python -m speedlab report [RUN_DIRS...] [--html]`: tables and plots from result.json files.
 
 Reads every result.json under the given directories (default: everything under `artifacts/`) and writes
-`artifacts/report/report.md` with PNG plots beside it:
-- the training table (Changes | Train epoch time | Val accuracy | speed-up vs vanilla | images/s | compile time |
-  peak memory), runs of the same changes and model merged by their median;
-- per bench run, the inference table (Changes | Time BS 64 | Time BS 1 | Val accuracy) and every cell's percentiles;
+`artifacts/report/report.md` with PNG plots and a CSV of every table beside it (`--html`: also `report.html`, one
+self-contained file with the plots inside, to send or attach):
+- the training table (Changes | Batch | Precision | Train epoch time | Val accuracy | speed-up vs vanilla | ...):
+  one row per fingerprint (`speedlab.fingerprint`), so runs that differ in anything that changes speed (batch size,
+  precision, epochs, machine, versions, commit) never merge; a speed-up only against the Vanilla of the same
+  workload, and where there is none the report says what differs;
+- per bench run, the inference table (Changes | Time BS 64 | Time BS 1 | Val accuracy) and every cell's percentiles
+  (p50, p90, p95, p99, max; those too few calls cannot resolve are marked);
 - latency against batch size per backend (log axes), speed-up and memory bars, and the activation measurements
   when a `bench_activations` run is present;
 - the latest parity runs (sides, verdict, differences, and each run's loss plot);
 - the latest monitored runs' resources (CPU, memory, GPU; mean, p95, peak) with a timeline plot each.
-Every table names the machine and software it was measured on. `--compare A B` instead says, cell by cell, whether
-two bench runs differ by more than their noise.
+Every table names the machine and software it was measured on. Whether two sets of runs differ is
+`speedlab compare`'s question.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
-import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from speedlab import record
+from speedlab import fingerprint, record, results, stats, status
 from speedlab.errors import SpeedlabError
 from speedlab.fsutil import atomic_write_bytes, atomic_write_text
 from speedlab.report import plots
-from speedlab.tables import markdown
+from speedlab.report.html import to_html
+from speedlab.tables import csv_text, markdown
 
 # Parity runs and resource timelines in a report: the latest few, or the report would grow with every run.
 REPORT_LATEST = 6
@@ -37,94 +39,82 @@ REPORT_LATEST = 6
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m speedlab report", description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="*", help="run directories or folders holding them (default: artifacts/)")
-    parser.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"), help="compare two bench runs cell by cell")
     parser.add_argument("--out", help="report directory (default: artifacts/report)")
+    parser.add_argument("--html", action="store_true", help="also write report.html: one self-contained file")
+    parser.add_argument("--compare", nargs=2, metavar=("A", "B"), help=argparse.SUPPRESS)  # moved to `compare`
     args = parser.parse_args(list(argv))
     if args.compare:
-        print(compare(load(Path(args.compare[0])), load(Path(args.compare[1]))))
-        return 0
+        raise SpeedlabError("report --compare is now its own command, with significance and an exit code for CI: "
+                            f"python -m speedlab compare {args.compare[0]} {args.compare[1]}")  # fmt: skip
     roots = [Path(r) for r in args.runs] or [record.artifacts_root()]
-    results = collect(roots)
+    everything = results.collect(roots, finished_only=False)
+    finished = [r for r in everything if r["status"] == status.OK]
     out = Path(args.out) if args.out else record.report_dir()
-    unfinished = [r for r in collect(roots, finished_only=False) if r["status"] not in ("ok", "skipped")]
-    path = write(results, out, unfinished)
-    print(f"report: {path} ({len(results)} result.json files)")
+    unfinished = [r for r in everything if r["status"] not in (status.OK, status.SKIPPED)]
+    path = write(finished, out, unfinished, html=args.html)
+    extra = f", {path.with_suffix('.html').name}" if args.html else ""
+    print(f"report: {path}{extra} and a CSV per table ({len(finished)} result.json files)")
     return 0
 
 
-def load(run_dir: Path) -> dict[str, Any]:
-    path = record.result_path(run_dir) if run_dir.is_dir() else run_dir
-    try:
-        result = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise SpeedlabError(f"{run_dir}: no readable result.json ({err})") from None
-    result["_dir"] = str(path.parent)
-    return result
-
-
-def collect(roots: Sequence[Path], finished_only: bool = True) -> list[dict[str, Any]]:
-    """Every result.json under `roots` whose run finished (`ok`), oldest first; with `finished_only=False` every
-    run, its `status` read as it stands now (a killed run's "running" becomes "crashed")."""
-    missing = [str(r) for r in roots if not r.exists()]
-    if missing:
-        raise SpeedlabError(f"no such run directory: {', '.join(missing)}")
-    paths = sorted({p for root in roots for p in ([root] if root.is_file() else root.rglob(record.RESULT_FILE))})
-    results = []
-    for path in paths:
-        try:
-            result = load(path)
-        except SpeedlabError as err:  # a damaged file is not a run: say which, and go on with the rest
-            print(f"report: skipped {err}", file=sys.stderr)
-            continue
-        if "kind" not in result:
-            continue
-        result["status"] = record.status_of(result)
-        if result["status"] == "ok" or not finished_only:
-            results.append(result)
-    return sorted(results, key=lambda r: r.get("started_at", ""))
-
-
-def machine(result: dict[str, Any]) -> str:
-    env = result.get("env", {})
-    gpu = env.get("gpu")
-    device = gpu["name"] if gpu else f"{env.get('cpu', {}).get('model')} ({env.get('cpu', {}).get('affinity')} cores)"
-    return f"{device}; torch {env.get('torch')}, onnxruntime {env.get('onnxruntime')}, commit {_commit(env)}"
-
-
-def _commit(env: dict[str, Any]) -> str:
-    git = env.get("git") or {}
-    return (git.get("commit") or "unknown")[:8] + ("+dirty" if git.get("dirty") else "")
-
-
-def training_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (changes, model, data, machine): the median over runs, with the speed-up against the Vanilla row
-    of the same model and data when there is one (None otherwise: nothing to compare with)."""
-    groups: dict[tuple, list[dict]] = defaultdict(list)
-    for r in results:
+def training_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per fingerprint (`speedlab.fingerprint`: the config that changes speed, the machine and versions,
+    the commit): the median over its runs, so runs that differ in anything that changes speed never merge. Each
+    row's speed-up is taken against the Vanilla row of the same workload (its fingerprint less the levers): None,
+    with `no_speedup` saying why, when there is none."""
+    groups: dict[str, list[dict]] = defaultdict(list)
+    prints: dict[str, fingerprint.Fingerprint] = {}
+    for r in runs:
         if r["kind"] == "train" and r.get("mean_epoch_time_s"):
-            model = (r.get("family", "convnext"), r["params"], (r.get("data") or {}).get("name"))
-            groups[(r["changes"], model, machine(r).split(";")[0])].append(r)
+            fp = fingerprint.of_train(r)
+            groups[fp.key()].append(r)
+            prints[fp.key()] = fp
     rows = []
-    for (changes, model, where), runs in groups.items():
+    for key, group in groups.items():
 
-        def med(key: str, runs: list[dict] = runs) -> float | None:
-            values = [x[key] for x in runs if x.get(key) is not None]
-            return statistics.median(values) if values else None
+        def med(name: str, group: list[dict] = group) -> float | None:
+            values = [x[name] for x in group if x.get(name) is not None]
+            return stats.median(values) if values else None
 
-        metric = runs[-1].get("metric", "val_acc")
+        last, fp = group[-1], prints[key]
+        metric = last.get("metric", "val_acc")
+        amp = fp.config.get("amp.enabled")
         rows.append({
-            "changes": changes, "model": model, "family": model[0], "params": model[1], "data": model[2],
-            "machine": where, "runs": len(runs), "epoch_time_s": med("mean_epoch_time_s"), "metric": metric,
-            "val": med(f"final_{metric}"), "images_per_s": med("mean_images_per_s"),
-            "compile_time_s": med("compile_time_s"), "peak_memory_bytes": med("peak_memory_bytes"),
-            "achieved": med("mean_achieved_flops_per_s"), "efficiency": med("efficiency"),
-            "yardstick_precision": runs[-1].get("yardstick_precision"), "env": machine(runs[-1]),
+            "changes": last["changes"], "family": last.get("family", "convnext"), "params": last["params"],
+            "data": (last.get("data") or {}).get("name"), "batch_size": fp.config.get("trainer.batch_size"),
+            "epochs": fp.config.get("trainer.epochs"), "precision": fp.config.get("amp.dtype") if amp else "fp32",
+            "machine": fp.env["machine"], "commit": fp.commit, "runs": len(group), "fingerprint": fp,
+            "epoch_time_s": med("mean_epoch_time_s"), "metric": metric, "val": med(f"final_{metric}"),
+            "images_per_s": med("mean_images_per_s"), "compile_time_s": med("compile_time_s"),
+            "peak_memory_bytes": med("peak_memory_bytes"), "achieved": med("mean_achieved_flops_per_s"),
+            "efficiency": med("efficiency"), "yardstick_precision": last.get("yardstick_precision"),
+            "env": results.machine(last),
         })  # fmt: skip
     for row in rows:
-        base = next((b for b in rows if b["changes"] == "Vanilla" and b["model"] == row["model"]
-                     and b["machine"] == row["machine"]), None)  # fmt: skip
-        row["speedup"] = base["epoch_time_s"] / row["epoch_time_s"] if base else None
-    return sorted(rows, key=lambda r: (r["params"], -(r["speedup"] or 0) if r["changes"] != "Vanilla" else -99))
+        _speedup(row, rows)
+    return sorted(rows, key=lambda r: (r["params"], r["batch_size"] or 0,
+                                       -(r["speedup"] or 0) if r["changes"] != "Vanilla" else -99))  # fmt: skip
+
+
+def _speedup(row: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    """Set the row's speed-up against the Vanilla of its own workload, or say why there is none."""
+    row["speedup"], row["no_speedup"] = None, None
+    workload = row["fingerprint"].workload_key()
+    base = next((b for b in rows if b["changes"] == "Vanilla" and b["fingerprint"].workload_key() == workload), None)
+    if base is not None:
+        row["speedup"] = base["epoch_time_s"] / row["epoch_time_s"]
+        return
+    vanillas = [b for b in rows if b["changes"] == "Vanilla" and b["family"] == row["family"]]
+    if not vanillas:
+        row["no_speedup"] = "no Vanilla run of this model"
+        return
+    nearest = min(vanillas, key=lambda b: len(_workload_differences(b, row)))
+    row["no_speedup"] = "the Vanilla runs differ in " + "; ".join(_workload_differences(nearest, row))
+
+
+def _workload_differences(base: dict[str, Any], row: dict[str, Any]) -> list[str]:
+    found = fingerprint.differences(base["fingerprint"].workload(), row["fingerprint"].workload())
+    return found or ["nothing that changes speed (same workload)"]
 
 
 def _val_text(row: dict[str, Any]) -> str:
@@ -148,27 +138,44 @@ def _seconds(value: float | None) -> str:
     return f"{value:.2f} s" if value >= 0.1 else f"{value * 1e3:.2f} ms"
 
 
-def training_table(rows: list[dict[str, Any]]) -> str:
-    header = ["Changes", "Train epoch time", "Val accuracy", "Speed-up vs vanilla", "Images/s", "Achieved",
-              "Of matmul peak", "Compile time", "Peak memory", "Model", "Runs"]  # fmt: skip
+class Tables:
+    """The report's tables: each one rendered as markdown for report.md and kept as CSV (`table-<name>.csv`)."""
+
+    def __init__(self) -> None:
+        self.csv: dict[str, str] = {}
+
+    def add(self, name: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+        self.csv[name] = csv_text(header, rows)
+        return markdown(header, rows)
+
+    def write(self, out: Path) -> None:
+        for name, text in self.csv.items():
+            atomic_write_text(out / f"table-{name}.csv", text)
+
+
+def training_table(rows: list[dict[str, Any]], tables: Tables | None = None) -> str:
+    header = ["Changes", "Batch", "Precision", "Train epoch time", "Val accuracy", "Speed-up vs vanilla", "Images/s",
+              "Achieved", "Of matmul peak", "Compile time", "Peak memory", "Model", "Machine", "Runs"]  # fmt: skip
     cells = []
     for r in rows:
         speedup = f"{r['speedup']:.2f}×" if r["speedup"] else "–"
         memory = f"{r['peak_memory_bytes'] / 2**30:.2f} GiB" if r["peak_memory_bytes"] else "–"
         compile_time = f"{r['compile_time_s']:.1f} s" if r["compile_time_s"] is not None else "–"
-        model = f"{r['family']} ({r['params']:,} parameters) on {r['data']}"
-        cells.append([r["changes"], _seconds(r["epoch_time_s"]), _val_text(r), speedup,
-                      f"{r['images_per_s'] or 0:,.0f}", *_achieved(r), compile_time, memory, model,
-                      str(r["runs"])])  # fmt: skip
-    lines = [markdown(header, cells)]
-    missing = [r["changes"] for r in rows if r["speedup"] is None]
+        epochs = f"{r['epochs']} epoch{'' if r['epochs'] == 1 else 's'}"
+        model = f"{r['family']} ({r['params']:,} parameters) on {r['data']}, {epochs}"
+        cells.append([r["changes"], str(r["batch_size"]), r["precision"], _seconds(r["epoch_time_s"]), _val_text(r),
+                      speedup, f"{r['images_per_s'] or 0:,.0f}", *_achieved(r), compile_time, memory, model,
+                      f"{r['machine']}, {r['commit']}", str(r["runs"])])  # fmt: skip
+    lines = [(tables or Tables()).add("training", header, cells)]
+    missing = [r for r in rows if r["speedup"] is None]
     if missing:
-        lines += ["", f"No speed-up for {', '.join(missing)}: no Vanilla run of the same model and data on the same "
-                      "machine to compare with (train `+exp=vanilla` with the same settings to get one)."]  # fmt: skip
+        lines += ["", "No speed-up where no Vanilla ran the same workload (model, data, batch size, epochs, machine, "
+                      "versions, commit; train `+exp=vanilla` with the same settings to get one):"]  # fmt: skip
+        lines += [f"- {r['changes']} (batch {r['batch_size']}): {r['no_speedup']}" for r in missing]
     return "\n".join(lines)
 
 
-def inference_table(bench: dict[str, Any]) -> str:
+def inference_table(bench: dict[str, Any], tables: Tables | None = None, name: str = "inference") -> str:
     """The reference's shape (Changes | Time BS 64 | Time BS 1 | Val accuracy), p50 per backend and precision."""
     cells = {(r["backend"], r["precision"], r["batch_size"]): r for r in bench["rows"] if r["status"] == "ok"}
     sizes = sorted({r["batch_size"] for r in bench["rows"]}, reverse=True)
@@ -177,61 +184,79 @@ def inference_table(bench: dict[str, Any]) -> str:
         times = [f"{cells[(backend, precision, s)]['p50_ms']:.2f} ms" if (backend, precision, s) in cells else "–"
                  for s in sizes]  # fmt: skip
         rows.append([f"{backend} ({precision})", *times, "–"])
-    return markdown(["Changes", *(f"Time BS {s}" for s in sizes), "Val accuracy"], rows)
+    return (tables or Tables()).add(name, ["Changes", *(f"Time BS {s}" for s in sizes), "Val accuracy"], rows)
 
 
-def percentile_table(bench: dict[str, Any]) -> str:
-    header = ["Backend", "Precision", "Batch", "Status", "n", "p50", "p90", "p99", "min", "Images/s", "Setup",
+def percentile_table(bench: dict[str, Any], tables: Tables | None = None, name: str = "percentiles") -> str:
+    """Every cell's percentiles; one that too few calls cannot resolve is marked `*` (it is nearly the maximum)."""
+    header = ["Backend", "Precision", "Batch", "Status", "n", "p50", "p90", "p95", "p99", "max", "Images/s", "Setup",
               "Efficiency"]  # fmt: skip
-    rows = []
+    rows, flagged = [], False
     for r in bench["rows"]:
         head = [r["backend"], r["precision"], str(r["batch_size"])]
-        if r["status"] != "ok":
-            rows.append([*head, f"{r['status']}: {r['reason']}", *[""] * 8])
+        if r["status"] != status.OK:
+            rows.append([*head, f"{r['status']}: {r['reason']}", *[""] * 9])
             continue
         eff = f"{r['efficiency']:.1%}" if r.get("efficiency") is not None else "–"
-        times = [f"{r[k]:.3f} ms" for k in ("p50_ms", "p90_ms", "p99_ms", "min_ms")]
+        too_few = set(r.get("too_few_for") or [])
+        flagged |= bool(too_few)
+        times = [f"{r[f'{k}_ms']:.3f} ms" + ("*" if k in too_few else "") if r.get(f"{k}_ms") is not None else "–"
+                 for k in ("p50", "p90", "p95", "p99", "max")]  # fmt: skip
         rows.append([*head, "ok", f"{r['n']:.0f}", *times, f"{r['throughput_per_s']:,.0f}", f"{r['setup_s']:.2f} s",
                      eff])  # fmt: skip
-    return markdown(header, rows)
+    text = (tables or Tables()).add(name, header, rows)
+    if flagged:
+        text += "\n\n\\* too few calls for this percentile to mean more than the maximum (raise `bench.min_time_s`)."
+    return text
 
 
-def write(results: list[dict[str, Any]], out: Path, unfinished: list[dict[str, Any]] = ()) -> Path:
+def write(runs: list[dict[str, Any]], out: Path, unfinished: Sequence[dict[str, Any]] = (), html: bool = False) -> Path:
     out.mkdir(parents=True, exist_ok=True)
+    tables = Tables()
     parts = ["# speedlab report", ""]
     if unfinished:
-        parts += ["## Runs that did not finish", "", unfinished_table(unfinished), ""]
-    train = training_rows(results)
+        parts += ["## Runs that did not finish", "", tables.add("unfinished", *unfinished_table(unfinished)), ""]
+    train = training_rows(runs)
     if train:
-        parts += ["## Training", "", f"Measured on: {train[-1]['env']}.", "", training_table(train), ""]
+        machines = sorted({r["env"] for r in train})
+        parts += ["## Training", "", f"Measured on: {'; and '.join(machines)}.", "", training_table(train, tables), ""]
         parts += plots.training(train, out)
-    for bench in [r for r in results if r["kind"] == "bench"][-3:]:  # the latest few sweeps
-        title = f"## Inference: {bench.get('name')} ({bench['params']:,} parameters, input {bench['input_shape'][1:]})"
-        parts += [title, "", f"Measured on: {machine(bench)}; {bench['_dir']}.", ""]
-        parts += [inference_table(bench), "", percentile_table(bench), ""]
+    for i, bench in enumerate([r for r in runs if r["kind"] == "bench"][-3:], start=1):  # the latest few sweeps
+        title = f"## Inference: {bench.get('name')} ({_params(bench)}, input {bench['input_shape'][1:]})"
+        parts += [title, "", f"Measured on: {results.machine(bench)}; {bench['_dir']}.", ""]
+        parts += [inference_table(bench, tables, f"inference-{i}"), "",
+                  percentile_table(bench, tables, f"percentiles-{i}"), ""]  # fmt: skip
         parts += plots.inference(bench, out)
-    activations = [r for r in results if r["kind"] == "bench_activations"]
+    activations = [r for r in runs if r["kind"] == "bench_activations"]
     if activations:
-        parts += ["## Activations", "", f"Measured on: {machine(activations[-1])}.", ""]
+        parts += ["## Activations", "", f"Measured on: {results.machine(activations[-1])}.", ""]
         parts += plots.activations(activations[-1], out)
-    parity = [r for r in results if r["kind"] == "parity"][-REPORT_LATEST:]
+    parity = [r for r in runs if r["kind"] == "parity"][-REPORT_LATEST:]
     if parity:
-        parts += ["## Parity runs", "", parity_table(parity), ""]
+        parts += ["## Parity runs", "", tables.add("parity", *parity_table(parity)), ""]
         for i, run in enumerate(parity):
             parts += _copy_plot(Path(run.get("plot", "")), out, f"parity-{i + 1}.png")
-    monitored = [r for r in results if Path(r.get("resources", {}).get("timeline", "")).is_file()][-REPORT_LATEST:]
+    monitored = [r for r in runs if Path(r.get("resources", {}).get("timeline", "")).is_file()][-REPORT_LATEST:]
     if monitored:
-        parts += ["## Resources", "", resources_table(monitored), ""]
+        parts += ["## Resources", "", tables.add("resources", *resources_table(monitored)), ""]
         for i, run in enumerate(monitored):
             parts += plots.resources(run, out, f"resources-{i + 1}.png")
     if len(parts) == 2:
         parts.append("No finished train or bench runs found.")
+    text = "\n".join(parts) + "\n"
     path = out / "report.md"
-    atomic_write_text(path, "\n".join(parts) + "\n")
+    atomic_write_text(path, text)
+    tables.write(out)
+    if html:
+        atomic_write_text(out / "report.html", to_html(text, out))
     return path
 
 
-def unfinished_table(runs: list[dict[str, Any]]) -> str:
+def _params(result: dict[str, Any]) -> str:
+    return f"{result['params']:,} parameters" if result.get("params") else "a model file"
+
+
+def unfinished_table(runs: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """Failed, interrupted and crashed runs: what they kept (finished epochs) and why they stopped."""
     rows = []
     for r in runs:
@@ -239,10 +264,10 @@ def unfinished_table(runs: list[dict[str, Any]]) -> str:
                                   if r["status"] == record.CRASHED else "")  # fmt: skip
         epochs = len(r.get("epochs") or []) if r["kind"] == "train" else "–"
         rows.append([r["_dir"], r["kind"], r["status"], str(epochs), (str(why).splitlines() or [""])[0][:120]])
-    return markdown(["Run", "Kind", "Status", "Finished epochs", "Why"], rows)
+    return ["Run", "Kind", "Status", "Finished epochs", "Why"], rows
 
 
-def parity_table(runs: list[dict[str, Any]]) -> str:
+def parity_table(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     rows = []
     for i, r in enumerate(runs, start=1):
         sides = r.get("sides", {})
@@ -251,10 +276,10 @@ def parity_table(runs: list[dict[str, Any]]) -> str:
         rows.append([str(i), sides.get("a", {}).get("changes", "?"), sides.get("b", {}).get("changes", "?"),
                      str(r.get("steps")), r.get("verdict"), r.get("why"), f"{r.get('max_rel_difference', 0):.3g}",
                      weights])  # fmt: skip
-    return markdown(["#", "A", "B", "Steps", "Verdict", "Why", "Max rel. difference", "Final weights rel. diff"], rows)
+    return ["#", "A", "B", "Steps", "Verdict", "Why", "Max rel. difference", "Final weights rel. diff"], rows
 
 
-def resources_table(runs: list[dict[str, Any]]) -> str:
+def resources_table(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """Each monitored run's CPU, memory and GPU figures, and what the sampling cost."""
     header = ["#", "Run", "Samples", "Process CPU mean / p95", "RSS peak", "Machine CPU mean", "GPU util mean",
               "Sampler CPU"]  # fmt: skip
@@ -272,7 +297,7 @@ def resources_table(runs: list[dict[str, Any]]) -> str:
         rows.append([str(i), f"{r['kind']}: {r.get('changes') or r.get('name', '')} ({Path(r['_dir']).name})",
                      str(res.get("samples")), cpu, rss, f"{get('machine_cpu_pct', 'mean') or 0:.0f} %", gpu,
                      f"{(res.get('sampler_cpu_fraction') or 0):.2%}"])  # fmt: skip
-    return markdown(header, rows)
+    return header, rows
 
 
 def _copy_plot(source: Path, out: Path, name: str) -> list[str]:
@@ -280,33 +305,3 @@ def _copy_plot(source: Path, out: Path, name: str) -> list[str]:
         return []
     atomic_write_bytes(out / name, source.read_bytes())
     return [f"![{name}]({name})", ""]
-
-
-def _interval(row: dict[str, Any]) -> tuple[float, float]:
-    """95 % interval of a cell's p50: across repeats when there were several, else from the per-call spread
-    (the median's standard error is about 1.25 sigma / sqrt(n))."""
-    if row.get("p50_ci95_ms"):
-        return tuple(row["p50_ci95_ms"])
-    half = 1.96 * 1.2533 * row["std_ms"] / max(row["n"], 1) ** 0.5
-    return row["p50_ms"] - half, row["p50_ms"] + half
-
-
-def compare(a: dict[str, Any], b: dict[str, Any]) -> str:
-    if a.get("kind") != "bench" or b.get("kind") != "bench":
-        raise SpeedlabError("--compare takes two bench runs (result.json with kind: bench)")
-    index = lambda r: {(c["backend"], c["precision"], c["batch_size"]): c for c in r["rows"] if c["status"] == "ok"}  # noqa: E731
-    cells_a, cells_b = index(a), index(b)
-    rows = []
-    for key in [k for k in cells_a if k in cells_b]:
-        ra, rb = cells_a[key], cells_b[key]
-        (lo_a, hi_a), (lo_b, hi_b) = _interval(ra), _interval(rb)
-        apart = hi_a < lo_b or hi_b < lo_a
-        verdict = ("B faster" if rb["p50_ms"] < ra["p50_ms"] else "B slower") if apart else "within noise"
-        rows.append([key[0], key[1], str(key[2]), f"{ra['p50_ms']:.3f} ms", f"{rb['p50_ms']:.3f} ms",
-                     f"{rb['p50_ms'] / ra['p50_ms']:.3f}", verdict])  # fmt: skip
-    lines = [f"A: {a['_dir']} ({machine(a)})", f"B: {b['_dir']} ({machine(b)})", "",
-             markdown(["Backend", "Precision", "Batch", "p50 A", "p50 B", "B / A", "Verdict"], rows)]  # fmt: skip
-    only = sorted(set(cells_a) ^ set(cells_b))
-    if only:
-        lines += ["", "In one run only: " + ", ".join(f"{k[0]} {k[1]} batch {k[2]}" for k in only)]
-    return "\n".join(lines)

@@ -36,7 +36,8 @@ def training(rows: list[dict[str, Any]], out: Path) -> list[str]:
     the table says why) and peak memory for all."""
 
     def label(r: dict[str, Any]) -> str:
-        return f"{r['changes']} ({r['family']}, {r['params'] / 1e6:.2f}M)"
+        batch = f"batch {r['batch_size']}, " if r.get("batch_size") else ""
+        return f"{r['changes']} ({batch}{r['family']}, {r['params'] / 1e6:.2f}M)"
 
     compared = [r for r in rows if r["speedup"] is not None]
     measured = [r for r in rows if r["peak_memory_bytes"]]

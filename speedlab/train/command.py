@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 import activations
-from speedlab import checkpoint, device, models, record, roofline, targets
+from speedlab import checkpoint, device, models, record, roofline, samples, targets
 from speedlab.config import RunContext, TrainJob
 from speedlab.data.build import build_data, describe
 from speedlab.data.loaders import DataBundle
@@ -336,11 +336,23 @@ def _aggregate(history: list[dict[str, Any]], metric: str) -> dict[str, Any]:
     }
 
 
+def _write_step_samples(run_dir: Path, step_times: list[tuple[int, list[float]]]) -> dict[str, Any] | None:
+    """Every step's time (after the warm-up) and its epoch, to the run's raw-samples file; what result.json says
+    about it. None when this run trained no step (a resumed run that was already done)."""
+    times = [t for _, epoch_times in step_times for t in epoch_times]
+    if not times:
+        return None
+    epochs = [epoch for epoch, epoch_times in step_times for _ in epoch_times]
+    name = samples.write(run_dir, {"train.step_s": times, "train.step_epoch": epochs})
+    return {"file": name, "unit": "s", "step_s": "train.step_s", "step_epoch": "train.step_epoch"}
+
+
 def _finish_run(ctx: RunContext, rec: Any, trainer: Trainer, info: Dist) -> None:
     digests = distributed.gather(distributed.weights_digest(trainer.module), info)
     if not info.is_main:
         return
     rec.update(efficiency(ctx.cfg, trainer.device, rec.data.get("epochs") or [], info.world))
+    rec["samples"] = _write_step_samples(ctx.run_dir, trainer.step_times)
     if info.enabled:
         rec["distributed"]["weights_sha256"] = digests
         rec["distributed"]["weights_identical"] = len(set(digests)) == 1

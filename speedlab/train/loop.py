@@ -30,6 +30,32 @@ from speedlab.train.steps import Step
 from speedlab.train.tasks import Task
 
 
+class StepClock:
+    """The time of each step of an epoch (from the end of one to the end of the next, its batch's fetch included),
+    without a host sync inside the epoch: a host clock on the CPU, CUDA events on a GPU, read once at the end."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.marks: list[Any] = [self._mark()]
+
+    def _mark(self) -> Any:
+        if not self.cuda:
+            return time.perf_counter()
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        return event
+
+    def tick(self) -> None:
+        self.marks.append(self._mark())
+
+    def seconds(self) -> list[float]:
+        """Each step's seconds (call after the device is synchronised)."""
+        pairs = zip(self.marks, self.marks[1:], strict=False)
+        if self.cuda:
+            return [a.elapsed_time(b) / 1e3 for a, b in pairs]
+        return [b - a for a, b in pairs]
+
+
 @dataclass
 class Trainer:
     model: nn.Module  # what runs: possibly compiled and/or DDP-wrapped
@@ -47,6 +73,8 @@ class Trainer:
     progress: Progress = field(default_factory=lambda: Progress(enabled=False))
     stepper: Step | None = None  # the step variant's step (trainer.step), set by the builder
     step_flops: int | None = None  # one step's forward + backward FLOPs per process, counted in the warm-up
+    # Seconds of every step after the warm-up, one array per epoch run here (epoch, times): the raw samples.
+    step_times: list[tuple[int, list[float]]] = field(default_factory=list)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -87,6 +115,7 @@ class Trainer:
         self.progress.start_batches(epoch, total_epochs, steps)
         synchronize(self.device)
         start = time.perf_counter()
+        clock = StepClock(self.device)
         batches = self.data.train.epoch(epoch)
         for i, (x, y) in enumerate(batches):
             if i == steps:
@@ -96,8 +125,10 @@ class Trainer:
             images += len(y)
             done += 1
             self.progress.step(**({"loss": f"{loss.item():.3f}"} if show_loss and i % 20 == 0 else {}))
+            clock.tick()
         synchronize(self.device)
         elapsed = time.perf_counter() - start
+        self.step_times.append((epoch, clock.seconds()))
         self.progress.end_batches()
         loss_sum = (
             torch.stack(losses).sum(dtype=torch.float64)

@@ -31,3 +31,21 @@ NOT_A_MODEL = 42
 
 def not_a_module() -> str:
     return "a string"
+
+
+class BranchUnderTest(TinyCNN):
+    """TinyCNN as a branch might change it: each forward pass waits `SPEEDLAB_TEST_SLOWDOWN_MS` more (read when
+    built), the injected regression of the CI recipe's test. The config stays the same as on "main"."""
+
+    def __init__(self, classes: int = 10, width: int = 8, channels: int = 3) -> None:
+        super().__init__(classes, width, channels)
+        import os
+
+        self.delay_s = float(os.environ.get("SPEEDLAB_TEST_SLOWDOWN_MS", "0")) / 1e3
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.delay_s:
+            import time
+
+            time.sleep(self.delay_s)
+        return super().forward(x)
