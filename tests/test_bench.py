@@ -63,7 +63,7 @@ def test_every_backend_gets_its_cells(sweep, backend):
         # Every timed call is kept, one series per repeat, and its median is the repeat's p50.
         raw = samples.read(Path(sweep["_dir"]), row["samples"])
         assert len(raw) == 2 and all(len(v) >= 3 for v in raw.values())
-        assert sorted(stats.median(v) for v in raw.values()) == pytest.approx(sorted(row["repeat_p50_ms"]))
+        assert sorted(stats.median(v) for v in raw.values()) == pytest.approx(sorted(row["repeat_p50_ms"]), abs=1e-6)
 
 
 def test_sweep_records_flops_yardstick_and_unsupported_precisions(sweep):
@@ -98,7 +98,7 @@ def test_onnxruntime_int8_and_a_failing_backend_do_not_stop_the_sweep(tmp_path, 
     assert cell(result, "onnxruntime", "fp32", 2)["status"] == "ok"
     assert cell(result, "onnxruntime", "fp32", 2)["host_to_device_ms"] is None  # inputs never move on the CPU
     # In a sweep, every job still runs, and the sweep's exit code says one failed.
-    code = invoke("bench", [*TINY, *FAST, "bench.backends=[eager]", f"hydra.sweep.dir={tmp_path / 'sweep'}", "-m",
+    code = invoke("bench", ["-m", *TINY, *FAST, "bench.backends=[eager]", f"hydra.sweep.dir={tmp_path / 'sweep'}",
                             "bench.batch_sizes=[2],[3]"])  # fmt: skip
     assert code == 1 and len(list((tmp_path / "sweep").rglob("result.json"))) == 2
     assert "2 jobs of the sweep failed" in capsys.readouterr().err

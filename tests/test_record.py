@@ -76,6 +76,7 @@ def test_atomic_writes_keep_the_mode_a_plain_write_would_have(tmp_path):
     assert fsutil.umask() == old
 
 
+@pytest.mark.broken_results  # an old and a future result.json, on purpose
 def test_results_of_schema_1_are_read_in_schema_2_terms_and_newer_ones_refused(tmp_path):
     old = {"schema_version": 1, "speedlab": "0.1.0", "kind": "bench", "status": "ok",
            "rows": [{"backend": "tensorrt", "status": "unsupported"}]}  # fmt: skip
