@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from speedlab import cli, config, record, study
+from speedlab import cli, config, record, stats, study
 from speedlab.data.build import build_data, prepare
 from speedlab.data.fake import write_fake_tinyimagenet
 
@@ -70,9 +69,9 @@ def main() -> None:
                 cfg.data.feed = config.Feed[pipeline]
                 data = build_data(cfg.data, seed=0, batch_size=args.batch_size, device="cpu")
                 rates = images_per_second(data.train, args.epochs)
-                rows.append({"pipeline": pipeline, "images_per_s": statistics.median(rates), "epochs": rates})
+                rows.append({"pipeline": pipeline, "images_per_s": stats.median(rates), "epochs": rates})
                 print(
-                    f"{pipeline:>8}: {statistics.median(rates):,.0f} images/s (per epoch: "
+                    f"{pipeline:>8}: {stats.median(rates):,.0f} images/s (per epoch: "
                     f"{', '.join(f'{r:,.0f}' for r in rates)})"
                 )
             speedup = rows[0]["images_per_s"] / rows[1]["images_per_s"]

@@ -15,14 +15,13 @@ bench_export) under artifacts/runs/.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from speedlab import record, study  # noqa: E402
+from speedlab import record, stats, study  # noqa: E402
 from speedlab.study import Row  # noqa: E402
 
 HEADER = ["Activation", "Exporter", "Artifact", "Status", "Export time", "Size", "Max abs error", "Cosine",
@@ -98,7 +97,7 @@ def _entries(row: Row, results: list[dict]) -> list[dict]:
         entry = found[0]
         out.append({
             "activation": activation, "exporter": exporter, "precision": precision, "status": entry["status"],
-            "reason": entry["reason"], "export_time_s": statistics.median(times) if times else None,
+            "reason": entry["reason"], "export_time_s": stats.median(times) if times else None,
             "export_times_s": [e["export_time_s"] for e in found], "size_bytes": entry["size_bytes"],
             **{k: entry.get(k) for k in ("max_abs_error", "max_rel_error", "cosine", "top1_agreement", "val_acc",
                                           "val_top1_agreement")},

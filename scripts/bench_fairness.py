@@ -14,14 +14,13 @@ whose figures match apart is fair. The quick ConvNeXt by default; overrides afte
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from speedlab import record, study  # noqa: E402
+from speedlab import record, stats, study  # noqa: E402
 from speedlab.study import Row  # noqa: E402
 
 MODES = ("together, spinning on", "together, spinning off", "apart")
@@ -64,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         table = []
         for name in names:
             for batch in BATCHES:
-                medians = {m: statistics.median(p50[(m, name, batch)]) for m in MODES if (m, name, batch) in p50}
+                medians = {m: stats.median(p50[(m, name, batch)]) for m in MODES if (m, name, batch) in p50}
                 apart = medians.get(MODES[2])
                 table.append({"backend": name, "batch_size": batch, "p50_ms": medians,
                               "vs_apart": {m: v / apart for m, v in medians.items()} if apart else {}})  # fmt: skip

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from speedlab import cli, record, study
+from speedlab import cli, record, stats, study
 from speedlab.data.build import build_data
 from speedlab.monitor import ResourceMonitor
 from speedlab.roofline import yardstick
@@ -87,14 +87,14 @@ def main() -> int:
                     costs[setting].append(monitor.summary()["sampler_cpu_fraction"])
             print(f"round {r + 1}/{args.rounds} done", flush=True)
         rows = []
-        base_mean, base_p50 = statistics.fmean(times["off"]), statistics.median(times["off"])
+        base_mean, base_p50 = statistics.fmean(times["off"]), stats.median(times["off"])
         for setting in settings:
-            mean, p50 = statistics.fmean(times[setting]), statistics.median(times[setting])
+            mean, p50 = statistics.fmean(times[setting]), stats.median(times[setting])
             rows.append({
                 "monitor": setting, "steps": len(times[setting]), "mean_us": mean * 1e6, "p50_us": p50 * 1e6,
                 "mean_vs_off": mean / base_mean, "p50_vs_off": p50 / base_p50,
-                "paired_vs_off": statistics.median(m / o for m, o in zip(round_means[setting], round_means["off"],
-                                                                          strict=True)),
+                "paired_vs_off": stats.median([m / o for m, o in zip(round_means[setting], round_means["off"],
+                                                                          strict=True)]),
                 "sampler_cpu_fraction": statistics.fmean(costs[setting]) if setting in costs else None,
             })  # fmt: skip
         fastest = min(intervals)

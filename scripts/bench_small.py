@@ -187,7 +187,7 @@ def block_stats(step_times: list[float]) -> dict[str, float]:
     """p50 / p90 over blocks of BLOCK steps of the mean step time, in microseconds."""
     blocks = [statistics.fmean(step_times[i : i + BLOCK]) for i in range(0, len(step_times) - BLOCK + 1, BLOCK)]
     blocks = sorted(blocks) or [statistics.fmean(step_times)]
-    return {"p50_us": statistics.median(blocks) * 1e6, "p90_us": stats.percentile(blocks, 90) * 1e6}
+    return {"p50_us": stats.median(blocks) * 1e6, "p90_us": stats.percentile(blocks, 90) * 1e6}
 
 
 def wanted(label: str, only: list[str] | None) -> bool:
@@ -285,7 +285,7 @@ def vanilla_check(bench_dir: Path, repeats: int, mlp_epochs: int, lenet_epochs: 
             print(f"vanilla check {workload} {i + 1}/{repeats}: book {book[-1]:.4g} s, Vanilla {ours[-1]:.4g} s",
                   flush=True)  # fmt: skip
         out[workload] = {"book_s": book, "vanilla_s": ours,
-                         "ratio": statistics.median(ours) / statistics.median(book)}  # fmt: skip
+                         "ratio": stats.median(ours) / stats.median(book)}  # fmt: skip
     return out
 
 
@@ -443,7 +443,7 @@ def vanilla_table(rec: dict[str, Any]) -> study.Table:
     v, rows = rec["vanilla"], []
     for name, unit, scale in (("mlp", "µs/step", 1e6), ("lenet", "s/epoch", 1)):
         if name in v:
-            b, o = statistics.median(v[name]["book_s"]) * scale, statistics.median(v[name]["vanilla_s"]) * scale
+            b, o = stats.median(v[name]["book_s"]) * scale, stats.median(v[name]["vanilla_s"]) * scale
             runs = " / ".join(f"{t * scale:.4g}" for t in v[name]["book_s"]) + " against " + " / ".join(
                 f"{t * scale:.4g}" for t in v[name]["vanilla_s"])  # fmt: skip
             rows.append([f"{name} ({runs})", f"{b:.4g} {unit}", f"{o:.4g} {unit}", f"{v[name]['ratio']:.3f}"])

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch.utils import benchmark
 
-from speedlab import cli, models, record, study, timing
+from speedlab import cli, models, record, stats, study, timing
 from speedlab.bench import backends
 from speedlab.bench.backends import BenchSetup
 from speedlab.data.build import describe
@@ -52,7 +52,7 @@ def main() -> int:
         for _ in range(args.rounds):
             ours.append(timing.measure(run, device, harness_cfg).p50_ms)
             theirs.append(timer.blocked_autorange(min_run_time=args.min_time).median * 1e3)
-        ours_median, theirs_median = statistics.median(ours), statistics.median(theirs)
+        ours_median, theirs_median = stats.median(ours), stats.median(theirs)
         gap = ours_median / theirs_median - 1
         cv = statistics.stdev(ours) / statistics.mean(ours) if len(ours) > 1 else 0.0
         verdict = "ok" if abs(gap) <= TOLERANCE else "FAIL"

@@ -15,7 +15,6 @@ docs/results/inference-bound.md and .csv.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from collections import defaultdict
@@ -27,7 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from speedlab import cli, models, record, study  # noqa: E402
+from speedlab import cli, models, record, stats, study  # noqa: E402
 from speedlab.data.build import describe  # noqa: E402
 from speedlab.roofline import count_flops, yardstick  # noqa: E402
 
@@ -67,7 +66,7 @@ def _time_alone(func: object, args: tuple, kwargs: dict, min_s: float = 0.2) -> 
         t0 = time.perf_counter()
         func(*args, **kwargs)
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return stats.median(times)
 
 
 def _flops_of(func: object, args: tuple, kwargs: dict) -> int:

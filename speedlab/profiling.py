@@ -14,7 +14,6 @@ are slow. Saves a Chrome trace of a few whole steps (a bounded schedule).
 from __future__ import annotations
 
 import os
-import statistics
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 import torch
 from torch.profiler import ProfilerActivity, profile, schedule
 
-from speedlab import device, models, record, tables
+from speedlab import device, models, record, stats, tables
 from speedlab.config import RunContext
 from speedlab.data.build import describe
 from speedlab.data.spec import DataSpec
@@ -174,7 +173,7 @@ def _timed_phases(trainer, inputs, targets, steps: int, where) -> dict[str, floa
             times.setdefault(phase, []).append(end - begin)
             begin = end
         times["total"].append(begin - start)
-    return {p: statistics.median(v) * 1e6 for p, v in times.items()}
+    return {p: stats.median(v) * 1e6 for p, v in times.items()}
 
 
 def step_split(tables: dict[str, list], profiled_us: dict[str, float], timed_us: dict[str, float],

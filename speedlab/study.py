@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import statistics
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from speedlab import record
+from speedlab import record, stats
 from speedlab.fsutil import atomic_write_text
 from speedlab.tables import csv_text, markdown
 
@@ -116,7 +115,7 @@ def results(outcomes: Sequence[Outcome], row: Row) -> list[dict[str, Any]]:
 def median(outcomes: Sequence[Outcome], row: Row, key: str) -> float | None:
     """The median of `key` over `row`'s successful runs (None where none has it)."""
     values = [r[key] for r in results(outcomes, row) if r.get(key) is not None]
-    return statistics.median(values) if values else None
+    return stats.median(values) if values else None
 
 
 def machine(outcomes: Sequence[Outcome]) -> str:

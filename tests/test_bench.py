@@ -175,6 +175,7 @@ def test_report_renders_training_inference_html_and_csv(tmp_path, sweep, capsys,
     assert text.count("Measured on: ") == 2
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert "training_speedup_memory.png" in pngs and any(p.startswith("inference_") for p in pngs)
+    assert any(p.startswith("latency_") for p in pngs)  # every timed call, read back from samples.npz
     assert all((out / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     page = (out / "report.html").read_text()  # one file: the plots inside, nothing fetched
     assert page.count("data:image/png;base64,") == len([p for p in pngs if p in text]) and 'src="http' not in page
@@ -182,6 +183,9 @@ def test_report_renders_training_inference_html_and_csv(tmp_path, sweep, capsys,
     with open(out / "table-training.csv", newline="") as f:
         table = list(csv.DictReader(f))
     assert [(r["Changes"], r["Speed-up vs vanilla"]) for r in table if r["Runs"] == "1"][:1] and len(table) == 3
+    (runs / "bench" / "samples.npz").write_bytes(b"not a zip")  # an unreadable samples file costs only its plot
+    assert report.main([str(runs / "bench"), "--out", str(tmp_path / "again")]) == 0
+    assert "Latency distribution left out: " in (tmp_path / "again" / "report.md").read_text()
 
 
 def test_bench_runs_the_files_an_export_run_made_not_new_ones(tmp_path, trained_tiny, exported_tiny):

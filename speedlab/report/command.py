@@ -9,7 +9,8 @@ self-contained file with the plots inside, to send or attach):
   workload, and where there is none the report says what differs;
 - per bench run, the inference table (Changes | Time BS 64 | Time BS 1 | Val accuracy) and every cell's percentiles
   (p50, p90, p95, p99, max; those too few calls cannot resolve are marked);
-- latency against batch size per backend (log axes), speed-up and memory bars, and the activation measurements
+- latency against batch size per backend (log axes), every timed call per cell as a box plot (read back from the
+  run's raw samples), speed-up and memory bars, and the activation measurements
   when a `bench_activations` run is present;
 - the latest parity runs (sides, verdict, differences, and each run's loss plot);
 - the latest monitored runs' resources (CPU, memory, GPU; mean, p95, peak) with a timeline plot each.
@@ -227,6 +228,7 @@ def write(runs: list[dict[str, Any]], out: Path, unfinished: Sequence[dict[str, 
         parts += [inference_table(bench, tables, f"inference-{i}"), "",
                   percentile_table(bench, tables, f"percentiles-{i}"), ""]  # fmt: skip
         parts += plots.inference(bench, out)
+        parts += plots.latency_distribution(bench, out)
     activations = [r for r in runs if r["kind"] == "bench_activations"]
     if activations:
         parts += ["## Activations", "", f"Measured on: {results.machine(activations[-1])}.", ""]

@@ -8,10 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import matplotlib.ticker
+import numpy as np
 
 matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 
+from speedlab import samples  # noqa: E402
+from speedlab.errors import SpeedlabError  # noqa: E402
 from speedlab.fsutil import atomic_path  # noqa: E402
 
 
@@ -88,6 +92,33 @@ def inference(bench: dict[str, Any], out: Path) -> list[str]:
     right.axvline(1.0, color="grey", lw=0.8, ls="--")
     right.set_title("Speed-up vs eager fp32 (×)")
     return _save(fig, out, f"inference_{stem}.png")
+
+
+def latency_distribution(bench: dict[str, Any], out: Path) -> list[str]:
+    """Every timed call of each cell, read back from the run's raw-samples file, as one box per cell (log axis):
+    the box spans p25-p75, the whiskers p5-p95, the dots are the calls beyond them. A summary's p50 hides a
+    bimodal cell or a slow tail; this shows them. A run without samples (or with an unreadable file) says so."""
+    cells = [r for r in bench["rows"] if r["status"] == "ok" and r.get("samples")]
+    if not cells:
+        return []
+    try:
+        raw = samples.read(Path(bench["_dir"]))
+    except SpeedlabError as err:
+        return [f"Latency distribution left out: {err}", ""]
+    labels = [f"{r['backend']} {r['precision']}, batch {r['batch_size']}" for r in cells]
+    calls = [np.concatenate([raw[k] for k in r["samples"]]) for r in cells]
+    fig, ax = plt.subplots(figsize=(9, 0.42 * len(cells) + 1.4))
+    ax.boxplot(calls, orientation="horizontal", tick_labels=labels, whis=(5, 95), widths=0.6,
+               flierprops={"markersize": 2, "alpha": 0.4})  # fmt: skip
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    plain = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}")  # 0.4, not 4×10⁻¹
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain)
+    ax.set_xlabel("latency per call (ms, log scale)")
+    ax.set_title(f"Every timed call, per cell (n = {sum(map(len, calls)):,}; box p25-p75, whiskers p5-p95)")
+    ax.grid(True, axis="x", which="both", alpha=0.3)
+    return _save(fig, out, f"latency_{Path(bench['_dir']).name}.png")
 
 
 def activations(result: dict[str, Any], out: Path) -> list[str]:

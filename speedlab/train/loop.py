@@ -8,7 +8,6 @@ warm-up whose effects on weights, optimizer and RNG are undone. Build one with `
 from __future__ import annotations
 
 import copy
-import statistics
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -18,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from speedlab import checkpoint, roofline
+from speedlab import checkpoint, roofline, stats
 from speedlab.data.loaders import DataBundle
 from speedlab.device import synchronize
 from speedlab.errors import SpeedlabError
@@ -205,7 +204,7 @@ class Trainer:
                 eval_excess += max(0.0, first - second)
         self.model.train()
         self._restore(saved)
-        steady = statistics.median(train_times[1:]) if len(train_times) > 1 else 0.0
+        steady = stats.median(train_times[1:]) if len(train_times) > 1 else 0.0
         return {
             "compile_time_s": round(max(0.0, train_times[0] - steady) + eval_excess, 3),
             "warmup_time_s": round(time.perf_counter() - start, 3),
