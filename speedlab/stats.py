@@ -19,7 +19,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as scipy_stats
+
+
+def _scipy():
+    """scipy.stats, imported on first use: it takes a second to import, which every command would pay otherwise."""
+    from scipy import stats
+
+    return stats
+
 
 SUMMARY_PERCENTILES = (50, 90, 95, 99)
 CONFIDENCE = 0.95
@@ -68,8 +75,8 @@ def median_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> 
     if n < 6:
         return mid, float(ordered[0]), float(ordered[-1])
     tail = (1 - confidence) / 2
-    low = int(scipy_stats.binom.ppf(tail, n, 0.5)) - 1
-    high = int(scipy_stats.binom.ppf(1 - tail, n, 0.5))
+    low = int(_scipy().binom.ppf(tail, n, 0.5)) - 1
+    high = int(_scipy().binom.ppf(1 - tail, n, 0.5))
     return mid, float(ordered[max(0, low)]), float(ordered[min(n - 1, high)])
 
 
@@ -103,7 +110,7 @@ def ratio_of_medians(a: Sequence[float], b: Sequence[float], confidence: float =
     point = median(xb) / median(xa)
     p_value = None
     if len(xa) > 1 and len(xb) > 1:
-        p_value = float(scipy_stats.mannwhitneyu(xa, xb, alternative="two-sided").pvalue)
+        p_value = float(_scipy().mannwhitneyu(xa, xb, alternative="two-sided").pvalue)
     if len(xa) == 1 and len(xb) == 1:
         return Ratio(point, point, point, p_value, 1, 1)
     sa, sb = _thinned(xa), _thinned(xb)
@@ -114,7 +121,7 @@ def ratio_of_medians(a: Sequence[float], b: Sequence[float], confidence: float =
         return np.median(y, axis=axis) / np.median(x, axis=axis)
 
     samples = [s if len(s) > 1 else np.repeat(s, 2) for s in (sa, sb)]  # scipy needs two values per sample
-    result = scipy_stats.bootstrap(samples, stat, n_resamples=BOOTSTRAP_RESAMPLES, confidence_level=confidence,
+    result = _scipy().bootstrap(samples, stat, n_resamples=BOOTSTRAP_RESAMPLES, confidence_level=confidence,
                                    method="percentile", vectorized=True, rng=np.random.default_rng(seed))  # fmt: skip
     low, high = result.confidence_interval
     return Ratio(point, float(min(low, point)), float(max(high, point)), p_value, len(xa), len(xb))

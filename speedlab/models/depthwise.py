@@ -15,6 +15,9 @@ the plain convolution. The reference twin is `nn.Conv2d`; tests/test_models.py h
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -37,12 +40,15 @@ def weight_grad(x: torch.Tensor, grad: torch.Tensor, kernel: int) -> torch.Tenso
 # The reduction is compiled on its own (one kernel per shape, on first use) and reached through a custom op, which a
 # compiled model's backward calls as an opaque kernel: traced inline, Inductor fused it with the layer norm's
 # backward into one loop that ran 5.7x slower (7.1 ms against 1.25 ms on the first stage).
-_compiled_weight_grad = torch.compile(weight_grad, dynamic=False, fullgraph=True)
+# Compiled on first use, not at import: importing torch.compile's machinery costs every process a second or more.
+@functools.cache
+def _compiled_weight_grad() -> Callable[..., torch.Tensor]:
+    return torch.compile(weight_grad, dynamic=False, fullgraph=True)
 
 
 @torch.library.custom_op("speedlab::depthwise_weight_grad", mutates_args=())
 def depthwise_weight_grad(x: torch.Tensor, grad: torch.Tensor, kernel: int) -> torch.Tensor:
-    return _compiled_weight_grad(x, grad, kernel)
+    return _compiled_weight_grad()(x, grad, kernel)
 
 
 @depthwise_weight_grad.register_fake

@@ -16,8 +16,6 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
-import onnx
-from onnxruntime.quantization import CalibrationDataReader
 
 from speedlab import record
 from speedlab.config import ExportCfg
@@ -31,10 +29,11 @@ QUANTISED_OPS = ("Conv", "MatMul", "Gemm")
 
 def quantize_int8(source: Path, target: Path, batches: Iterable[np.ndarray], cfg: ExportCfg) -> int:
     """Write the QDQ model of `source` to `target`; returns the number of calibration images seen."""
+    import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    reader = _Reader(iter(batches))
+    reader = _reader(iter(batches))
     with quiet(), tempfile.TemporaryDirectory(dir=target.parent, prefix=".int8-prep.") as scratch:
         # Shape inference and graph clean-up first, as ONNX Runtime's quantisation guide asks.
         prepared = Path(scratch).resolve() / "prepared.onnx"
@@ -71,6 +70,8 @@ def _working_dir(path: str | Path) -> Iterator[None]:
 def classifier_nodes(path: Path) -> list[str]:
     """The name of the last matrix product before the model's output (the classifier head), found by walking back
     from the output through shape and bias ops; empty when there is none."""
+    import onnx
+
     model = onnx.load(str(path), load_external_data=False)
     producers = {out: node for node in model.graph.node for out in node.output}
     name = model.graph.output[0].name
@@ -84,18 +85,23 @@ def classifier_nodes(path: Path) -> list[str]:
     return []
 
 
-class _Reader(CalibrationDataReader):
-    """Feeds ONNX Runtime's calibration from an iterator of image batches, counting the images."""
+def _reader(batches: Iterator[np.ndarray]):
+    """A calibration reader feeding ONNX Runtime from an iterator of image batches, counting the images (`.images`).
+    Its base class is imported here, with ONNX Runtime's quantiser, only when a model is quantised."""
+    from onnxruntime.quantization import CalibrationDataReader
 
-    def __init__(self, batches: Iterator[np.ndarray]) -> None:
-        self._batches, self.images = batches, 0
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.images = 0
 
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        batch = next(self._batches, None)
-        if batch is None:
-            return None
-        self.images += len(batch)
-        return {INPUT_NAME: batch}
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            batch = next(batches, None)
+            if batch is None:
+                return None
+            self.images += len(batch)
+            return {INPUT_NAME: batch}
+
+    return Reader()
 
 
 @register("int8")

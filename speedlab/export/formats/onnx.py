@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import onnx
 import torch
 from torch import nn
 
@@ -66,6 +65,8 @@ def _torchscript(model: nn.Module, example: torch.Tensor, path: Path, cfg: Expor
         opset_version=cfg.opset, dynamic_axes=axes,
     )  # fmt: skip
     if external_data:  # this exporter moves weights out by itself only past 2 GiB
+        import onnx
+
         model = onnx.load(str(path))
         onnx.save_model(model, str(path), save_as_external_data=True, location=f"{path.name}.data")
 
@@ -110,6 +111,8 @@ def _symbolics() -> dict[str, Callable]:
 
 def non_standard_ops(path: Path) -> list[str]:
     """`domain::op` of every node (graph or local function) outside the standard ONNX domain."""
+    import onnx
+
     model = onnx.load(str(path), load_external_data=False)
     nodes = [*model.graph.node, *(n for f in model.functions for n in f.node)]
     return sorted({f"{n.domain}::{n.op_type}" for n in nodes if n.domain not in STANDARD_DOMAINS})
