@@ -9,6 +9,9 @@
 - efficientnet-b0: torchvision's EfficientNet-B0 at 224 px, 1,000 classes, batch 1 and 8, every CPU backend, 3
   repeats (the case of "Benchmarking PyTorch on OCI & EfficientNet's Models").
 - quick: the quick ConvNeXt with bench's defaults, 5 repeats.
+- cpu-infer: the quick ConvNeXt at batch 1 and 64 under `+exp=cpu_infer`, each backend in a process of its own
+  (and eager, ONNX Runtime and OpenVINO also on one thread); "vs eager" is against the faster eager row, eager at
+  its own best thread count. The issue's targets: batch 64 >= 70 % of the fp32 yardstick, batch 1 >= 3.8x eager.
 
 Every row of a study's table is one cell: p50, p90, p99 and min latency, images/s, the speed-up over the eager cell
 of the same run and batch, and the fraction of that run's fp32 matmul yardstick. Writes
@@ -30,6 +33,8 @@ QUICK = "+preset=quick"
 CPU_BACKENDS = "bench.backends=[eager,inductor,onnxruntime,openvino]"
 INDUCTOR = "bench.backends=[eager,inductor]", "bench.batch_sizes=[1,64]", "bench.repeats=2"
 FROZEN = "bench.inductor.freezing=true"
+CPU_INFER = "+exp=cpu_infer"
+ONE_THREAD = ("env", "OMP_NUM_THREADS=1")  # torch's threads are read from it at start-up
 EFFICIENTNET = ("model=torchvision", "model.torchvision_name=efficientnet_b0", "data=synthetic",
                 "data.num_classes=1000", "data.resolution=224")  # fmt: skip
 STUDIES: dict[str, tuple[str, list[Row]]] = {
@@ -48,15 +53,38 @@ STUDIES: dict[str, tuple[str, list[Row]]] = {
         Row("efficientnet_b0", "bench", (*EFFICIENTNET, "bench.batch_sizes=[1,8]", CPU_BACKENDS, "bench.repeats=3")),
     ]),
     "quick": ("The quick ConvNeXt with bench's defaults", [Row("defaults", "bench", (QUICK, "bench.repeats=5"))]),
+    "cpu-infer": ("Each CPU backend at its best settings (+exp=cpu_infer), one process each, the quick ConvNeXt", [
+        Row("eager", "bench", (QUICK, CPU_INFER, "bench.backends=[eager]")),
+        Row("eager, 1 thread", "bench", (QUICK, CPU_INFER, "bench.backends=[eager]"), ONE_THREAD),
+        Row("inductor", "bench", (QUICK, CPU_INFER, "bench.backends=[inductor]")),
+        Row("aotinductor", "bench", (QUICK, CPU_INFER, "bench.backends=[aotinductor]")),
+        Row("onnxruntime", "bench", (QUICK, CPU_INFER, "bench.backends=[onnxruntime]")),
+        Row("onnxruntime, 1 thread", "bench", (QUICK, CPU_INFER, "bench.backends=[onnxruntime]",
+                                                "bench.onnxruntime.intra_op_threads=1")),
+        Row("openvino", "bench", (QUICK, CPU_INFER, "bench.backends=[openvino]")),
+        Row("openvino, 1 thread", "bench", (QUICK, CPU_INFER, "bench.backends=[openvino]", "bench.openvino.threads=1")),
+    ]),
 }  # fmt: skip
+# Studies whose rows are one backend each: "vs eager" is against the study's fastest eager row at that batch size.
+ISOLATED = {"cpu-infer"}
 HEADER = ["Run", "Backend", "Precision", "Batch", "p50", "p90", "p99", "min", "Images/s", "vs eager",
           "Of fp32 yardstick", "Setup"]  # fmt: skip
 
 
-def cells(label: str, result: dict) -> list[list[str]]:
-    """One table row per cell of a bench run; a failed or unsupported cell says why."""
-    eager = {r["batch_size"]: r["p50_ms"] for r in result["rows"] if r["backend"] == "eager" and r["status"] == "ok"
-             and r["precision"] == "fp32"}  # fmt: skip
+def eager_p50(results: list[dict]) -> dict[int, float]:
+    """The fastest eager fp32 p50 per batch size over `results`."""
+    best: dict[int, float] = {}
+    for result in results:
+        for r in result["rows"]:
+            if r["backend"] == "eager" and r["status"] == "ok" and r["precision"] == "fp32":
+                best[r["batch_size"]] = min(best.get(r["batch_size"], float("inf")), r["p50_ms"])
+    return best
+
+
+def cells(label: str, result: dict, eager: dict[int, float] | None = None) -> list[list[str]]:
+    """One table row per cell of a bench run (speed-ups against `eager`, default the run's own eager cells); a
+    failed or unsupported cell says why."""
+    eager = eager if eager is not None else eager_p50([result])
     lines = []
     for r in result["rows"]:
         head = [label, r["backend"], r["precision"], str(r["batch_size"])]
@@ -73,17 +101,19 @@ def cells(label: str, result: dict) -> list[list[str]]:
 
 def run_study(name: str, extra: list[str], out_dir: Path, results_dir: Path) -> tuple[Path, bool]:
     title, rows = STUDIES[name]
-    rows = [Row(r.label, r.command, (*r.overrides, *extra)) for r in rows]
+    rows = [Row(r.label, r.command, (*r.overrides, *extra), r.prefix) for r in STUDIES[name][1]]
     outcomes = study.run(rows, out_dir=out_dir / name)
+    eager = eager_p50([o.result for o in outcomes if o.result]) if name in ISOLATED else None
     lines, notes = [], []
     for outcome in outcomes:
         if outcome.result is None:
             lines.append([outcome.row.label, f"failed: {' '.join(outcome.stderr_tail)[-200:]}", *[""] * 10])
             continue
-        lines += cells(outcome.row.label, outcome.result)
+        lines += cells(outcome.row.label, outcome.result, eager)
         yard = (outcome.result.get("yardstick_flops_per_s") or {}).get("fp32")
         mflops = outcome.result.get("flops_per_image", 0) / 1e6
-        notes.append(f"- {outcome.row.label}: `python -m speedlab bench {' '.join(outcome.row.overrides)}`; "
+        command = " ".join((*outcome.row.prefix, "python -m speedlab bench", *outcome.row.overrides))
+        notes.append(f"- {outcome.row.label}: `{command}`; "
                      f"{outcome.result.get('params', 0):,} parameters, {mflops:.1f} MFLOPs per image; fp32 matmul "
                      "yardstick "
                      + (f"{yard / 1e9:.0f} GFLOP/s" if yard else "not measured"))  # fmt: skip

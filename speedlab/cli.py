@@ -51,12 +51,14 @@ def load_plugins() -> None:
 def registry_choices() -> dict[str, Callable[[], list[str]]]:
     """Keys whose valid values are a registry's names: checked when a job is composed."""
     import speedlab.bench.backends
+    import speedlab.bench.levers
     import speedlab.export.formats
     import speedlab.train.steps
 
     return {
         "trainer.step": speedlab.train.steps.names,
-        "bench.backends": speedlab.bench.backends.names,
+        "bench.backends": speedlab.bench.backends.choices,
+        "bench.levers": speedlab.bench.levers.names,
         "export.formats": speedlab.export.formats.names,
     }
 
@@ -129,6 +131,16 @@ def refuse_renamed(command: str, overrides: Sequence[str]) -> None:
             raise SpeedlabError(f"{override}: {why}")
 
 
+# What a training lever is called for inference: a training experiment given to bench (`bench +exp=cpu_fast`) is
+# refused, and the refusal says what bench offers instead.
+INFERENCE_LEVERS = {
+    "compile": "bench.backends=[inductor] (bench.inductor.mode, freezing, cpp_wrapper) or [aotinductor]",
+    "amp": "bench.precisions=[bf16] (autocast) with bench.levers=[half_weights] for bf16 weights",
+    "trainer": "bench.levers=[channels_last,inference_mode]",
+    "optim": "none: inference has no optimizer",
+}
+
+
 def hint(command: str, text: str) -> str:
     """A key that belongs to another command's job (e.g. `compile` for bench) gets a line saying whose it is."""
     for line in text.splitlines():
@@ -138,8 +150,10 @@ def hint(command: str, text: str) -> str:
         section = stripped.removeprefix("full_key:").strip().split(".")[0]
         owners = [name for name, job in config.JOBS.items() if section in {f.name for f in fields(job)}]
         if owners and command not in owners:
+            inference = f"\nbench's own levers: {INFERENCE_LEVERS[section]}" if command == "bench" and section in \
+                INFERENCE_LEVERS else ""  # fmt: skip
             return (f"{text}\n`{section}` is a setting of {', '.join(owners)}, not of {command}: `{command} --cfg job` "
-                    "lists what it reads")  # fmt: skip
+                    f"lists what it reads{inference}")  # fmt: skip
     return text
 
 

@@ -231,10 +231,14 @@ class LossCfg:
 class BenchCfg:
     """The latency sweep: backends x precisions x batch sizes, and how each cell is timed."""
 
-    # Checked against the backend registry when composed, so a new backend needs no edit here.
-    backends: list[str] = field(default_factory=lambda: ["eager", "inductor", "onnxruntime", "tensorrt"])
+    # Checked against the backend registry when composed, so a new backend needs no edit here. Besides names:
+    # `installed` (every backend that can run here: no rows of a runtime this machine lacks) and `all`.
+    backends: list[str] = field(default_factory=lambda: ["installed"])
     batch_sizes: list[int] = field(default_factory=lambda: [1, 64])  # one cell per size
     precisions: list[str] = field(default_factory=lambda: ["fp32"])  # fp32 | bf16 | fp16 | int8
+    # Inference levers, applied in this order by the backends that run the PyTorch model (eager, inductor):
+    # channels_last | inference_mode | half_weights (speedlab/bench/levers/); each row records those it applied.
+    levers: list[str] = field(default_factory=list)
     repeats: int = 1  # each cell prepared and timed afresh this many times: median and 95 % interval
     export_dir: str | None = None  # an export run whose ONNX files / engines to run; None: export asks for them
     host_to_device: bool = False  # also time copying each cell's batch from pinned host memory to the GPU
@@ -298,7 +302,7 @@ class ExportLimits:
 class ExportCfg:
     """Which artifacts to build, how, and the limits each must meet against the eager model."""
 
-    # Checked against the format registry when composed. ONNX fp32 is always built: INT8 and TensorRT come from it.
+    # Checked against the format registry when composed. ONNX fp32 is built too when INT8 or TensorRT is asked for.
     formats: list[str] = field(default_factory=lambda: ["onnx", "int8", "tensorrt"])
     onnx_exporter: OnnxExporter = OnnxExporter.dynamo  # torch's exporter: dynamo (opsets 18-23) or torchscript (15-20)
     opset: int = 18  # ONNX opset

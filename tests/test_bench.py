@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from speedlab import cli, samples, stats, timing
-from speedlab.bench import backends
+from speedlab.bench import backends, levers
 from speedlab.export.formats import tensorrt
 from speedlab.report import command as report
 from tests.conftest import TINY, TRAIN_TINY, invoke, tiny_family
@@ -36,9 +36,11 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One sweep over every registered backend at two batch sizes, fp32 and bf16, with 2 repeats, of LeNet5: the
     harness does not depend on the family, and LeNet5's graphs compile cold in seconds (ConvNeXt's take a minute)."""
     run_dir = tmp_path_factory.mktemp("bench") / "run"
+    # One AOTInductor package covers both sizes: one compile, not two.
     return run_bench(
         run_dir, f"bench.backends=[{','.join(backends.names())}]", "bench.batch_sizes=[1,3]",
-        "bench.precisions=[fp32,bf16]", "bench.repeats=2", base=tiny_family("lenet5", "bench"),
+        "bench.precisions=[fp32,bf16]", "bench.repeats=2", "bench.aotinductor.dynamic_batch=true",
+        base=tiny_family("lenet5", "bench"),
     )  # fmt: skip
 
 
@@ -107,12 +109,18 @@ def test_onnxruntime_int8_and_a_failing_backend_do_not_stop_the_sweep(tmp_path, 
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["bench.backends=[eager,tvm]"], "bench.backends: unknown tvm; valid: eager, inductor"),
+        (["bench.backends=[eager,tvm]"], "bench.backends: unknown tvm; valid: aotinductor, eager, inductor"),
         (["bench.precisions=[fp8]"], "bench.precisions=['fp8']: valid precisions: fp32, bf16, fp16, int8"),
         (["bench.batch_sizes=[0]"], "bench.batch_sizes=[0]: give one or more sizes >= 1"),
         (["bench.repeats=0"], "bench.repeats=0: must be at least 1"),
+        (["bench.levers=[fused]"], "bench.levers: unknown fused; valid: channels_last, half_weights, inference_mode"),
+        (["bench.backends=[onnxruntime]", "bench.levers=[channels_last]"],
+         "bench.levers: channels_last changes how eager, inductor run the PyTorch model; this sweep runs onnxruntime"),
+        (["bench.backends=[eager]", "bench.levers=[half_weights]"],
+         "bench.levers: half_weights changes bf16 and fp16 cells only; bench.precisions=['fp32'] has none"),
+        (["+exp=cpu_fast"], "bench's own levers: bench.backends=[inductor]"),
     ],
-)
+)  # fmt: skip
 def test_bench_bad_input_is_one_clear_error(run_main, overrides, message):
     out = run_main("bench", *TINY, *overrides)
     assert out.returncode == 1 and message in out.stderr and "Traceback" not in out.stderr, out.stderr
@@ -252,6 +260,20 @@ def _logits(output) -> torch.Tensor:
     return torch.as_tensor(output[0]).float()
 
 
+def _lenet_setup(tmp_path: Path, overrides: list[str]):
+    """A seeded LeNet5, the bench setup of `overrides` around it, and eager fp32's logits of the batch of 3."""
+    from speedlab import models
+    from speedlab.data.build import describe
+
+    cfg = cli.compose("bench", [*tiny_family("lenet5", "bench"), *overrides])
+    spec = describe(cfg.data)
+    torch.manual_seed(0)
+    model = models.build(cfg.model, spec).eval()
+    setup = backends.BenchSetup.for_job(model, cfg, torch.device("cpu"), spec, tmp_path)
+    with torch.no_grad():
+        return model, setup, model(setup.inputs(3))
+
+
 @pytest.mark.parametrize(
     ("backend", "options", "notes"),
     [
@@ -261,27 +283,56 @@ def _logits(output) -> torch.Tensor:
          {"ort_spinning": True, "ort_intra_op_threads": 1, "ort_graph_optimization": "basic"}),
         ("onnxruntime", [], {"ort_spinning": False, "ort_graph_optimization": "all"}),
         ("openvino", [], {"hint": "LATENCY", "inference_precision": "f32"}),
+        ("openvino", ["bench.openvino.hint=THROUGHPUT", "bench.openvino.streams=2", "bench.openvino.threads=2"],
+         {"hint": "THROUGHPUT", "streams": 2, "inference_precision": "f32"}),
         pytest.param("inductor", ["bench.inductor.freezing=true", "bench.inductor.cpp_wrapper=true"],
                      {"cpp_wrapper": True}, marks=pytest.mark.slow, id="inductor-cpp-wrapper"),
+        pytest.param("aotinductor", [], {"dynamic_batch": False, "artifact_parity": "ok"}, marks=pytest.mark.slow,
+                     id="aotinductor-static"),
     ],
 )  # fmt: skip
 def test_each_backend_lever_matches_eager_and_is_recorded(tmp_path, backend, options, notes):
     """A backend setting is a speed lever only if the answers stay the same: fp32 logits against eager's."""
-    from speedlab import models
-    from speedlab.data.build import describe
-
     if backend == "openvino":
         pytest.importorskip("openvino", reason="openvino is not installed (requirements-openvino.txt)")
-    cfg = cli.compose("bench", [*tiny_family("lenet5", "bench"), *options])
-    spec = describe(cfg.data)
-    torch.manual_seed(0)
-    model = models.build(cfg.model, spec).eval()
-    setup = backends.BenchSetup.for_job(model, cfg, torch.device("cpu"), spec, tmp_path)
-    with torch.no_grad():
-        expected = model(setup.inputs(3))
+    model, setup, expected = _lenet_setup(tmp_path, options)
     prepared = backends.create(backend).prepare(setup, 3, "fp32")
     torch.testing.assert_close(_logits(prepared.run()), expected, rtol=1e-4, atol=1e-5)
     assert notes.items() <= prepared.notes.items()
+
+
+def test_the_default_backends_are_those_that_run_here_and_all_is_every_one(tmp_path):
+    cfg = cli.compose("bench", tiny_family("lenet5", "bench"))
+    assert cfg.bench.backends == ["installed"]
+    setup = backends.BenchSetup.for_job(torch.nn.Identity(), cfg, torch.device("cpu"), None, tmp_path)
+    installed = backends.expand(["installed"], setup, ["fp32"])
+    assert {"eager", "inductor", "onnxruntime"} <= set(installed)
+    assert ("tensorrt" in installed) == (tensorrt.unavailable_reason() is None)  # no wall of skipped rows on a CPU
+    everything = backends.expand(["eager", "all"], setup, ["fp32"])
+    assert everything == ["eager", *(n for n in backends.names() if n != "eager")]
+
+
+# An inference lever is a speed lever only if the answers stay: fp32 levers match eager fp32 to 1e-4 (they reorder
+# memory or skip autograd bookkeeping); half weights compute every layer in bf16 (8 bits of mantissa, norms
+# included), so their logits stay within 5 % of the largest fp32 logit.
+LEVER_TOLERANCE = {"fp32": {"rtol": 1e-4, "atol": 1e-5}, "bf16": {"rtol": 0.0, "atol": 0.05}}
+
+
+@pytest.mark.parametrize("backend", ["eager", pytest.param("inductor", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("lever", levers.names())
+def test_each_inference_lever_keeps_the_answers_and_is_recorded(tmp_path, backend, lever):
+    model, setup, expected = _lenet_setup(tmp_path, [f"bench.levers=[{lever}]"])
+    precision = "bf16" if lever == "half_weights" else "fp32"
+    prepared = backends.create(backend).prepare(setup, 3, precision)
+    got = _logits(prepared.run())
+    tolerance = LEVER_TOLERANCE[precision]
+    atol = tolerance["atol"] * (expected.abs().max().item() if precision != "fp32" else 1.0)
+    torch.testing.assert_close(got, expected, rtol=tolerance["rtol"], atol=atol)
+    assert prepared.notes["levers"] == [lever]
+    assert next(model.parameters()).dtype == torch.float32 and model.features[3].weight.is_contiguous()  # unchanged
+    assert backends.create(backend).prepare(setup, 3, "fp32" if lever == "half_weights" else precision).notes[
+        "levers"
+    ] == ([] if lever == "half_weights" else [lever])  # half weights leave fp32 cells alone
 
 
 def test_a_missing_openvino_is_an_unsupported_cell_naming_the_extra(tmp_path, monkeypatch):

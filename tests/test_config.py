@@ -13,7 +13,15 @@ import activations
 from speedlab import cli, config, models
 from speedlab.data import sources
 from speedlab.errors import SpeedlabError
-from tests.test_cli import EXPERIMENTS
+from tests.test_cli import EXPERIMENTS, INFERENCE_EXPERIMENTS
+
+
+@pytest.mark.parametrize("exp", INFERENCE_EXPERIMENTS)
+def test_every_inference_experiment_composes_for_bench_and_train_refuses_it(exp):
+    job = cli.compose("bench", [f"+exp={exp}", "+preset=quick"])
+    assert job.name == exp and job.bench.levers
+    with pytest.raises(SpeedlabError, match="`bench` is a setting of bench, not of train"):
+        cli.compose("train", [f"+exp={exp}"])
 
 
 @pytest.mark.parametrize("exp", EXPERIMENTS)
@@ -114,8 +122,8 @@ def test_a_value_out_of_range_is_refused_at_composition(command, override, messa
     ("override", "message"),
     [
         ("trainer.step=fused", "trainer.step: unknown fused; valid: compiled_optimizer, functional, graphed, module"),
-        ("bench.backends=[eager,onnx]", "bench.backends: unknown onnx; valid: eager"),
-        ("export.formats=[onnx,openvino]", "export.formats: unknown openvino; valid: int8, onnx, tensorrt"),
+        ("bench.backends=[eager,onnx]", "bench.backends: unknown onnx; valid: aotinductor, eager"),
+        ("export.formats=[onnx,openvino]", "export.formats: unknown openvino; valid: aotinductor, aotinductor_cuda"),
     ],
 )
 def test_an_unknown_plugin_is_refused_naming_the_registered_ones(override, message):
@@ -128,7 +136,7 @@ def test_each_backend_brings_its_options_as_its_own_section():
     from speedlab.bench import backends
 
     bench = cli.compose("bench", ["bench.onnxruntime.spinning=true"]).bench
-    assert set(backends.options()) == {"inductor", "onnxruntime", "openvino"}
+    assert set(backends.options()) == {"aotinductor", "inductor", "onnxruntime", "openvino"}
     for name, schema in backends.options().items():
         assert isinstance(getattr(bench, name), schema) and schema.__module__ == f"speedlab.bench.backends.{name}"
     assert bench.onnxruntime.spinning is True

@@ -179,7 +179,7 @@ def test_parity_failure_marks_the_artifact_failed_and_keeps_the_file(tmp_path):
         (["export.onnx_exporter=torchscript", "export.opset=21"], "torchscript exporter writes opsets 15-20"),
         (["export.parity_batch_size=0"], "export.parity_batch_size=0: must be at least 1"),
         (["weights=/nonexistent/run"], "weights=/nonexistent/run: /nonexistent/run does not exist"),
-        (["export.formats=[onnx,pdf]"], "export.formats: unknown pdf; valid: int8, onnx, tensorrt"),
+        (["export.formats=[onnx,pdf]"], "export.formats: unknown pdf; valid: aotinductor, aotinductor_cuda, int8"),
     ],
 )
 def test_bad_input_is_one_clear_error(run_main, overrides, message):
@@ -269,6 +269,21 @@ def test_every_format_is_built_checked_and_cached_through_the_registry(fmt, tmp_
     assert first.figures["max_abs_error"] is not None
     again = _obtain(_tiny_model(), fmt, precision, tmp_path)
     assert again.cached and again.path == first.path and again.build_s == 0.0
+
+
+@pytest.mark.slow
+def test_export_writes_an_aotinductor_package_that_bench_runs_without_the_python_model(tmp_path):
+    """PyTorch's own deployment route end to end: export builds the .pt2 (a dynamic batch axis over the engines'
+    range), checks it against eager on the fixed batch and on one sample, and bench runs that very package."""
+    result = run_export(tmp_path / "export", "export.formats=[onnx,aotinductor]", "export.tensorrt_batch_range=[1,8]")
+    package = by_label(result)["pt2 fp32"]
+    assert package["status"] == "ok" and package["path"].endswith(".pt2") and package["dynamic_batch"], package
+    assert package["max_abs_error"] < 1e-4 and {c["batch_size"] for c in package["checks"]} == {1, 40}
+    code = invoke("bench", [*TINY, "bench.backends=[aotinductor]", "bench.batch_sizes=[1,8]", "bench.min_time_s=0.1",
+                            f"bench.export_dir={tmp_path / 'export'}",
+                            f"hydra.run.dir={tmp_path / 'bench'}"])  # fmt: skip
+    rows = json.loads((tmp_path / "bench" / "result.json").read_text())["rows"]
+    assert code == 0 and [(r["status"], r["artifact"]) for r in rows] == [("ok", package["path"])] * 2
 
 
 def test_the_artifact_cache_is_keyed_by_content(tmp_path):

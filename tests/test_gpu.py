@@ -8,6 +8,8 @@ Without a CUDA device every test here is skipped with that reason. What they cov
 - the functional step replayed as a CUDA graph, equivalent to the module step (parity);
 - the FastSwish Triton kernels on the GPU against the float64 reference, forward and gradient, per dtype;
 - bench: CUDA-event timing of eager, inductor and ONNX Runtime (CUDA provider with IOBinding), and TensorRT;
+- bench: an AOTInductor package compiled for CUDA, and the inference levers (half weights in fp16 and bf16,
+  channels_last, inference_mode) with `reduce-overhead` (CUDA graphs) on inductor;
 - export: TensorRT engines (fp32, fp16) with their parity checks;
 - the resource monitor's NVML figures (utilisation, memory, power).
 """
@@ -94,6 +96,21 @@ def test_bench_times_every_gpu_backend_with_cuda_events(run_main, tmp_path):
             assert row["status"] in ("ok", "skipped"), row
     ort = [r for r in rows if r["backend"] == "onnxruntime" and r["status"] == "ok"]
     assert all(r["provider"] == "CUDAExecutionProvider" for r in ort)  # never a silent CPU fallback
+
+
+def test_aotinductor_packages_and_inference_levers_on_the_gpu(run_main, tmp_path):
+    outcome = run_main(
+        "bench", *GPU, "bench.backends=[eager,inductor,aotinductor]", "bench.batch_sizes=[1,8]",
+        "bench.precisions=[fp32,fp16,bf16]", "bench.levers=[channels_last,inference_mode,half_weights]",
+        "bench.inductor.mode=reduce-overhead", f"hydra.run.dir={tmp_path}",
+    )  # fmt: skip
+    assert outcome.returncode == 0, outcome.stderr
+    rows = _result(tmp_path)["rows"]
+    package = [r for r in rows if r["backend"] == "aotinductor" and r["precision"] == "fp32"]
+    assert package and all(r["status"] == "ok" and r["artifact"].endswith("-cuda.pt2") for r in package), package
+    assert all(r["artifact_parity"] == "ok" for r in package)
+    half = [r for r in rows if r["backend"] in ("eager", "inductor") and r["precision"] != "fp32"]
+    assert half and all(r["status"] == "ok" and "half_weights" in r["levers"] for r in half), half
 
 
 def test_tensorrt_engines_pass_their_parity_checks(run_main, tmp_path):

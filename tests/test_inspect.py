@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -63,11 +64,39 @@ def test_engine_sidecar_summary(tmp_path):
     assert "TensorRT engine" in text and "precision: fp16" in text and "gpu: Some GPU" in text
 
 
+def _package(directory: Path, meta: dict, member: str = "m/data/aotinductor/model/x.wrapper_metadata.json") -> Path:
+    """A stand-in for an AOTInductor package: the archive layout and metadata `inspect` reads, no compiled code."""
+    path = directory / "model.pt2"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(member, json.dumps({"AOTI_DEVICE_KEY": "cpu", "AOTI_CPU_ISA": "AVX512", **meta}))
+        archive.writestr("m/data/aotinductor/model/x.wrapper.so", b"\0" * 2048)
+        archive.writestr("m/data/aotinductor/model/x.kernel.cpp", "// kernels")
+    return path
+
+
+def test_package_summary_names_device_isa_and_whether_this_torch_can_load_it(tmp_path, run_main):
+    mine = _package(tmp_path, {"speedlab_torch": torch.__version__, "speedlab_batch_range": "1-64"})
+    out = run_main("inspect", str(mine))  # no --summary-only: a package has no graph for netron, so it stops here
+    assert out.returncode == 0, out.stderr
+    assert "AOTInductor package" in out.stdout and "compiled for cpu (AVX512)" in out.stdout
+    assert f"loadable by this torch: yes (torch {torch.__version__})" in out.stdout and "batch 1-64" in out.stdout
+    assert "x.wrapper.so: 0.00 MiB" in out.stdout and "netron" not in out.stderr
+    old = _package(tmp_path, {"speedlab_torch": "2.0.0"})
+    assert "loadable by this torch: no: " in inspection.format_summary(inspection.summarise(old))
+    from speedlab.errors import SpeedlabError
+    from speedlab.export.formats import aotinductor
+
+    with pytest.raises(SpeedlabError, match=r"compiled by torch 2\.0\.0; this is torch .* export it again"):
+        aotinductor.load(old)  # refused before any of its code is loaded
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [
         (lambda d: d / "missing.onnx", "missing.onnx: no such file"),
-        (lambda d: d, "not a file (give an .onnx file or a TensorRT engine)"),
+        (lambda d: d, "not a file (give an .onnx file, a TensorRT engine or a .pt2 package)"),
+        (lambda d: _write(d / "model.pt2", b"not a zip"), "model.pt2: not an AOTInductor package (BadZipFile"),
+        (lambda d: _package(d, {}, member="m/data/other.json"), "a zip archive without an AOTInductor model"),
         (lambda d: _write(d / "checkpoint.pt", b"PK\x03\x04 a zip, not a protobuf"), "is not an ONNX model"),
         (lambda d: _write(d / "notes.onnx", b"these are not the weights you are looking for"), "is not an ONNX model"),
         (lambda d: _write(d / "empty.onnx", b""), "is not an ONNX model (it holds no graph)"),

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from speedlab import checkpoint, config, device, models, record, roofline, samples, stats, status, tables, timing
-from speedlab.bench import backends
+from speedlab.bench import backends, levers
 from speedlab.bench.artifacts import model_file
 from speedlab.bench.backends import BenchSetup
 from speedlab.config import BenchJob, RunContext
@@ -51,6 +51,8 @@ def run(ctx: RunContext, given: tuple[torch.nn.Module, DataSpec] | None = None) 
         else:
             (model, model_cfg, spec, source, notes), file = _model(ctx, where), None
         setup = BenchSetup.for_job(model, cfg, where, spec, ctx.run_dir, file)
+        swept = backends.expand(cfg.bench.backends, setup, cfg.bench.precisions)
+        levers.check(cfg.bench.levers, swept, spec if model is not None else None, cfg.bench.precisions)
         flops_per_image = count_flops(model, spec, where) if model is not None else None
         rec.update({
             "name": cfg.name, "device": str(where),
@@ -71,7 +73,8 @@ def run(ctx: RunContext, given: tuple[torch.nn.Module, DataSpec] | None = None) 
                   f"({flops_per_image / 2e9:.4g} GMACs) per sample on {where}", flush=True)  # fmt: skip
         rec["yardstick_flops_per_s"] = {p: roofline.yardstick(where, p) for p in cfg.bench.precisions}
         rec["rows"], series = [], {}
-        for backend_name in cfg.bench.backends:
+        rec["backends"] = swept
+        for backend_name in swept:
             backend = backends.create(backend_name)
             for precision in cfg.bench.precisions:
                 for batch_size in cfg.bench.batch_sizes:
@@ -136,6 +139,7 @@ def _cell(backend, setup: BenchSetup, cfg: BenchJob, precision: str, batch_size:
             status = "oom" if _is_oom(err) else "error"
             return {**row, "status": status, "reason": f"{type(err).__name__}: {str(err).strip()[:1000]}"}
     row.update(status="ok", reason=None, **_combine(repeats))
+    row.setdefault("levers", [])  # stated on every row: a backend that runs its own artifact applies none
     row["throughput_per_s"] = batch_size * 1e3 / row["p50_ms"]
     if cfg.bench.host_to_device:
         row["host_to_device_ms"] = host_to_device_ms(setup, cfg, batch_size)

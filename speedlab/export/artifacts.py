@@ -70,7 +70,7 @@ def cache_dir() -> Path:
 
 
 def _versions() -> dict[str, str | None]:
-    names = ("torch", "onnx", "onnxruntime", "onnxscript", "tensorrt", "speedlab")
+    names = ("torch", "onnx", "onnxruntime", "onnxscript", "tensorrt", "speedlab")  # torch: also AOTInductor's
     out = {}
     for name in names:
         try:
@@ -87,7 +87,8 @@ def content_key(model: torch.nn.Module, spec: DataSpec, cfg: ExportCfg, fmt: str
     settings = {k: v for k, v in config.plain(cfg).items() if k != "limits"}  # limits judge, they do not build
     inputs = [spec.input_shape, spec.input_dtype, spec.input_high]
     head = {"module": repr(model), "inputs": inputs, "format": fmt, "precision": precision,
-            "settings": settings, "batch_range": list(batch_range) if fmt == "tensorrt" else None,
+            "settings": settings,
+            "batch_range": list(batch_range) if getattr(formats.get(fmt), "batch_range_matters", False) else None,
             "calibration": calibration if precision == "int8" else None, "versions": _versions()}  # fmt: skip
     digest.update(json.dumps(head, sort_keys=True, default=str).encode())
     for name, tensor in model.state_dict().items():

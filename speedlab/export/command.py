@@ -38,7 +38,7 @@ DYNAMIC_BATCH_CHECK = 1  # besides the fixed batch, parity also runs at this bat
 class Artifact:
     """One exported file and what was found about it; `record()` is its entry in result.json."""
 
-    format: str  # onnx | tensorrt
+    format: str  # onnx | tensorrt | pt2 | pt2_cuda (the format's file_format)
     precision: str  # fp32 | fp16 | bf16 | int8
     path: Path | None = None
     status: str = "ok"  # ok | failed (parity) | skipped (cannot be built here) | error (the export raised)
@@ -87,7 +87,7 @@ def _prepare(ctx: RunContext) -> _Plan:
     cfg, ecfg = ctx.cfg, ctx.cfg.export
     requested = list(dict.fromkeys(str(f) for f in ecfg.formats))
     notes = []
-    roots = [name for name in formats.names() if _depth(name, ecfg) == 0 and name not in requested]
+    roots = [name for name in _sources(requested, ecfg) if name not in requested]
     if roots:
         notes.append(f"{', '.join(roots)} is exported anyway: the other formats are built from it")
     order = sorted([*roots, *requested], key=lambda name: _depth(name, ecfg))  # each format after its sources
@@ -194,6 +194,17 @@ def _describe(cfg: ExportJob, plan: _Plan, model: torch.nn.Module, fixed: np.nda
         "providers": parity.onnxruntime_providers(),
         "notes": plan.notes,
     }
+
+
+def _sources(names: list[str], ecfg: ExportCfg) -> list[str]:
+    """Every format the artifacts of `names` are built from, directly or through another (INT8 and TensorRT: ONNX)."""
+    found: list[str] = []
+    for name in names:
+        form = formats.get(name)
+        direct = [src[0] for src in (form.source(p) for p in form.precisions(ecfg)) if src is not None]
+        for source in direct:
+            found += [f for f in [*_sources([source], ecfg), source] if f not in found]
+    return found
 
 
 def _depth(name: str, ecfg: ExportCfg) -> int:

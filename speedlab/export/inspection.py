@@ -1,8 +1,10 @@
 """`python -m speedlab inspect PATH [--summary-only] [--port N] [--browser]`: what an exported artifact holds.
 
 Prints a summary of an ONNX file (opset, inputs and outputs with shapes, node counts by op type, parameter bytes,
-any non-standard domains) or of a TensorRT engine's JSON sidecar, then serves the file with netron on 127.0.0.1
-until Ctrl-C, printing the URL; a browser opens only with `--browser`.
+any non-standard domains), of a TensorRT engine's JSON sidecar, or of an AOTInductor package (`.pt2`: the device and
+CPU instruction set it was compiled for, the torch that built it and whether this one can load it, its compiled
+files), then serves the file with netron on 127.0.0.1 until Ctrl-C, printing the URL; a browser opens only with
+`--browser`. A `.pt2` package holds compiled code, which netron cannot draw: its summary is all there is.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import argparse
 import json
 import math
 import socket
+import zipfile
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,10 +21,12 @@ from typing import Any
 
 from speedlab import record
 from speedlab.errors import SpeedlabError
+from speedlab.export.formats import aotinductor
 from speedlab.export.formats.onnx import STANDARD_DOMAINS
 
 HOST = "127.0.0.1"
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+AOTI_DIR = "/data/aotinductor/"  # where a .pt2 archive keeps each compiled model's files
 
 
 def main(argv: Sequence[str]) -> int:
@@ -29,7 +34,7 @@ def main(argv: Sequence[str]) -> int:
     path = Path(args.path).expanduser()
     summary = summarise(path)
     print(format_summary(summary))
-    if args.summary_only:
+    if args.summary_only or summary["kind"] == "pt2":
         return 0
     if args.port is not None:
         check_port(args.port)
@@ -41,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m speedlab inspect", description="Summarise an ONNX file or TensorRT engine; view it in netron."
     )
-    parser.add_argument("path", help="an .onnx file, or a TensorRT engine with its .json sidecar")
+    parser.add_argument("path", help="an .onnx file, a TensorRT engine with its .json sidecar, or a .pt2 package")
     parser.add_argument("--summary-only", action="store_true", help="print the summary and exit (no netron)")
     parser.add_argument("--port", type=int, help=f"serve on this port of {HOST} (default: a free one)")
     parser.add_argument("--browser", action="store_true", help="also open the page in a web browser")
@@ -53,7 +58,9 @@ def summarise(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise SpeedlabError(f"{path}: no such file")
     if not path.is_file():
-        raise SpeedlabError(f"{path}: not a file (give an .onnx file or a TensorRT engine)")
+        raise SpeedlabError(f"{path}: not a file (give an .onnx file, a TensorRT engine or a .pt2 package)")
+    if path.suffix == aotinductor.SUFFIX:
+        return _pt2_summary(path)
     if path.suffix in ENGINE_SUFFIXES or path.name.endswith(tuple(s + ".json" for s in ENGINE_SUFFIXES)):
         return _engine_summary(path)
     return _onnx_summary(path)
@@ -126,7 +133,44 @@ def _engine_summary(path: Path) -> dict[str, Any]:
     }
 
 
+def _pt2_summary(path: Path) -> dict[str, Any]:
+    meta = aotinductor.metadata(path)  # raises, naming the file, when it is no AOTInductor package
+    with zipfile.ZipFile(path) as archive:
+        members = {i.filename: i.file_size for i in archive.infolist()}
+    try:
+        aotinductor.check_loadable(path)
+        loadable = f"yes (torch {meta.get('speedlab_torch', 'unrecorded')})"
+    except SpeedlabError as err:
+        loadable = f"no: {err}"
+    return {
+        "kind": "pt2",
+        "path": str(path),
+        "file_bytes": path.stat().st_size,
+        "device": meta.get("AOTI_DEVICE_KEY"),
+        "cpu_isa": meta.get("AOTI_CPU_ISA") or None,
+        "compute_capability": meta.get("AOTI_COMPUTE_CAPABILITY") or None,
+        "torch": meta.get("speedlab_torch"),
+        "speedlab": meta.get("speedlab_version"),
+        "batch_range": meta.get("speedlab_batch_range"),
+        "loadable_here": loadable,
+        "models": sorted({n.split(AOTI_DIR)[1].split("/")[0] for n in members if AOTI_DIR in n}),
+        "libraries": {Path(n).name: size for n, size in members.items() if n.endswith(".so")},
+        "kernel_sources": len([n for n in members if n.endswith(".cpp")]),
+    }
+
+
 def format_summary(s: dict[str, Any]) -> str:
+    if s["kind"] == "pt2":
+        lines = [f"{s['path']}: AOTInductor package, {_mib(s['file_bytes'])}, compiled for {s['device']}"
+                 + (f" ({s['cpu_isa']})" if s["cpu_isa"] else "")
+                 + (f" (compute capability {s['compute_capability']})" if s["compute_capability"] else ""),
+                 f"  built by torch {s['torch'] or 'unrecorded'}, speedlab {s['speedlab'] or 'unrecorded'}; "
+                 f"batch {s['batch_range'] or 'unrecorded'}",
+                 f"  loadable by this torch: {s['loadable_here']}",
+                 f"  models: {', '.join(s['models'])}; {s['kernel_sources']} C++ sources",
+                 *(f"  {name}: {_mib(size)}" for name, size in s["libraries"].items()),
+                 "  (compiled code: netron cannot draw it; export.formats=[onnx] gives a graph to view)"]  # fmt: skip
+        return "\n".join(lines)
     if s["kind"] == "tensorrt":
         lines = [f"{s['path']}: TensorRT engine, {_mib(s['file_bytes'])}"]
         lines += [f"  {key}: {s[key]}" for key in ("tensorrt", "gpu", "compute_capability", "precision")]

@@ -51,6 +51,7 @@ class BenchSetup:
     artifacts: ArtifactSettings | None = None
     shared: dict[str, Any] = field(default_factory=dict)
     file: Any = None  # speedlab.export.files.ModelFile of `bench source=FILE`
+    levers: list[str] = field(default_factory=list)  # `bench.levers`, in order (speedlab.bench.levers)
 
     @classmethod
     def for_job(cls, model: nn.Module | None, job: BenchJob, device: torch.device, spec: DataSpec,
@@ -59,7 +60,7 @@ class BenchSetup:
         sizes = job.bench.batch_sizes
         return cls(model, device, spec, work_dir, options={name: getattr(job.bench, name) for name in options()},
                    artifacts=ArtifactSettings(job.export, (min(sizes), max(sizes)), job.bench.export_dir),
-                   file=file)  # fmt: skip
+                   file=file, levers=list(job.bench.levers))  # fmt: skip
 
     def file_unsupported(self, backend: Backend, precision: str, batch_size: int) -> str | None:
         """Why a cell cannot run the given model file (`bench source=FILE`), or None when it can."""
@@ -112,6 +113,30 @@ names = _REGISTRY.names
 def options() -> dict[str, type]:
     """Each backend's options dataclass (`bench.<name>.*`), for the backends that have one."""
     return {name: _REGISTRY.entry(name).schema for name in names() if _REGISTRY.entry(name).schema is not None}
+
+
+# `bench.backends` may also name a set: every backend that can run one of the sweep's precisions on this machine and
+# device (the default: no rows of a runtime that is not installed), or every registered one (cells that cannot run
+# here are recorded as skipped, with the reason).
+SETS = {"installed": "the backends that can run here", "all": "every registered backend"}
+
+
+def choices() -> list[str]:
+    """What `bench.backends` accepts: the registered names and the sets."""
+    return [*names(), *SETS]
+
+
+def expand(requested: list[str], setup: BenchSetup, precisions: list[str]) -> list[str]:
+    """The backend names a sweep runs, in order, each once: a set replaced by its members."""
+    out: list[str] = []
+    for name in requested:
+        if name == "all":
+            out += names()
+        elif name == "installed":
+            out += [n for n in names() if any(create(n).unsupported(setup, p) is None for p in precisions)]
+        else:
+            out.append(name)
+    return list(dict.fromkeys(out))
 
 
 def create(name: str) -> Backend:

@@ -1,9 +1,13 @@
-"""`eager`: the PyTorch model as it is, under `torch.no_grad()` (and autocast for bf16/fp16)."""
+"""`eager`: the PyTorch model as it is, under `torch.no_grad()` (and autocast for bf16/fp16), after the cell's
+inference levers (`bench.levers`: channels_last, inference_mode, half_weights)."""
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
+from speedlab.bench import levers
 from speedlab.bench.backends import BenchSetup, Prepared, register
 from speedlab.bench.precision import autocast, torch_unsupported
 
@@ -16,10 +20,11 @@ class Eager:
         return torch_unsupported(setup.device, precision)
 
     def prepare(self, setup: BenchSetup, batch_size: int, precision: str) -> Prepared:
-        images = setup.inputs(batch_size)
+        cell = levers.prepare(setup.levers, setup.model, setup.inputs(batch_size), self.name, precision)
+        cast = autocast(setup.device, precision) if cell.autocast else contextlib.nullcontext()
 
         def run() -> torch.Tensor:
-            with torch.no_grad(), autocast(setup.device, precision):
-                return setup.model(images)
+            with cell.context(), cast:
+                return cell.model(cell.inputs)
 
-        return Prepared(run=run, setup_s=0.0)
+        return Prepared(run=run, setup_s=0.0, notes={"levers": cell.names})

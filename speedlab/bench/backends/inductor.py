@@ -1,5 +1,5 @@
 """`inductor`: `torch.compile` of the model (mode from `bench.inductor.mode`), compiled afresh for each cell's
-static shape.
+static shape, after the cell's inference levers (`bench.levers`).
 
 Compilation happens on the first call, which `prepare` makes and times as the cell's `setup_s`. `bench.inductor`
 adds weight freezing (the weights become constants, so Inductor folds them: e.g. a conv's weight prepacked once for
@@ -8,11 +8,13 @@ oneDNN) and the C++ wrapper (the compiled graph's launcher in C++ instead of Pyt
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 
 import torch
 
+from speedlab.bench import levers
 from speedlab.bench.backends import BenchSetup, Prepared, register
 from speedlab.bench.precision import autocast, torch_unsupported
 from speedlab.config import CompileMode
@@ -39,11 +41,13 @@ class Inductor:
         torch._dynamo.reset()  # each cell compiles (and is timed) on its own
         options = setup.options_for(self.name)
         mode = str(options.mode)
-        compiled = torch.compile(setup.model, mode=mode, dynamic=False)
-        images = setup.inputs(batch_size)
+        cell = levers.prepare(setup.levers, setup.model, setup.inputs(batch_size), self.name, precision)
+        compiled = torch.compile(cell.model, mode=mode, dynamic=False)
+        images = cell.inputs
+        cast = autocast(setup.device, precision) if cell.autocast else contextlib.nullcontext()
 
         def run() -> torch.Tensor:
-            with torch.no_grad(), autocast(setup.device, precision):
+            with cell.context(), cast:
                 return compiled(images)
 
         start = time.perf_counter()
@@ -52,6 +56,6 @@ class Inductor:
             run()
         if setup.device.type == "cuda":
             torch.cuda.synchronize(setup.device)
-        notes = {"mode": mode, "freezing": options.freezing, "cpp_wrapper": options.cpp_wrapper}
+        notes = {"mode": mode, "freezing": options.freezing, "cpp_wrapper": options.cpp_wrapper, "levers": cell.names}
         setup_s = time.perf_counter() - start
         return Prepared(run=run, setup_s=setup_s, notes=notes, frames_compiled=dynamo_frames_compiled)

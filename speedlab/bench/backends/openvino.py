@@ -1,10 +1,11 @@
 """`openvino`: the model converted by OpenVINO (`openvino.convert_model` straight from the torch module) and compiled
 for the CPU, an optional extra (requirements-openvino.txt).
 
-The inference precision is pinned to the cell's (`f32` for fp32, `bf16` for bf16): OpenVINO's CPU plugin otherwise
-picks bf16 by itself on CPUs that have it (AMX, AVX-512 BF16), which would put a bf16 number in an fp32 row. The
-performance hint (`bench.openvino.hint`, LATENCY by default) and threads are recorded with each cell, as is the
-precision the compiled model reports. Conversion and compilation are the cell's `setup_s`. OpenVINO's documentation
+The inference precision is pinned to the cell's (`f32` for fp32, `bf16` for bf16) and read back from the compiled
+model: OpenVINO's CPU plugin otherwise picks bf16 by itself on CPUs that have it (AMX, AVX-512 BF16), which would put
+a bf16 number in an fp32 row, so a cell whose compiled precision differs from the one asked for fails instead. The
+performance hint (`bench.openvino.hint`, LATENCY by default), streams and threads are recorded with each cell as
+the compiled model reports them. Conversion and compilation are the cell's `setup_s`. OpenVINO's documentation
 does not list AMD EPYC among its supported processors; where it cannot run here, the cell says why.
 """
 
@@ -27,13 +28,17 @@ class Hint(Choice):
 
 @dataclass
 class OpenvinoOptions:
-    """`bench.openvino`: the CPU plugin's performance hint and threads."""
+    """`bench.openvino`: the CPU plugin's performance hint, streams and threads."""
 
     hint: Hint = Hint.LATENCY  # PERFORMANCE_HINT: LATENCY or THROUGHPUT
-    threads: int | None = None  # INFERENCE_NUM_THREADS; None: OpenVINO's choice
+    threads: int | None = None  # INFERENCE_NUM_THREADS, all streams together; None: OpenVINO's choice
+    # NUM_STREAMS: how many requests the CPU plugin runs at once, the threads split among them (streams=2 threads=2:
+    # 2 streams of 1 thread, against 1 of 2); None: the hint's choice. One request at a time uses one stream's threads.
+    streams: int | None = None
 
     def __post_init__(self) -> None:
         at_least("bench.openvino.threads", self.threads, 1, optional=True)
+        at_least("bench.openvino.streams", self.streams, 1, optional=True)
 
 
 @register("openvino", OpenvinoOptions)
@@ -62,6 +67,8 @@ class OpenVino:
         config = {"PERFORMANCE_HINT": str(settings.hint), "INFERENCE_PRECISION_HINT": INFERENCE_PRECISION[precision]}
         if settings.threads:
             config["INFERENCE_NUM_THREADS"] = settings.threads
+        if settings.streams:
+            config["NUM_STREAMS"] = settings.streams
         start = time.perf_counter()
         if setup.file is not None:  # `bench source=FILE`: the ONNX file itself, at this batch's shape
             converted = ov.convert_model(str(setup.file.path), input=[tuple(images.shape)])
@@ -70,12 +77,17 @@ class OpenVino:
         compiled = ov.Core().compile_model(converted, "CPU", config)
         request = compiled.create_infer_request()
         setup_s = time.perf_counter() - start
+        ran = _type_name(compiled.get_property("INFERENCE_PRECISION_HINT"))
+        if ran != INFERENCE_PRECISION[precision]:
+            raise RuntimeError(f"OpenVINO compiled the {precision} cell to run in {ran}, not the "
+                               f"{INFERENCE_PRECISION[precision]} it was pinned to")  # fmt: skip
         array = images.cpu().numpy()
         notes = {
             "openvino": ov.__version__,
             "hint": str(settings.hint),
-            "inference_precision": _type_name(compiled.get_property("INFERENCE_PRECISION_HINT")),
+            "inference_precision": ran,
             "threads": compiled.get_property("INFERENCE_NUM_THREADS"),
+            "streams": int(compiled.get_property("NUM_STREAMS")),
         }
         return Prepared(run=lambda: request.infer({0: array}), setup_s=setup_s, notes=notes)
 

@@ -9,6 +9,8 @@ A format is a class decorated with `@register("name")` with:
 - `unavailable()`: why nothing of this format can be built on this machine (e.g. no TensorRT), or None;
 - `build(request) -> Path`: the artifact, written atomically into `request.directory`;
 - `verify(path)`: why a built file is unusable beyond parity (e.g. non-standard ONNX ops), or None;
+- `batch_range_matters` (optional, False when absent): the artifact covers the request's batch range (an engine's
+  profile, a package's batch axis), so the range is part of its cache key;
 - `runners(path)`: the runtimes the shared parity check (`speedlab.export.parity.check`) runs it through, by label,
   each a callable from a batch of inputs (a host array) to the outputs (a host array).
 

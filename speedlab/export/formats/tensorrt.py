@@ -181,6 +181,7 @@ class TensorRTFormat:
     INT8 QDQ model), with one optimisation profile over the request's batch range."""
 
     file_format = "tensorrt"
+    batch_range_matters = True  # the engine's optimisation profile covers the request's batch range
 
     def precisions(self, cfg: ExportCfg) -> list[str]:
         return list(dict.fromkeys(str(p) for p in cfg.tensorrt_precisions))
