@@ -34,6 +34,7 @@ CPU_BACKENDS = "bench.backends=[eager,inductor,onnxruntime,openvino]"
 INDUCTOR = "bench.backends=[eager,inductor]", "bench.batch_sizes=[1,64]", "bench.repeats=2"
 FROZEN = "bench.inductor.freezing=true"
 CPU_INFER = "+exp=cpu_infer"
+NO_LEVERS = "bench.levers=[]"  # the experiment's levers are the torch backends'; alone, the others would refuse them
 ONE_THREAD = ("env", "OMP_NUM_THREADS=1")  # torch's threads are read from it at start-up
 EFFICIENTNET = ("model=torchvision", "model.torchvision_name=efficientnet_b0", "data=synthetic",
                 "data.num_classes=1000", "data.resolution=224")  # fmt: skip
@@ -56,13 +57,16 @@ STUDIES: dict[str, tuple[str, list[Row]]] = {
     "cpu-infer": ("Each CPU backend at its best settings (+exp=cpu_infer), one process each, the quick ConvNeXt", [
         Row("eager", "bench", (QUICK, CPU_INFER, "bench.backends=[eager]")),
         Row("eager, 1 thread", "bench", (QUICK, CPU_INFER, "bench.backends=[eager]"), ONE_THREAD),
+        Row("eager, no levers", "bench", (QUICK, CPU_INFER, "bench.backends=[eager]", NO_LEVERS)),
         Row("inductor", "bench", (QUICK, CPU_INFER, "bench.backends=[inductor]")),
-        Row("aotinductor", "bench", (QUICK, CPU_INFER, "bench.backends=[aotinductor]")),
-        Row("onnxruntime", "bench", (QUICK, CPU_INFER, "bench.backends=[onnxruntime]")),
-        Row("onnxruntime, 1 thread", "bench", (QUICK, CPU_INFER, "bench.backends=[onnxruntime]",
+        Row("inductor, no levers", "bench", (QUICK, CPU_INFER, "bench.backends=[inductor]", NO_LEVERS)),
+        Row("aotinductor", "bench", (QUICK, CPU_INFER, "bench.backends=[aotinductor]", NO_LEVERS)),
+        Row("onnxruntime", "bench", (QUICK, CPU_INFER, "bench.backends=[onnxruntime]", NO_LEVERS)),
+        Row("onnxruntime, 1 thread", "bench", (QUICK, CPU_INFER, "bench.backends=[onnxruntime]", NO_LEVERS,
                                                 "bench.onnxruntime.intra_op_threads=1")),
-        Row("openvino", "bench", (QUICK, CPU_INFER, "bench.backends=[openvino]")),
-        Row("openvino, 1 thread", "bench", (QUICK, CPU_INFER, "bench.backends=[openvino]", "bench.openvino.threads=1")),
+        Row("openvino", "bench", (QUICK, CPU_INFER, "bench.backends=[openvino]", NO_LEVERS)),
+        Row("openvino, 1 thread", "bench", (QUICK, CPU_INFER, "bench.backends=[openvino]", NO_LEVERS,
+                                             "bench.openvino.threads=1")),
     ]),
 }  # fmt: skip
 # Studies whose rows are one backend each: "vs eager" is against the study's fastest eager row at that batch size.
@@ -75,7 +79,7 @@ def eager_p50(results: list[dict]) -> dict[int, float]:
     """The fastest eager fp32 p50 per batch size over `results`."""
     best: dict[int, float] = {}
     for result in results:
-        for r in result["rows"]:
+        for r in result.get("rows", []):
             if r["backend"] == "eager" and r["status"] == "ok" and r["precision"] == "fp32":
                 best[r["batch_size"]] = min(best.get(r["batch_size"], float("inf")), r["p50_ms"])
     return best

@@ -286,6 +286,14 @@ def test_export_writes_an_aotinductor_package_that_bench_runs_without_the_python
     assert code == 0 and [(r["status"], r["artifact"]) for r in rows] == [("ok", package["path"])] * 2
 
 
+def test_the_cache_checks_each_artifact_at_a_batch_it_was_built_for():
+    package, onnx_fp32 = formats.get("aotinductor"), formats.get("onnx")
+    assert artifacts.parity_batch_size(package, QUICK.export, (64, 64)) == 64  # a static package takes its own size
+    assert artifacts.parity_batch_size(package, QUICK.export, (1, 3)) == 3
+    assert artifacts.parity_batch_size(package, QUICK.export, (1, 64)) == artifacts.PARITY_BATCH
+    assert artifacts.parity_batch_size(onnx_fp32, QUICK.export, (64, 64)) == artifacts.PARITY_BATCH  # dynamic axis
+
+
 def test_the_artifact_cache_is_keyed_by_content(tmp_path):
     model = _tiny_model()
     first = _obtain(model, "onnx", "fp32", tmp_path)

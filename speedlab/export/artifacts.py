@@ -145,7 +145,7 @@ def _check(built: Obtained, form: Any, model: torch.nn.Module, spec: DataSpec, c
     """The shared parity check on a fixed batch of random inputs as the data declares them (standard normal, or ids
     in range), inside the artifact's batch range."""
     problem = form.verify(built.path)
-    size = min(PARITY_BATCH, batch_range[1]) if cfg.dynamic_batch else 2
+    size = parity_batch_size(form, cfg, batch_range)
     inputs = spec.example(size)
     with torch.no_grad():
         outputs = model(inputs)
@@ -156,6 +156,15 @@ def _check(built: Obtained, form: Any, model: torch.nn.Module, spec: DataSpec, c
     reason = "; ".join(r for r in (problem, broken) if r)
     if reason:
         built.status, built.reason = "failed", reason
+
+
+def parity_batch_size(form: Any, cfg: ExportCfg, batch_range: tuple[int, int]) -> int:
+    """The batch the cache's parity check runs: PARITY_BATCH, inside the range an engine or package was built for
+    (a static package of batch 64 takes 64 only); a static ONNX model's fixed size 2 otherwise."""
+    low, high = batch_range
+    if getattr(form, "batch_range_matters", False):
+        return min(max(PARITY_BATCH, low), high)
+    return min(PARITY_BATCH, high) if cfg.dynamic_batch else 2
 
 
 def _publish(building: Path, target: Path) -> None:
