@@ -242,6 +242,12 @@ class BenchCfg:
     repeats: int = 1  # each cell prepared and timed afresh this many times: median and 95 % interval
     export_dir: str | None = None  # an export run whose ONNX files / engines to run; None: export asks for them
     host_to_device: bool = False  # also time copying each cell's batch from pinned host memory to the GPU
+    # Each backend's cells in a fresh process of their own (the run's own settings, `bench.backends=[that one]`):
+    # no backend inherits another's threads, caches or allocator, and one that crashes cannot take the sweep down.
+    isolate: bool = False
+    # Joules per inference from the machine's counters (NVML on a GPU, RAPL on the CPU) over a 0.5 s window per
+    # cell, where they are readable; otherwise every cell says why not. Never an estimate.
+    energy: bool = True
     warmup_iters: int = 5  # warm-up: at least this many calls and this long
     warmup_min_s: float = 0.2  # seconds of warm-up at least
     min_iters: int = 20  # timed: at least this many calls and this long

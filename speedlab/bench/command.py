@@ -13,8 +13,10 @@ that runs out of memory or fails is recorded (`oom`, `error`) and the sweep goes
 
 from __future__ import annotations
 
+import json
 import signal
 import statistics
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -30,6 +32,8 @@ from speedlab.bench.backends import BenchSetup
 from speedlab.config import BenchJob, RunContext
 from speedlab.data.build import describe
 from speedlab.data.spec import DataSpec
+from speedlab.energy import EnergyMeter, meter, per_call
+from speedlab.errors import SpeedlabError
 from speedlab.monitor import PeakMemory
 
 FAILED_STATUSES = status.CELL_FAILURES  # what makes a bench run exit 1 ("skipped": cannot run here, not a failure)
@@ -52,6 +56,11 @@ def run(ctx: RunContext, given: tuple[torch.nn.Module, DataSpec] | None = None) 
             (model, model_cfg, spec, source, notes), file = _model(ctx, where), None
         setup = BenchSetup.for_job(model, cfg, where, spec, ctx.run_dir, file)
         swept = backends.expand(cfg.bench.backends, setup, cfg.bench.precisions)
+        if cfg.bench.isolate and given is not None:
+            raise SpeedlabError(
+                "bench.isolate=true runs each backend in a fresh process, which rebuilds the model "
+                "from the config; a Python object cannot be handed over: bench it without isolate"
+            )
         levers.check(cfg.bench.levers, swept, spec if model is not None else None, cfg.bench.precisions)
         flops_per_image = count_flops(model, spec, where) if model is not None else None
         rec.update({
@@ -72,20 +81,23 @@ def run(ctx: RunContext, given: tuple[torch.nn.Module, DataSpec] | None = None) 
             print(f"{rec['params']:,} parameters ({source}), {spec.describe()}, {flops_per_image / 1e9:.4g} GFLOPs "
                   f"({flops_per_image / 2e9:.4g} GMACs) per sample on {where}", flush=True)  # fmt: skip
         rec["yardstick_flops_per_s"] = {p: roofline.yardstick(where, p) for p in cfg.bench.precisions}
+        counter = meter(where) if cfg.bench.energy else "bench.energy=false"
+        rec["energy"] = {"source": counter.source} if isinstance(counter, EnergyMeter) else {
+            "unavailable": counter}  # fmt: skip
+        setup.shared["energy_meter"] = counter if isinstance(counter, EnergyMeter) else None
         rec["rows"], series = [], {}
         rec["backends"] = swept
         for backend_name in swept:
-            backend = backends.create(backend_name)
-            for precision in cfg.bench.precisions:
-                for batch_size in cfg.bench.batch_sizes:
-                    row = _cell(backend, setup, cfg, precision, batch_size, flops_per_image,
-                                rec["yardstick_flops_per_s"])  # fmt: skip
-                    _keep_samples(row, series)
-                    if series:
-                        rec["samples"] = {"file": samples.write(ctx.run_dir, series), "unit": "ms"}
-                    rec["rows"] = [*rec["rows"], row]
-                    rec.save()
-                    print(_cell_line(row), flush=True)
+            if cfg.bench.isolate and len(swept) > 1:
+                cells = _isolated(ctx, backend_name, series)
+            else:
+                cells = _cells(backends.create(backend_name), setup, cfg, flops_per_image, rec, series)
+            for row in cells:
+                if series:
+                    rec["samples"] = {"file": samples.write(ctx.run_dir, series), "unit": "ms"}
+                rec["rows"] = [*rec["rows"], row]
+                rec.save()
+                print(_cell_line(row), flush=True)
         rec["export_s"] = setup.shared.get("export_s")
         failed = [r for r in rec["rows"] if r["status"] in FAILED_STATUSES]
         rec["failed_cells"] = len(failed)
@@ -95,6 +107,40 @@ def run(ctx: RunContext, given: tuple[torch.nn.Module, DataSpec] | None = None) 
         names = ", ".join(f"{r['backend']} {r['precision']} batch {r['batch_size']} ({r['status']})" for r in failed)
         print(f"{len(failed)} of {len(rec['rows'])} cells failed: {names}", file=sys.stderr)
     return 1 if failed else 0  # a sweep goes on to its next job and exits 1 at the end (cli.run)
+
+
+def _cells(backend, setup: BenchSetup, cfg: BenchJob, flops_per_image, rec, series: dict) -> Iterator[dict]:
+    """Each of a backend's cells (precision x batch size) in this process, as it finishes."""
+    for precision in cfg.bench.precisions:
+        for batch_size in cfg.bench.batch_sizes:
+            row = _cell(backend, setup, cfg, precision, batch_size, flops_per_image, rec["yardstick_flops_per_s"])
+            _keep_samples(row, series)
+            yield row
+
+
+def _isolated(ctx: RunContext, backend: str, series: dict) -> list[dict]:
+    """A backend's cells measured by a bench process of its own (the run's overrides, that backend alone), its rows
+    and raw samples taken into this run; a process that dies leaves an `error` row per cell, with its exit code and
+    last lines, and the sweep goes on."""
+    child = ctx.run_dir / "isolated" / backend
+    overrides = [o for o in ctx.overrides if not o.split("=", 1)[0].lstrip("+~").startswith("hydra.")]
+    command = [sys.executable, "-m", "speedlab.entry.bench", *overrides, f"bench.backends=[{backend}]",
+               "bench.isolate=false", f"hydra.run.dir={child}"]  # fmt: skip
+    print(f"{backend}: in a process of its own ({child})", flush=True)
+    done = subprocess.run(command, capture_output=True, text=True)
+    try:
+        rows = json.loads(record.result_path(child).read_text())["rows"]
+    except (OSError, ValueError, KeyError):
+        rows = []
+    cfg = ctx.cfg
+    if not rows or done.returncode not in (0, 1):
+        tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])[-500:]
+        why = f"its bench process exited with {done.returncode} ({tail or 'no output'})"
+        return [{"backend": backend, "precision": p, "batch_size": b, "status": status.ERROR, "reason": why}
+                for p in cfg.bench.precisions for b in cfg.bench.batch_sizes]  # fmt: skip
+    keys = [k for r in rows for k in r.get("samples", [])]
+    series.update(samples.read(child, keys) if keys else {})
+    return [{**r, "isolated": True} for r in rows]
 
 
 def _model(ctx: RunContext, where: torch.device):
@@ -180,9 +226,20 @@ def _measure_once(backend, setup: BenchSetup, cfg: BenchJob, precision: str, bat
         frames_before = prepared.frames_compiled() if prepared.frames_compiled else 0
         latency = timing.measure(prepared.run, setup.device, _timing_cfg(cfg))
         recompiles = (prepared.frames_compiled() - frames_before) if prepared.frames_compiled else 0
-    return {**latency.record(), "samples_ms": latency.samples_ms, "setup_s": prepared.setup_s,
+    figures = _energy(prepared.run, setup.shared.get("energy_meter"), batch_size)
+    return {**latency.record(), **figures, "samples_ms": latency.samples_ms, "setup_s": prepared.setup_s,
             "peak_memory_bytes": memory.peak_bytes(),
             "peak_memory_kind": memory.kind, "recompiles": recompiles, **prepared.notes}  # fmt: skip
+
+
+def _energy(run, counter: EnergyMeter | None, batch_size: int) -> dict[str, float]:
+    """Joules per inference and images per joule of a prepared cell, where the machine's counter is readable."""
+    if counter is None:
+        return {}
+    joules, _ = per_call(run, counter)
+    if joules <= 0:  # a counter that did not move in the window: too coarse to say anything
+        return {}
+    return {"joules_per_inference": joules, "images_per_joule": batch_size / joules}
 
 
 def _combine(repeats: list[dict[str, Any]]) -> dict[str, Any]:
@@ -194,6 +251,9 @@ def _combine(repeats: list[dict[str, Any]]) -> dict[str, Any]:
     out = dict(repeats[0], samples_ms=per_repeat)
     for key in (*STAT_KEYS, "setup_s", "peak_memory_bytes", "n"):
         out[key] = stats.median([r[key] for r in repeats])
+    for key in ("joules_per_inference", "images_per_joule"):
+        if all(key in r for r in repeats):
+            out[key] = stats.median([r[key] for r in repeats])
     out["too_few_for"] = max((r["too_few_for"] for r in repeats), key=len)
     p50s = [r["p50_ms"] for r in repeats]
     _, low, high = stats.median_interval(p50s)
@@ -243,6 +303,7 @@ def _cell_line(row: dict[str, Any]) -> str:
     return (
         f"{head} p50 {row['p50_ms']:.3f} ms (p90 {row['p90_ms']:.3f}, p99 {row['p99_ms']:.3f}, n={row['n']:.0f}), "
         f"{row['throughput_per_s']:,.0f} img/s, setup {row['setup_s']:.1f} s"
+        + (f", {row['images_per_joule']:,.1f} images/J" if "images_per_joule" in row else "")
     )
 
 

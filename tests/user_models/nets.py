@@ -49,3 +49,16 @@ class BranchUnderTest(TinyCNN):
 
             time.sleep(self.delay_s)
         return super().forward(x)
+
+
+class DiesWhenCompiled(TinyCNN):
+    """TinyCNN whose process dies (no exception, no cleanup: as a segfault in a compiler would) when torch.compile
+    traces it: the crashing backend of bench's isolation test. Eager and ONNX export (torch.export) run it like
+    TinyCNN."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.compiler.is_compiling() and not torch.compiler.is_exporting():
+            import os
+
+            os._exit(139)
+        return super().forward(x)
