@@ -3,13 +3,11 @@ inference levers (`bench.levers`: channels_last, inference_mode, half_weights)."
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
 from speedlab.bench import levers
 from speedlab.bench.backends import BenchSetup, Prepared, register
-from speedlab.bench.precision import autocast, torch_unsupported
+from speedlab.bench.precision import torch_unsupported
 
 
 @register("eager")
@@ -21,10 +19,9 @@ class Eager:
 
     def prepare(self, setup: BenchSetup, batch_size: int, precision: str) -> Prepared:
         cell = levers.prepare(setup.levers, setup.model, setup.inputs(batch_size), self.name, precision)
-        cast = autocast(setup.device, precision) if cell.autocast else contextlib.nullcontext()
 
         def run() -> torch.Tensor:
-            with cell.context(), cast:
+            with cell.scope(setup.device, precision):
                 return cell.model(cell.inputs)
 
         return Prepared(run=run, setup_s=0.0, notes={"levers": cell.names})

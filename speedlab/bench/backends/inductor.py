@@ -8,7 +8,6 @@ oneDNN) and the C++ wrapper (the compiled graph's launcher in C++ instead of Pyt
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass
 
@@ -16,7 +15,7 @@ import torch
 
 from speedlab.bench import levers
 from speedlab.bench.backends import BenchSetup, Prepared, register
-from speedlab.bench.precision import autocast, torch_unsupported
+from speedlab.bench.precision import torch_unsupported
 from speedlab.config import CompileMode
 from speedlab.monitor import dynamo_frames_compiled
 
@@ -44,10 +43,9 @@ class Inductor:
         cell = levers.prepare(setup.levers, setup.model, setup.inputs(batch_size), self.name, precision)
         compiled = torch.compile(cell.model, mode=mode, dynamic=False)
         images = cell.inputs
-        cast = autocast(setup.device, precision) if cell.autocast else contextlib.nullcontext()
 
         def run() -> torch.Tensor:
-            with cell.context(), cast:
+            with cell.scope(setup.device, precision):
                 return compiled(images)
 
         start = time.perf_counter()

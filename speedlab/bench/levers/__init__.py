@@ -26,6 +26,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from speedlab.bench.precision import autocast
 from speedlab.data.spec import DataSpec
 from speedlab.errors import SpeedlabError
 from speedlab.plugins import Registry
@@ -76,6 +77,14 @@ class Applied:
     autocast: bool = True
     context: Callable[[], contextlib.AbstractContextManager] = torch.no_grad
     names: list[str] = field(default_factory=list)
+
+    def scope(self, device: torch.device, precision: str) -> contextlib.ExitStack:
+        """What the cell's forward pass runs in: its grad mode, and autocast unless its weights are half already."""
+        stack = contextlib.ExitStack()
+        stack.enter_context(self.context())
+        if self.autocast:
+            stack.enter_context(autocast(device, precision))
+        return stack
 
 
 def prepare(requested: Sequence[str], model: nn.Module, inputs: torch.Tensor, backend: str,
