@@ -6,9 +6,13 @@
   (default; freezing; freezing + C++ wrapper; freezing + max-autotune), one run per setting.
 - batch-one: the quick ConvNeXt at batch 1, every CPU backend at its best single-image settings (Inductor frozen,
   ONNX Runtime and OpenVINO on one thread), 3 repeats.
-- efficientnet-b0: torchvision's EfficientNet-B0 at 224 px, 1,000 classes, batch 1 and 8, every CPU backend, 3
-  repeats (the case of "Benchmarking PyTorch on OCI & EfficientNet's Models").
+- efficientnet-b0: torchvision's EfficientNet-B0 at 224 px, 1,000 classes, batch 1 and 8, every CPU backend
+  (AOTInductor included), 3 repeats, and OpenVINO again under its THROUGHPUT hint (the case of "Benchmarking
+  PyTorch on OCI & EfficientNet's Models").
 - quick: the quick ConvNeXt with bench's defaults, 5 repeats.
+- concurrency: the quick ConvNeXt at batch 1 and 64 with 1, 2 and 4 requests in flight (`bench.concurrency`), for
+  eager (its threads split among the requests), ONNX Runtime, and OpenVINO under its LATENCY and THROUGHPUT hints:
+  images/s over the wall time and p99 per request; "vs eager" is against eager at the same batch and requests.
 - cpu-infer: the quick ConvNeXt at batch 1 and 64 under `+exp=cpu_infer`, each backend in a process of its own
   (and eager, ONNX Runtime and OpenVINO also on one thread); "vs eager" is against the faster eager row, eager at
   its own best thread count. The issue's targets: batch 64 >= 70 % of the fp32 yardstick, batch 1 >= 3.8x eager.
@@ -31,11 +35,13 @@ from speedlab.study import Row  # noqa: E402
 
 QUICK = "+preset=quick"
 CPU_BACKENDS = "bench.backends=[eager,inductor,onnxruntime,openvino]"
+ALL_CPU = "bench.backends=[eager,inductor,aotinductor,onnxruntime,openvino]"
 INDUCTOR = "bench.backends=[eager,inductor]", "bench.batch_sizes=[1,64]", "bench.repeats=2"
 FROZEN = "bench.inductor.freezing=true"
 CPU_INFER = "+exp=cpu_infer"
 NO_LEVERS = "bench.levers=[]"  # the experiment's levers are the torch backends'; alone, the others would refuse them
 ONE_THREAD = ("env", "OMP_NUM_THREADS=1")  # torch's threads are read from it at start-up
+CONCURRENT = "bench.concurrency=[1,2,4]"
 EFFICIENTNET = ("model=torchvision", "model.torchvision_name=efficientnet_b0", "data=synthetic",
                 "data.num_classes=1000", "data.resolution=224")  # fmt: skip
 STUDIES: dict[str, tuple[str, list[Row]]] = {
@@ -51,9 +57,19 @@ STUDIES: dict[str, tuple[str, list[Row]]] = {
             "bench.onnxruntime.intra_op_threads=1", "bench.openvino.threads=1")),
     ]),
     "efficientnet-b0": ("torchvision's EfficientNet-B0, 224 px, 1,000 classes", [
-        Row("efficientnet_b0", "bench", (*EFFICIENTNET, "bench.batch_sizes=[1,8]", CPU_BACKENDS, "bench.repeats=3")),
+        Row("efficientnet_b0", "bench", (*EFFICIENTNET, "bench.batch_sizes=[1,8]", ALL_CPU, "bench.repeats=3")),
+        Row("openvino, THROUGHPUT hint", "bench", (*EFFICIENTNET, "bench.batch_sizes=[1,8]", "bench.repeats=3",
+                                                   "bench.backends=[openvino]", "bench.openvino.hint=THROUGHPUT")),
     ]),
     "quick": ("The quick ConvNeXt with bench's defaults", [Row("defaults", "bench", (QUICK, "bench.repeats=5"))]),
+    "concurrency": ("Requests in flight: images/s and p99 at 1, 2 and 4 concurrent requests, the quick ConvNeXt", [
+        Row("eager", "bench", (QUICK, CPU_INFER, "bench.backends=[eager]", CONCURRENT)),
+        Row("onnxruntime", "bench", (QUICK, CPU_INFER, "bench.backends=[onnxruntime]", NO_LEVERS, CONCURRENT)),
+        Row("openvino, LATENCY hint", "bench", (QUICK, CPU_INFER, "bench.backends=[openvino]", NO_LEVERS,
+                                                CONCURRENT)),
+        Row("openvino, THROUGHPUT hint", "bench", (QUICK, CPU_INFER, "bench.backends=[openvino]", NO_LEVERS,
+                                                   CONCURRENT, "bench.openvino.hint=THROUGHPUT")),
+    ]),
     "cpu-infer": ("Each CPU backend at its best settings (+exp=cpu_infer), one process each, the quick ConvNeXt", [
         Row("eager", "bench", (QUICK, CPU_INFER, "bench.backends=[eager]")),
         Row("eager, 1 thread", "bench", (QUICK, CPU_INFER, "bench.backends=[eager]"), ONE_THREAD),
@@ -70,34 +86,46 @@ STUDIES: dict[str, tuple[str, list[Row]]] = {
     ]),
 }  # fmt: skip
 # Studies whose rows are one backend each: "vs eager" is against the study's fastest eager row at that batch size.
-ISOLATED = {"cpu-infer"}
+ISOLATED = {"cpu-infer", "concurrency"}
+# Studies that keep several requests in flight: their tables have an "In flight" column.
+CONCURRENCY = {"concurrency"}
 HEADER = ["Run", "Backend", "Precision", "Batch", "p50", "p90", "p99", "min", "Images/s", "vs eager",
           "Of fp32 yardstick", "Setup"]  # fmt: skip
 
 
-def eager_p50(results: list[dict]) -> dict[int, float]:
-    """The fastest eager fp32 p50 per batch size over `results`."""
-    best: dict[int, float] = {}
+def header(flight: bool) -> list[str]:
+    return [*HEADER[:4], "In flight", *HEADER[4:]] if flight else HEADER
+
+
+def _key(r: dict) -> tuple[int, int]:
+    return r["batch_size"], r.get("concurrency", 1)
+
+
+def eager_best(results: list[dict]) -> dict[tuple[int, int], float]:
+    """The most images/s of an eager fp32 cell per (batch size, requests in flight) over `results` (one request at
+    a time: the lowest p50)."""
+    best: dict[tuple[int, int], float] = {}
     for result in results:
         for r in result.get("rows", []):
             if r["backend"] == "eager" and r["status"] == "ok" and r["precision"] == "fp32":
-                best[r["batch_size"]] = min(best.get(r["batch_size"], float("inf")), r["p50_ms"])
+                best[_key(r)] = max(best.get(_key(r), 0.0), r["throughput_per_s"])
     return best
 
 
-def cells(label: str, result: dict, eager: dict[int, float] | None = None) -> list[list[str]]:
-    """One table row per cell of a bench run (speed-ups against `eager`, default the run's own eager cells); a
-    failed or unsupported cell says why."""
-    eager = eager if eager is not None else eager_p50([result])
+def cells(label: str, result: dict, eager: dict[tuple[int, int], float] | None = None,
+          flight: bool = False) -> list[list[str]]:  # fmt: skip
+    """One table row per cell of a bench run (speed-ups in images/s against `eager`, default the run's own eager
+    cells; one request at a time that is the ratio of p50s); a failed or unsupported cell says why."""
+    eager = eager if eager is not None else eager_best([result])
     lines = []
     for r in result["rows"]:
-        head = [label, r["backend"], r["precision"], str(r["batch_size"])]
+        head = [label, r["backend"], r["precision"], str(r["batch_size"]), *([str(r.get("concurrency", 1))] * flight)]
         if r["status"] != "ok":
             lines.append([*head, f"{r['status']}: {r.get('reason', '')}"[:120], *[""] * (len(HEADER) - 5)])
             continue
-        base = eager.get(r["batch_size"])
+        base = eager.get(_key(r))
         lines.append([*head, *(f"{r[k]:.3f} ms" for k in ("p50_ms", "p90_ms", "p99_ms", "min_ms")),
-                      f"{r['throughput_per_s']:,.0f}", f"{base / r['p50_ms']:.2f}×" if base else "–",
+                      f"{r['throughput_per_s']:,.0f}", f"{r['throughput_per_s'] / base:.2f}×" if base else "–",
                       f"{r['efficiency']:.1%}" if r.get("efficiency") is not None else "–",
                       f"{r['setup_s']:.1f} s"])  # fmt: skip
     return lines
@@ -107,13 +135,15 @@ def run_study(name: str, extra: list[str], out_dir: Path, results_dir: Path) -> 
     title, rows = STUDIES[name]
     rows = [Row(r.label, r.command, (*r.overrides, *extra), r.prefix) for r in STUDIES[name][1]]
     outcomes = study.run(rows, out_dir=out_dir / name)
-    eager = eager_p50([o.result for o in outcomes if o.result]) if name in ISOLATED else None
+    eager = eager_best([o.result for o in outcomes if o.result]) if name in ISOLATED else None
+    flight = name in CONCURRENCY
     lines, notes = [], []
     for outcome in outcomes:
         if outcome.result is None:
-            lines.append([outcome.row.label, f"failed: {' '.join(outcome.stderr_tail)[-200:]}", *[""] * 10])
+            failed = f"failed: {' '.join(outcome.stderr_tail)[-200:]}"
+            lines.append([outcome.row.label, failed, *[""] * (len(header(flight)) - 2)])
             continue
-        lines += cells(outcome.row.label, outcome.result, eager)
+        lines += cells(outcome.row.label, outcome.result, eager, flight)
         yard = (outcome.result.get("yardstick_flops_per_s") or {}).get("fp32")
         mflops = outcome.result.get("flops_per_image", 0) / 1e6
         command = " ".join((*outcome.row.prefix, "python -m speedlab bench", *outcome.row.overrides))
@@ -121,7 +151,7 @@ def run_study(name: str, extra: list[str], out_dir: Path, results_dir: Path) -> 
                      f"{outcome.result.get('params', 0):,} parameters, {mflops:.1f} MFLOPs per image; fp32 matmul "
                      "yardstick "
                      + (f"{yard / 1e9:.0f} GFLOP/s" if yard else "not measured"))  # fmt: skip
-    md, _ = study.write(f"inference-{name}", HEADER, lines, title=title, machine=study.machine(outcomes),
+    md, _ = study.write(f"inference-{name}", header(flight), lines, title=title, machine=study.machine(outcomes),
                         notes=["Each run, with its command:", *notes], results_dir=results_dir)  # fmt: skip
     print("\n" + md.read_text(), flush=True)
     return md, all(o.ok for o in outcomes)

@@ -103,6 +103,7 @@ def load_side(path: str) -> Side:
             for row in run.get("rows") or []:
                 fp = fingerprint.of_cell(run, row)
                 label = f"{row['backend']} {row['precision']} batch {row['batch_size']}"
+                label += f", {row['concurrency']} in flight" if row.get("concurrency", 1) > 1 else ""
                 side.units[fp.key(env=False, commit=False)].append(Unit(run, fp, label, row))
         else:
             fp = fingerprint.of_train(run)

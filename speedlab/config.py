@@ -240,6 +240,11 @@ class BenchCfg:
     # channels_last | inference_mode | half_weights (speedlab/bench/levers/); each row records those it applied.
     levers: list[str] = field(default_factory=list)
     repeats: int = 1  # each cell prepared and timed afresh this many times: median and 95 % interval
+    # Requests in flight at once, one cell per count (benchmark_app's -nireq, trtexec's --infStreams): N threads each
+    # sending the batch again as soon as its answer is back; throughput from all answers over the wall time, latency
+    # percentiles over every request. On the CPU, for backends that serve requests concurrently (eager,
+    # onnxruntime, openvino); 1: one request at a time, the latency cells.
+    concurrency: list[int] = field(default_factory=lambda: [1])
     export_dir: str | None = None  # an export run whose ONNX files / engines to run; None: export asks for them
     host_to_device: bool = False  # also time copying each cell's batch from pinned host memory to the GPU
     # Each backend's cells in a fresh process of their own (the run's own settings, `bench.backends=[that one]`):
@@ -266,6 +271,8 @@ class BenchCfg:
         bad = [p for p in self.precisions if p not in BENCH_PRECISIONS]
         require(not bad, "bench.precisions", self.precisions, f"valid precisions: {', '.join(BENCH_PRECISIONS)}")
         require(bool(self.backends), "bench.backends", self.backends, "give one or more backends")
+        require(bool(self.concurrency) and min(self.concurrency) >= 1, "bench.concurrency", self.concurrency,
+                "give one or more request counts >= 1 (1: one request at a time)")  # fmt: skip
         for key in ("repeats", "min_iters"):
             at_least(f"bench.{key}", getattr(self, key), 1)
         for key in ("warmup_iters", "warmup_min_s", "min_time_s"):

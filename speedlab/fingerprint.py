@@ -27,7 +27,7 @@ NOT_SPEED = ("name", "seed", "tracking", "monitor", "resume", "weights", "source
 # A key whose last part says it is a location, not a setting.
 PATH_PARTS = ("root", "dir", "path", "cache_dir", "export_dir", "file")
 # What bench settings say about how to measure, not what: a cell's speed does not depend on them.
-BENCH_HARNESS = ("bench.backends", "bench.batch_sizes", "bench.precisions", "bench.warmup_iters",
+BENCH_HARNESS = ("bench.backends", "bench.batch_sizes", "bench.precisions", "bench.concurrency", "bench.warmup_iters",
                  "bench.warmup_min_s", "bench.min_iters", "bench.min_time_s", "bench.repeats",
                  "bench.cell_timeout_s", "bench.host_to_device", "bench.input_shape")  # fmt: skip
 # The training levers (`train/levers.changes_label` names them): a speed-up compares runs that differ only here.
@@ -95,6 +95,7 @@ def of_cell(result: dict[str, Any], row: dict[str, Any]) -> Fingerprint:
         if not _under(k, BENCH_HARNESS) and not _under(k, tuple(f"bench.{b}" for b in backends - {row["backend"]}))
     }  # fmt: skip
     config.update(backend=row["backend"], precision=row["precision"], batch_size=row["batch_size"],
+                  concurrency=row.get("concurrency", 1),
                   params=result.get("params"), input_shape=result.get("input_shape"),
                   model_file=(result.get("model_file") or {}).get("kind"))  # fmt: skip
     return Fingerprint("bench", config, environment(result), results.commit(result))

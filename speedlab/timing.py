@@ -7,6 +7,8 @@ own (it carries lazy initialisation, compilation or allocation), then excluded l
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -84,6 +86,81 @@ def measure(fn: Callable[[], object], device: torch.device, cfg: TimingCfg) -> L
     while len(samples) < cfg.max_iters and more():
         samples.append(timer(fn, device))
     return summarise(samples, first_call_ms)
+
+
+@dataclass(frozen=True)
+class Concurrent:
+    """`n` requests kept in flight at once: every request's latency (pooled over the requests) and how many answers
+    came back per second of wall time, from the moment all of them started to the last answer."""
+
+    latency: Latency
+    requests: int
+    answers: int
+    wall_s: float
+
+    @property
+    def answers_per_s(self) -> float:
+        return self.answers / self.wall_s
+
+
+def measure_concurrent(runs: list[Callable[[], object]], cfg: TimingCfg) -> Concurrent:
+    """Keep one request per callable in flight, each on a thread of its own that sends its next request as soon as
+    its answer is back (a closed loop, as benchmark_app runs its infer requests). After each thread's warm-up, all
+    start together; the timed phase ends when both `min_iters` answers and `min_time_s` have passed, and the
+    requests then in flight are waited for and counted. On the CPU only: the callables must return when done."""
+    n = len(runs)
+    start_line = threading.Barrier(n + 1)
+    stop = threading.Event()
+    samples: list[list[float]] = [[] for _ in runs]
+    ends = [0.0] * n
+    firsts = [0.0] * n
+    errors: list[BaseException] = []
+
+    def serve(i: int) -> None:
+        try:
+            firsts[i] = _host_timer(runs[i], _CPU)
+            warm_until, done = time.perf_counter() + cfg.warmup_min_s, 1
+            while done < cfg.warmup_iters or time.perf_counter() < warm_until:
+                runs[i]()
+                done += 1
+        except BaseException as err:  # noqa: BLE001 - raised again in the caller's thread
+            errors.append(err)
+            start_line.abort()
+            return
+        try:
+            start_line.wait()
+        except threading.BrokenBarrierError:  # another request failed its warm-up
+            return
+        try:
+            while not stop.is_set():
+                samples[i].append(_host_timer(runs[i], _CPU))
+            ends[i] = time.perf_counter()
+        except BaseException as err:  # noqa: BLE001
+            errors.append(err)
+            stop.set()
+
+    threads = [threading.Thread(target=serve, args=(i,), daemon=True) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    with contextlib.suppress(threading.BrokenBarrierError):  # a request failed its warm-up: raised below
+        start_line.wait()
+    begin = time.perf_counter()
+    while not stop.is_set() and not errors:
+        answered = sum(len(s) for s in samples)
+        if answered >= cfg.max_iters or (answered >= cfg.min_iters and time.perf_counter() - begin >= cfg.min_time_s):
+            break
+        time.sleep(0.005)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    pooled = [t for series in samples for t in series]
+    latency = summarise(pooled, max(firsts))
+    return Concurrent(latency, n, len(pooled), max(ends) - begin)
+
+
+_CPU = torch.device("cpu")
 
 
 def _host_timer(fn: Callable[[], object], device: torch.device) -> float:

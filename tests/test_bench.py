@@ -12,6 +12,8 @@ import torch
 
 from speedlab import cli, samples, stats, timing
 from speedlab.bench import backends, levers
+from speedlab.bench import command as bench_command
+from speedlab.errors import SpeedlabError
 from speedlab.export.formats import tensorrt
 from speedlab.report import command as report
 from tests.conftest import TINY, TINY_DATA, TRAIN_TINY, invoke, tiny_family
@@ -117,6 +119,7 @@ def test_onnxruntime_int8_and_a_failing_backend_do_not_stop_the_sweep(tmp_path, 
         (["bench.precisions=[fp8]"], "bench.precisions=['fp8']: valid precisions: fp32, bf16, fp16, int8"),
         (["bench.batch_sizes=[0]"], "bench.batch_sizes=[0]: give one or more sizes >= 1"),
         (["bench.repeats=0"], "bench.repeats=0: must be at least 1"),
+        (["bench.concurrency=[1,0]"], "bench.concurrency=[1, 0]: give one or more request counts >= 1"),
         (["bench.levers=[fused]"], "bench.levers: unknown fused; valid: channels_last, half_weights, inference_mode"),
         (["bench.backends=[onnxruntime]", "bench.levers=[channels_last]"],
          "bench.levers: channels_last changes how eager, inductor run the PyTorch model; this sweep runs onnxruntime"),
@@ -143,6 +146,75 @@ def test_harness_stops_on_count_and_time():
     calls = []
     latency = timing.measure(lambda: calls.append(1), torch.device("cpu"), timing.TimingCfg(2, 0.0, 7, 0.0))
     assert latency.n == 7 and len(calls) == 1 + 1 + 7  # first call, warm-up to 2, then 7 timed
+
+
+def test_concurrent_requests_overlap_and_every_answer_counts():
+    """Two requests of a call that waits 20 ms without holding the GIL: twice the answers per second of one, every
+    answer's latency kept; a request that fails is raised in the caller."""
+    cfg = timing.TimingCfg(warmup_iters=1, warmup_min_s=0.0, min_iters=10, min_time_s=0.3)
+    wait = lambda: __import__("time").sleep(0.02)  # noqa: E731
+    one, two = timing.measure_concurrent([wait], cfg), timing.measure_concurrent([wait, wait], cfg)
+    assert two.requests == 2 and two.answers == two.latency.n and len(two.latency.samples_ms) == two.answers
+    assert 1.6 < two.answers_per_s / one.answers_per_s < 2.4 and two.latency.p50_ms == pytest.approx(20, abs=8)
+
+    def fails() -> None:
+        raise RuntimeError("request failed")
+
+    with pytest.raises(RuntimeError, match="request failed"):
+        timing.measure_concurrent([wait, fails], cfg)
+
+
+def test_concurrency_cells_count_images_per_second_over_the_wall_time(tmp_path):
+    """bench.concurrency=[1,2]: a cell per count for the backends that serve requests at once; torch's threads are
+    split among eager's requests and restored after; a backend that serves one at a time is skipped, saying so."""
+    threads = torch.get_num_threads()
+    result = run_bench(tmp_path / "run", "bench.backends=[eager,onnxruntime]", "bench.batch_sizes=[2]",
+                       "bench.concurrency=[1,2]", base=tiny_family("lenet5", "bench"))  # fmt: skip
+    assert result["_exit"] == 0 and torch.get_num_threads() == threads
+    rows = {(r["backend"], r["concurrency"]): r for r in result["rows"]}
+    assert set(rows) == {("eager", 1), ("eager", 2), ("onnxruntime", 1), ("onnxruntime", 2)}
+    for (_, requests), row in rows.items():
+        assert row["status"] == "ok" and row["n"] >= 3
+        raw = samples.read(Path(result["_dir"]), row["samples"])
+        assert sum(len(v) for v in raw.values()) == row["n"]
+        if requests == 1:
+            assert row["throughput_per_s"] == pytest.approx(2e3 / row["p50_ms"])
+        else:  # answers over the wall time, not a batch per p50 (the requests overlap)
+            assert row["throughput_per_s"] == pytest.approx(2 * row["n"] / row["wall_s"])
+            assert row["samples"][0].endswith(".c2.r0")
+    assert rows[("eager", 2)]["threads_per_request"] == max(1, threads // 2)
+    out = tmp_path / "report"  # latency tables and plots from one request at a time; throughput against requests
+    assert report.main([result["_dir"], "--out", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    assert "| Changes | Time BS 2 | Val accuracy |" in text and text.count("| eager (fp32) |") == 1
+    assert "| Backend | Precision | Batch | In flight | Status |" in text and "| eager | fp32 | 2 | 2 | ok |" in text
+    assert (out / "concurrency_run.png").read_bytes()[:4] == b"\x89PNG"
+    setup = backends.BenchSetup.for_job(torch.nn.Identity(), cli.compose("bench", TINY), torch.device("cpu"), None,
+                                        tmp_path)  # fmt: skip
+    reason = bench_command._concurrency_unsupported(backends.create("inductor"), setup, 2)
+    assert reason == "inductor runs one request at a time here (concurrent requests: eager, onnxruntime, openvino)"
+
+
+def test_an_openvino_precision_this_cpu_lacks_is_refused_when_openvino_is_named(tmp_path, monkeypatch):
+    ov = pytest.importorskip("openvino", reason="openvino is not installed (requirements-openvino.txt)")
+
+    class NoBf16Core:
+        def get_property(self, device: str, key: str) -> list[str]:
+            return ["FP32", "INT8", "BIN"]
+
+    monkeypatch.setattr(ov, "Core", NoBf16Core)
+    cfg = cli.compose("bench", tiny_family("lenet5", "bench"))
+    setup = backends.BenchSetup.for_job(torch.nn.Identity(), cfg, torch.device("cpu"), None, tmp_path)
+    with pytest.raises(SpeedlabError) as refused:
+        backends.refuse(["eager", "openvino"], setup, ["fp32", "bf16"])
+    assert str(refused.value) == (
+        "bench.precisions=['fp32', 'bf16']: openvino cannot run bf16 here: this CPU has no bf16 in OpenVINO's CPU "
+        "plugin (it reports FP32, INT8, BIN; bf16 needs AVX512_BF16 or AMX). Drop bf16 from bench.precisions, or "
+        "openvino from bench.backends"
+    )
+    backends.refuse(["installed"], setup, ["fp32", "bf16"])  # a set: the cell is skipped with the reason instead
+    assert "no bf16" in backends.create("openvino").unsupported(setup, "bf16")
+    backends.refuse(["openvino"], setup, ["fp32"])
 
 
 def test_profile_writes_phase_tables_and_a_chrome_trace(tmp_path, capsys):

@@ -61,6 +61,7 @@ def run(ctx: RunContext, given: tuple[torch.nn.Module, DataSpec] | None = None) 
                 "bench.isolate=true runs each backend in a fresh process, which rebuilds the model "
                 "from the config; a Python object cannot be handed over: bench it without isolate"
             )
+        backends.refuse(cfg.bench.backends, setup, cfg.bench.precisions)
         levers.check(cfg.bench.levers, swept, spec if model is not None else None, cfg.bench.precisions)
         flops_per_image = count_flops(model, spec, where) if model is not None else None
         rec.update({
@@ -113,9 +114,11 @@ def _cells(backend, setup: BenchSetup, cfg: BenchJob, flops_per_image, rec, seri
     """Each of a backend's cells (precision x batch size) in this process, as it finishes."""
     for precision in cfg.bench.precisions:
         for batch_size in cfg.bench.batch_sizes:
-            row = _cell(backend, setup, cfg, precision, batch_size, flops_per_image, rec["yardstick_flops_per_s"])
-            _keep_samples(row, series)
-            yield row
+            for requests in cfg.bench.concurrency:
+                row = _cell(backend, setup, cfg, (precision, batch_size, requests), flops_per_image,
+                            rec["yardstick_flops_per_s"])  # fmt: skip
+                _keep_samples(row, series)
+                yield row
 
 
 def _isolated(ctx: RunContext, backend: str, series: dict) -> list[dict]:
@@ -136,8 +139,9 @@ def _isolated(ctx: RunContext, backend: str, series: dict) -> list[dict]:
     if not rows or done.returncode not in (0, 1):
         tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])[-500:]
         why = f"its bench process exited with {done.returncode} ({tail or 'no output'})"
-        return [{"backend": backend, "precision": p, "batch_size": b, "status": status.ERROR, "reason": why}
-                for p in cfg.bench.precisions for b in cfg.bench.batch_sizes]  # fmt: skip
+        b = cfg.bench
+        return [{"backend": backend, "precision": p, "batch_size": size, "concurrency": n, "status": status.ERROR,
+                 "reason": why} for p in b.precisions for size in b.batch_sizes for n in b.concurrency]  # fmt: skip
     keys = [k for r in rows for k in r.get("samples", [])]
     series.update(samples.read(child, keys) if keys else {})
     return [{**r, "isolated": True} for r in rows]
@@ -167,10 +171,14 @@ def count_flops(model: torch.nn.Module, spec: DataSpec, where: torch.device) -> 
     return roofline.forward_flops(model, spec.example(1, device=where))
 
 
-def _cell(backend, setup: BenchSetup, cfg: BenchJob, precision: str, batch_size: int, flops_per_image: int,
+def _cell(backend, setup: BenchSetup, cfg: BenchJob, where: tuple[str, int, int], flops_per_image: int,
           yardsticks) -> dict:  # fmt: skip
-    row: dict[str, Any] = {"backend": backend.name, "precision": precision, "batch_size": batch_size}
-    reason = setup.file_unsupported(backend, precision, batch_size) or backend.unsupported(setup, precision)
+    """One cell: `where` is its (precision, batch size, requests in flight)."""
+    precision, batch_size, requests = where
+    row: dict[str, Any] = {"backend": backend.name, "precision": precision, "batch_size": batch_size,
+                           "concurrency": requests}  # fmt: skip
+    reason = (setup.file_unsupported(backend, precision, batch_size) or backend.unsupported(setup, precision)
+              or _concurrency_unsupported(backend, setup, requests))  # fmt: skip
     if reason:
         return {**row, "status": "skipped", "reason": reason}
     repeats = []
@@ -178,7 +186,7 @@ def _cell(backend, setup: BenchSetup, cfg: BenchJob, precision: str, batch_size:
     for _ in range(cfg.bench.repeats):
         try:
             with time_limit(limit):
-                repeats.append(_measure_once(backend, setup, cfg, precision, batch_size))
+                repeats.append(_measure_once(backend, setup, cfg, where))
         except CellTimeout:
             return {**row, "status": "timeout", "reason": f"still running after bench.cell_timeout_s={limit} s"}
         except Exception as err:  # noqa: BLE001 - a failing cell is recorded and the sweep goes on
@@ -186,7 +194,9 @@ def _cell(backend, setup: BenchSetup, cfg: BenchJob, precision: str, batch_size:
             return {**row, "status": status, "reason": f"{type(err).__name__}: {str(err).strip()[:1000]}"}
     row.update(status="ok", reason=None, **_combine(repeats))
     row.setdefault("levers", [])  # stated on every row: a backend that runs its own artifact applies none
-    row["throughput_per_s"] = batch_size * 1e3 / row["p50_ms"]
+    # One request at a time: a batch per p50. Several: what came back over the wall time (the requests overlap).
+    per_s = row.pop("answers_per_s", None) if requests > 1 else 1e3 / row["p50_ms"]
+    row["throughput_per_s"] = batch_size * per_s
     if cfg.bench.host_to_device:
         row["host_to_device_ms"] = host_to_device_ms(setup, cfg, batch_size)
     if flops_per_image is None:  # a model file: no PyTorch model to count
@@ -194,7 +204,7 @@ def _cell(backend, setup: BenchSetup, cfg: BenchJob, precision: str, batch_size:
         return row
     row["flops"] = flops_per_image * batch_size
     row["macs"] = row["flops"] // 2  # multiply-adds: what many libraries (fvcore, thop, ptflops) label "FLOPs"
-    row["achieved_flops_per_s"] = row["flops"] / (row["p50_ms"] / 1e3)
+    row["achieved_flops_per_s"] = flops_per_image * row["throughput_per_s"]
     peak = yardsticks.get(precision)
     row["efficiency"] = row["achieved_flops_per_s"] / peak if peak else None
     return row
@@ -216,20 +226,50 @@ def _keep_samples(row: dict[str, Any], series: dict[str, Any]) -> None:
     if not per_repeat:
         return
     base = f"{row['backend']}.{row['precision']}.b{row['batch_size']}"
+    base += f".c{row['concurrency']}" if row.get("concurrency", 1) > 1 else ""
     row["samples"] = [f"{base}.r{i}" for i in range(len(per_repeat))]
     series.update(zip(row["samples"], per_repeat, strict=True))
 
 
-def _measure_once(backend, setup: BenchSetup, cfg: BenchJob, precision: str, batch_size: int) -> dict[str, Any]:
+def _concurrency_unsupported(backend, setup: BenchSetup, requests: int) -> str | None:
+    """Why a cell cannot keep `requests` requests in flight here, or None."""
+    if requests == 1:
+        return None
+    if not getattr(backend, "concurrent_requests", False):
+        able = [n for n in backends.names() if backends.concurrent(n)]
+        return f"{backend.name} runs one request at a time here (concurrent requests: {', '.join(able)})"
+    if setup.device.type != "cpu":
+        return "concurrent requests are measured on the CPU (device=cpu)"
+    return None
+
+
+def _measure_once(backend, setup: BenchSetup, cfg: BenchJob, where: tuple[str, int, int]) -> dict[str, Any]:
+    precision, batch_size, requests = where
     with PeakMemory(setup.device) as memory:
         prepared = backend.prepare(setup, batch_size, precision)
         frames_before = prepared.frames_compiled() if prepared.frames_compiled else 0
-        latency = timing.measure(prepared.run, setup.device, _timing_cfg(cfg))
+        if requests == 1:
+            latency, extra = timing.measure(prepared.run, setup.device, _timing_cfg(cfg)), {}
+        else:
+            with _torch_threads_kept():
+                served = timing.measure_concurrent(prepared.concurrent(requests), _timing_cfg(cfg))
+            latency, extra = served.latency, {"answers_per_s": served.answers_per_s, "wall_s": served.wall_s}
         recompiles = (prepared.frames_compiled() - frames_before) if prepared.frames_compiled else 0
-    figures = _energy(prepared.run, setup.shared.get("energy_meter"), batch_size)
-    return {**latency.record(), **figures, "samples_ms": latency.samples_ms, "setup_s": prepared.setup_s,
+    # The energy window runs one request at a time: a figure for the latency cells only.
+    figures = _energy(prepared.run, setup.shared.get("energy_meter"), batch_size) if requests == 1 else {}
+    return {**latency.record(), **extra, **figures, "samples_ms": latency.samples_ms, "setup_s": prepared.setup_s,
             "peak_memory_bytes": memory.peak_bytes(),
             "peak_memory_kind": memory.kind, "recompiles": recompiles, **prepared.notes}  # fmt: skip
+
+
+@contextmanager
+def _torch_threads_kept() -> Iterator[None]:
+    """torch's thread count as it was before a cell that split the threads among requests in flight."""
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _energy(run, counter: EnergyMeter | None, batch_size: int) -> dict[str, float]:
@@ -251,7 +291,7 @@ def _combine(repeats: list[dict[str, Any]]) -> dict[str, Any]:
     out = dict(repeats[0], samples_ms=per_repeat)
     for key in (*STAT_KEYS, "setup_s", "peak_memory_bytes", "n"):
         out[key] = stats.median([r[key] for r in repeats])
-    for key in ("joules_per_inference", "images_per_joule"):
+    for key in ("joules_per_inference", "images_per_joule", "answers_per_s", "wall_s"):
         if all(key in r for r in repeats):
             out[key] = stats.median([r[key] for r in repeats])
     out["too_few_for"] = max((r["too_few_for"] for r in repeats), key=len)
@@ -298,6 +338,7 @@ def _is_oom(err: BaseException) -> bool:
 
 def _cell_line(row: dict[str, Any]) -> str:
     head = f"{row['backend']:<12} {row['precision']:<5} batch {row['batch_size']:<4}"
+    head += f" x{row['concurrency']} in flight" if row.get("concurrency", 1) > 1 else ""
     if row["status"] != "ok":
         return f"{head} {row['status']}: {row['reason']}"
     return (
@@ -312,18 +353,26 @@ TABLE_HEADER = ["Backend", "Precision", "Batch", "p50", "p90", "p99", "Speed-up 
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    """Markdown: one line per cell, with the speed-up over eager at the same precision and batch size."""
-    eager = {(r["precision"], r["batch_size"]): r["p50_ms"] for r in rows if r["backend"] == "eager" and "p50_ms" in r}
+    """Markdown: one line per cell, with the speed-up over eager's cell of the same precision, batch size and
+    requests in flight (in images per second, which one request at a time makes the ratio of p50s). The "In
+    flight" column only when the sweep kept several requests in flight."""
+
+    def key(r: dict[str, Any]) -> tuple:
+        return r["precision"], r["batch_size"], r.get("concurrency", 1)
+
+    eager = {key(r): r["throughput_per_s"] for r in rows if r["backend"] == "eager" and "throughput_per_s" in r}
+    flight = any(r.get("concurrency", 1) > 1 for r in rows)
+    header = [*TABLE_HEADER[:3], *(["In flight"] if flight else []), *TABLE_HEADER[3:]]
     lines = []
     for r in rows:
-        head = [r["backend"], r["precision"], str(r["batch_size"])]
+        head = [r["backend"], r["precision"], str(r["batch_size"]), *([str(r.get("concurrency", 1))] if flight else [])]
         if r["status"] != "ok":
             lines.append([*head, f"{r['status']}: {r['reason'][:80]}", *[""] * 6])
             continue
-        base = eager.get((r["precision"], r["batch_size"]))
+        base = eager.get(key(r))
         lines.append([
             *head, f"{r['p50_ms']:.3f} ms", f"{r['p90_ms']:.3f} ms", f"{r['p99_ms']:.3f} ms",
-            f"{base / r['p50_ms']:.2f}×" if base else "–", f"{r['throughput_per_s']:,.0f}", f"{r['setup_s']:.2f} s",
-            f"{r['efficiency']:.1%}" if r.get("efficiency") is not None else "–",
+            f"{r['throughput_per_s'] / base:.2f}×" if base else "–", f"{r['throughput_per_s']:,.0f}",
+            f"{r['setup_s']:.2f} s", f"{r['efficiency']:.1%}" if r.get("efficiency") is not None else "–",
         ])  # fmt: skip
-    return tables.markdown(TABLE_HEADER, lines, right=[h not in ("Backend", "Precision") for h in TABLE_HEADER])
+    return tables.markdown(header, lines, right=[h not in ("Backend", "Precision") for h in header])

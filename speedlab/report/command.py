@@ -178,10 +178,11 @@ def training_table(rows: list[dict[str, Any]], tables: Tables | None = None) -> 
 
 def inference_table(bench: dict[str, Any], tables: Tables | None = None, name: str = "inference") -> str:
     """The reference's shape (Changes | Time BS 64 | Time BS 1 | Val accuracy), p50 per backend and precision."""
-    cells = {(r["backend"], r["precision"], r["batch_size"]): r for r in bench["rows"] if r["status"] == "ok"}
-    sizes = sorted({r["batch_size"] for r in bench["rows"]}, reverse=True)
+    latency = [r for r in bench["rows"] if r.get("concurrency", 1) == 1]  # one request at a time
+    cells = {(r["backend"], r["precision"], r["batch_size"]): r for r in latency if r["status"] == "ok"}
+    sizes = sorted({r["batch_size"] for r in latency}, reverse=True)
     rows = []
-    for backend, precision in dict.fromkeys((r["backend"], r["precision"]) for r in bench["rows"]):
+    for backend, precision in dict.fromkeys((r["backend"], r["precision"]) for r in latency):
         times = [f"{cells[(backend, precision, s)]['p50_ms']:.2f} ms" if (backend, precision, s) in cells else "–"
                  for s in sizes]  # fmt: skip
         rows.append([f"{backend} ({precision})", *times, "–"])
@@ -189,12 +190,14 @@ def inference_table(bench: dict[str, Any], tables: Tables | None = None, name: s
 
 
 def percentile_table(bench: dict[str, Any], tables: Tables | None = None, name: str = "percentiles") -> str:
-    """Every cell's percentiles; one that too few calls cannot resolve is marked `*` (it is nearly the maximum)."""
-    header = ["Backend", "Precision", "Batch", "Status", "n", "p50", "p90", "p95", "p99", "max", "Images/s", "Setup",
-              "Efficiency"]  # fmt: skip
+    """Every cell's percentiles; one that too few calls cannot resolve is marked `*` (it is nearly the maximum).
+    A sweep that kept several requests in flight (`bench.concurrency`) has an "In flight" column."""
+    flight = any(r.get("concurrency", 1) > 1 for r in bench["rows"])
+    header = ["Backend", "Precision", "Batch", *(["In flight"] if flight else []), "Status", "n", "p50", "p90", "p95",
+              "p99", "max", "Images/s", "Setup", "Efficiency"]  # fmt: skip
     rows, flagged = [], False
     for r in bench["rows"]:
-        head = [r["backend"], r["precision"], str(r["batch_size"])]
+        head = [r["backend"], r["precision"], str(r["batch_size"]), *([str(r.get("concurrency", 1))] if flight else [])]
         if r["status"] != status.OK:
             rows.append([*head, f"{r['status']}: {r['reason']}", *[""] * 9])
             continue
@@ -228,6 +231,7 @@ def write(runs: list[dict[str, Any]], out: Path, unfinished: Sequence[dict[str, 
         parts += [inference_table(bench, tables, f"inference-{i}"), "",
                   percentile_table(bench, tables, f"percentiles-{i}"), ""]  # fmt: skip
         parts += plots.inference(bench, out)
+        parts += plots.concurrency(bench, out)
         parts += plots.latency_distribution(bench, out)
     activations = [r for r in runs if r["kind"] == "bench_activations"]
     if activations:

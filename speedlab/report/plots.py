@@ -66,7 +66,7 @@ def inference(bench: dict[str, Any], out: Path) -> list[str]:
     stem = Path(bench["_dir"]).name
     series: dict[str, list[tuple[int, float]]] = defaultdict(list)
     for r in bench["rows"]:
-        if r["status"] == "ok":
+        if r["status"] == "ok" and r.get("concurrency", 1) == 1:  # latency: one request at a time
             series[f"{r['backend']} {r['precision']}"].append((r["batch_size"], r["p50_ms"]))
     if not series:
         return []
@@ -94,6 +94,36 @@ def inference(bench: dict[str, Any], out: Path) -> list[str]:
     return _save(fig, out, f"inference_{stem}.png")
 
 
+def concurrency(bench: dict[str, Any], out: Path) -> list[str]:
+    """Images per second and p99 latency against the requests in flight (`bench.concurrency`), a line per backend,
+    precision and batch size: where more requests stop buying throughput and start costing latency. Nothing for a
+    sweep that kept one request in flight."""
+    series: dict[str, list[tuple[int, float, float]]] = defaultdict(list)
+    for r in bench["rows"]:
+        if r["status"] == "ok":
+            label = f"{r['backend']} {r['precision']}, batch {r['batch_size']}"
+            series[label].append((r.get("concurrency", 1), r["throughput_per_s"], r["p99_ms"]))
+    series = {k: sorted(v) for k, v in series.items() if len(v) > 1}
+    if not any(n > 1 for points in series.values() for n, _, _ in points):
+        return []
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for label, points in series.items():
+        counts = [p[0] for p in points]
+        left.plot(counts, [p[1] for p in points], marker="o", label=label)
+        right.plot(counts, [p[2] for p in points], marker="o", label=label)
+    for ax, title, unit in ((left, "Throughput", "images/s"), (right, "Tail latency", "p99 latency per request (ms)")):
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.set_xlabel("requests in flight")
+        ax.set_ylabel(unit)
+        ax.set_title(f"{title} against requests in flight")
+        ax.grid(True, which="both", alpha=0.3)
+    left.set_yscale("log")
+    right.set_yscale("log")
+    left.legend(fontsize=8)
+    return _save(fig, out, f"concurrency_{Path(bench['_dir']).name}.png")
+
+
 def latency_distribution(bench: dict[str, Any], out: Path) -> list[str]:
     """Every timed call of each cell, read back from the run's raw-samples file, as one box per cell (log axis):
     the box spans p25-p75, the whiskers p5-p95, the dots are the calls beyond them. A summary's p50 hides a
@@ -105,7 +135,8 @@ def latency_distribution(bench: dict[str, Any], out: Path) -> list[str]:
         raw = samples.read(Path(bench["_dir"]))
     except SpeedlabError as err:
         return [f"Latency distribution left out: {err}", ""]
-    labels = [f"{r['backend']} {r['precision']}, batch {r['batch_size']}" for r in cells]
+    labels = [f"{r['backend']} {r['precision']}, batch {r['batch_size']}"
+              + (f", {r['concurrency']} in flight" if r.get("concurrency", 1) > 1 else "") for r in cells]  # fmt: skip
     calls = [np.concatenate([raw[k] for k in r["samples"]]) for r in cells]
     fig, ax = plt.subplots(figsize=(9, 0.42 * len(cells) + 1.4))
     ax.boxplot(calls, orientation="horizontal", tick_labels=labels, whis=(5, 95), widths=0.6,

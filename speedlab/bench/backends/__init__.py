@@ -23,6 +23,7 @@ from torch import nn
 
 from speedlab.config import BenchJob, ExportCfg
 from speedlab.data.spec import DataSpec
+from speedlab.errors import SpeedlabError
 from speedlab.plugins import Registry
 
 
@@ -92,6 +93,13 @@ class Prepared:
     setup_s: float
     notes: dict[str, Any] = field(default_factory=dict)  # e.g. the provider, the artifact used
     frames_compiled: Callable[[], int] | None = None  # Dynamo frames compiled so far, for recompiles
+    # `n` callables that may run at the same time, one per request in flight (`bench.concurrency`); None: `run`
+    # itself is safe to call from several threads at once. Only backends with `concurrent_requests = True` are asked.
+    requests: Callable[[int], list[Callable[[], object]]] | None = None
+
+    def concurrent(self, n: int) -> list[Callable[[], object]]:
+        """One callable per request in flight."""
+        return self.requests(n) if self.requests else [self.run] * n
 
 
 class Backend(Protocol):
@@ -101,6 +109,11 @@ class Backend(Protocol):
 
     def prepare(self, setup: BenchSetup, batch_size: int, precision: str) -> Prepared: ...
 
+    # Optional: why this machine cannot run `precision` at all (hardware it lacks), checked before any cell when the
+    # sweep names the backend itself; in a set (`installed`, `all`) the cell is skipped with `unsupported`'s reason.
+    # def refuse(self, setup: BenchSetup, precision: str) -> str | None: ...
+    # Optional: True when it serves several requests at once on the CPU (`bench.concurrency` above 1).
+    # concurrent_requests: bool
     # Optional: the kinds of model file (`onnx`, `tensorrt`) it runs as they are, for `bench source=FILE`.
     # runs_files: tuple[str, ...]
 
@@ -137,6 +150,25 @@ def expand(requested: list[str], setup: BenchSetup, precisions: list[str]) -> li
         else:
             out.append(name)
     return list(dict.fromkeys(out))
+
+
+def refuse(requested: list[str], setup: BenchSetup, precisions: list[str]) -> None:
+    """Refuse a precision a backend named in `bench.backends` cannot run on this machine (SpeedlabError naming
+    both, and the precisions it can run), before any cell."""
+    for name in dict.fromkeys(n for n in requested if n not in SETS):
+        backend = create(name)
+        check = getattr(backend, "refuse", None)
+        why = {p: check(setup, p) for p in precisions if backend.unsupported(setup, "fp32") is None} if check else {}
+        bad = {p: w for p, w in why.items() if w}
+        if bad:
+            precision, reason = next(iter(bad.items()))
+            raise SpeedlabError(f"bench.precisions={precisions}: {name} cannot run {precision} here: {reason}. Drop "
+                                f"{precision} from bench.precisions, or {name} from bench.backends")  # fmt: skip
+
+
+def concurrent(name: str) -> bool:
+    """Whether the backend serves several requests at once (`bench.concurrency` cells above 1)."""
+    return getattr(create(name), "concurrent_requests", False)
 
 
 def create(name: str) -> Backend:

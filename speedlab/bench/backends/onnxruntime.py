@@ -42,6 +42,7 @@ class OnnxRuntimeOptions:
 @register("onnxruntime", OnnxRuntimeOptions)
 class OnnxRuntime:
     name = "onnxruntime"
+    concurrent_requests = True  # its run is safe to call from several threads at once
     runs_files = ("onnx",)  # `bench source=FILE` of these kinds, as they are
 
     def unsupported(self, setup: BenchSetup, precision: str) -> str | None:

@@ -44,6 +44,7 @@ class OpenvinoOptions:
 @register("openvino", OpenvinoOptions)
 class OpenVino:
     name = "openvino"
+    concurrent_requests = True  # one infer request per request in flight, as benchmark_app's -nireq
     runs_files = ("onnx",)  # `bench source=FILE` of these kinds, as they are
 
     def unsupported(self, setup: BenchSetup, precision: str) -> str | None:
@@ -52,12 +53,23 @@ class OpenVino:
         if precision not in INFERENCE_PRECISION:
             return f"openvino runs fp32 and bf16 here, not {precision}"
         try:
-            import openvino as ov
+            import openvino  # noqa: F401 - installed at all?
         except ImportError:
             return f"openvino is not installed (an optional extra: pip install -r {EXTRA})"
-        if precision == "bf16" and "BF16" not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
-            return "this CPU has no bf16 support in OpenVINO's CPU plugin"
-        return None
+        return self.refuse(setup, precision)
+
+    def refuse(self, setup: BenchSetup, precision: str) -> str | None:
+        """Why this CPU cannot run `precision` in OpenVINO (a request the sweep refuses when it names openvino
+        itself), or None."""
+        if precision != "bf16":
+            return None
+        import openvino as ov
+
+        capabilities = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        if "BF16" in capabilities:
+            return None
+        return (f"this CPU has no bf16 in OpenVINO's CPU plugin (it reports {', '.join(capabilities)}; bf16 needs "
+                "AVX512_BF16 or AMX)")  # fmt: skip
 
     def prepare(self, setup: BenchSetup, batch_size: int, precision: str) -> Prepared:
         import openvino as ov
@@ -89,7 +101,12 @@ class OpenVino:
             "threads": compiled.get_property("INFERENCE_NUM_THREADS"),
             "streams": int(compiled.get_property("NUM_STREAMS")),
         }
-        return Prepared(run=lambda: request.infer({0: array}), setup_s=setup_s, notes=notes)
+
+        def requests(n: int) -> list:
+            own = [compiled.create_infer_request() for _ in range(n)]
+            return [lambda r=r: r.infer({0: array}) for r in own]
+
+        return Prepared(run=lambda: request.infer({0: array}), setup_s=setup_s, notes=notes, requests=requests)
 
 
 def _type_name(element_type) -> str:
