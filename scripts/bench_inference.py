@@ -7,8 +7,8 @@
 - batch-one: the quick ConvNeXt at batch 1, every CPU backend at its best single-image settings (Inductor frozen,
   ONNX Runtime and OpenVINO on one thread), 3 repeats.
 - efficientnet-b0: torchvision's EfficientNet-B0 at 224 px, 1,000 classes, batch 1 and 8, every CPU backend
-  (AOTInductor included), 3 repeats, and OpenVINO again under its THROUGHPUT hint (the case of "Benchmarking
-  PyTorch on OCI & EfficientNet's Models").
+  (AOTInductor included), 3 repeats, and OpenVINO again under its THROUGHPUT hint with 1 and 2 requests in
+  flight (the case of "Benchmarking PyTorch on OCI & EfficientNet's Models").
 - quick: the quick ConvNeXt with bench's defaults, 5 repeats.
 - concurrency: the quick ConvNeXt at batch 1 and 64 with 1, 2 and 4 requests in flight (`bench.concurrency`), for
   eager (its threads split among the requests), ONNX Runtime, and OpenVINO under its LATENCY and THROUGHPUT hints:
@@ -59,7 +59,8 @@ STUDIES: dict[str, tuple[str, list[Row]]] = {
     "efficientnet-b0": ("torchvision's EfficientNet-B0, 224 px, 1,000 classes", [
         Row("efficientnet_b0", "bench", (*EFFICIENTNET, "bench.batch_sizes=[1,8]", ALL_CPU, "bench.repeats=3")),
         Row("openvino, THROUGHPUT hint", "bench", (*EFFICIENTNET, "bench.batch_sizes=[1,8]", "bench.repeats=3",
-                                                   "bench.backends=[openvino]", "bench.openvino.hint=THROUGHPUT")),
+                                                   "bench.backends=[openvino]", "bench.openvino.hint=THROUGHPUT",
+                                                   "bench.concurrency=[1,2]")),
     ]),
     "quick": ("The quick ConvNeXt with bench's defaults", [Row("defaults", "bench", (QUICK, "bench.repeats=5"))]),
     "concurrency": ("Requests in flight: images/s and p99 at 1, 2 and 4 concurrent requests, the quick ConvNeXt", [
@@ -85,10 +86,11 @@ STUDIES: dict[str, tuple[str, list[Row]]] = {
                                              "bench.openvino.threads=1")),
     ]),
 }  # fmt: skip
-# Studies whose rows are one backend each: "vs eager" is against the study's fastest eager row at that batch size.
-ISOLATED = {"cpu-infer", "concurrency"}
+# Studies whose eager cells are in some rows only: "vs eager" is against the study's fastest eager cell at that batch
+# size and number of requests in flight (or one request at a time, where eager had no cell with that many).
+ISOLATED = {"cpu-infer", "concurrency", "efficientnet-b0"}
 # Studies that keep several requests in flight: their tables have an "In flight" column.
-CONCURRENCY = {"concurrency"}
+CONCURRENCY = {"concurrency", "efficientnet-b0"}
 HEADER = ["Run", "Backend", "Precision", "Batch", "p50", "p90", "p99", "min", "Images/s", "vs eager",
           "Of fp32 yardstick", "Setup"]  # fmt: skip
 
@@ -123,7 +125,7 @@ def cells(label: str, result: dict, eager: dict[tuple[int, int], float] | None =
         if r["status"] != "ok":
             lines.append([*head, f"{r['status']}: {r.get('reason', '')}"[:120], *[""] * (len(HEADER) - 5)])
             continue
-        base = eager.get(_key(r))
+        base = eager.get(_key(r)) or eager.get((r["batch_size"], 1))  # else eager serving one request at a time
         lines.append([*head, *(f"{r[k]:.3f} ms" for k in ("p50_ms", "p90_ms", "p99_ms", "min_ms")),
                       f"{r['throughput_per_s']:,.0f}", f"{r['throughput_per_s'] / base:.2f}×" if base else "–",
                       f"{r['efficiency']:.1%}" if r.get("efficiency") is not None else "–",
