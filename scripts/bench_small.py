@@ -61,6 +61,8 @@ MLP_ROWS: dict[str, list[str]] = {
     "best: functional + TC + fasttanh + reused memory": BEST_MLP,
     "best + 1 thread": [*BEST_MLP, "trainer.threads=1"],
     "bf16 AMP (numerics differ)": ["amp.enabled=true"],
+    "fused step (native, SimpleChains-style)": ["trainer.step=fused"],
+    "fused step on 1 thread": ["trainer.step=fused", "trainer.threads=1"],
 }
 BEST_LENET = ["trainer.step=functional", "compile.enabled=true", "trainer.reuse_memory=true"]
 LENET_ROWS: dict[str, list[str]] = {
@@ -225,7 +227,7 @@ def _mlp_figures(result: dict[str, Any], times: list[float] | None) -> dict[str,
         **block_stats(times), "final_train_loss": result.get("final_train_loss"),
         "final_val_mse": result.get("final_val_mse"), "compile_s": result.get("compile_time_s", result.get("warmup_s")),
     }  # fmt: skip
-    for key in ("graphs", "graph_breaks", "train_fraction", "changes"):
+    for key in ("graphs", "graph_breaks", "train_fraction", "changes", "step_flops"):
         if key in result:
             figures[key] = result[key]
     return figures
@@ -420,9 +422,18 @@ def _cells(rows: list[dict[str, Any]], width: int, cells: Callable[[dict[str, An
 
 def mlp_table(rec: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     book = next((r for r in rec["mlp"] if r["row"].startswith("by the book (")), {}).get("p50_us")
-    header = ["Row", "p50 µs/step", "p90 µs/step", "vs book", "final train loss", "val MSE", "compile s"]
+    # Every row trains the same network on the same batch: one step's FLOPs (forward and backward, counted by
+    # torch's flop counter in a speedlab row's warm-up) over its p50, against the run's starting yardstick.
+    flops = next((r["step_flops"] for r in rec["mlp"] if r.get("step_flops")), None)
+    peak = rec["yardstick_gflops"] * 1e9
+
+    def share(r: dict[str, Any]) -> str:
+        return f"{flops / (r['p50_us'] * 1e-6) / peak:.1%}" if flops else "–"
+
+    header = ["Row", "p50 µs/step", "p90 µs/step", "vs book", "of fp32 yardstick", "final train loss", "val MSE",
+              "compile s"]  # fmt: skip
     return header, _cells(rec["mlp"], len(header), lambda r: [
-        f"{r['p50_us']:.0f}", f"{r['p90_us']:.0f}", f"{book / r['p50_us']:.2f}×" if book else "",
+        f"{r['p50_us']:.0f}", f"{r['p90_us']:.0f}", f"{book / r['p50_us']:.2f}×" if book else "", share(r),
         f"{r['final_train_loss']:.5f}", f"{r['final_val_mse']:.5f}", f"{r.get('compile_s') or 0:.1f}"])  # fmt: skip
 
 

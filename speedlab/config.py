@@ -162,7 +162,8 @@ class TrainerCfg:
     threads: int | None = None  # torch.set_num_threads for the run; None: torch's default (one per core)
     # The step variant (speedlab/train/steps/): module (nn.Module forward, autograd, torch.optim), compiled_optimizer
     # (the module step with its optimizer step compiled), functional (the whole step as one function on flat
-    # buffers, compiled whole with compile.enabled), graphed (the functional step replayed as a CUDA graph).
+    # buffers, compiled whole with compile.enabled), graphed (the functional step replayed as a CUDA graph), fused
+    # (an MLP's whole step as one native kernel compiled for its shape: forward, loss, backward and AdamW).
     step: str = "module"
     # Keep freed host memory in the process (glibc mallopt), so a step's MB-sized temporaries reuse warm pages
     # instead of mapping, faulting in and zeroing fresh ones every step. Process-wide, and stays on once set.

@@ -1,0 +1,180 @@
+"""`trainer.step=fused`: the whole training step of a small network as one native kernel, SimpleChains-style.
+
+For a 4-32-16-4 MLP every stock lever stops at the framework's per-op cost (docs/results/small-networks.md): eight
+skinny GEMMs, activations, an autograd tape and an optimizer loop, each a call. Here one C++ function
+(speedlab/native/fused_mlp.cpp, compiled for the network's exact widths at first use and cached) runs forward,
+loss, backward and AdamW: each layer's GEMM, bias and activation in one pass that also writes the activation's
+derivative, threads splitting the batch (each thread its own tiles and gradients, summed once), and AdamW over the
+flat buffers of `FlatAdamW` (functional.py), so checkpoints hold torch's AdamW format and move to and from
+`trainer.step=module` and `functional`.
+
+The kernel is a `torch.library` custom op (`speedlab::fused_mlp_step`), so torch.compile and the rest of the
+trainer see an ordinary function of tensors. Supported: the `mlp` family on the CPU, activations tanh, fasttanh
+(the same rational tanh), relu and gelu (erf), the task's own loss (mean squared error or cross-entropy), AdamW
+(Adam is AdamW with optim.weight_decay=0), fp32. The reference twin is `trainer.step=module`; `parity` checks them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+import activations
+from speedlab import native
+from speedlab.errors import SpeedlabError
+from speedlab.train import tasks
+from speedlab.train.steps import Phase, register
+from speedlab.train.steps.functional import BETAS, EPS, FlatAdamW
+
+FAMILIES = ("mlp",)
+# Activation name -> the kernel's SL_ACT code (fasttanh is tanh's rational form, which the kernel computes anyway).
+ACTIVATIONS = {"tanh": 0, "fasttanh": 0, "relu": 1, "gelu": 2}
+MAX_WIDTH = 4096  # per layer: a tile's activations (64 samples x every width) stay within a core's L2
+MAX_LAYERS = 16
+FALLBACK = "without one, train with trainer.step=functional compile.enabled=true (the fastest stock step)"
+_KERNELS: dict[int, tuple[Any, torch.Tensor]] = {}  # custom-op handle -> (kernel function, layer offsets)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What a fused MLP kernel is compiled for."""
+
+    widths: tuple[int, ...]  # inputs, hidden widths, outputs
+    activation: str
+    loss: str  # mse | cross_entropy
+
+    def defines(self) -> dict[str, str | int]:
+        return {"SL_LAYERS": len(self.widths) - 1, "SL_WIDTHS": ",".join(map(str, self.widths)),
+                "SL_ACT": ACTIVATIONS[self.activation], "SL_LOSS": int(self.loss == "cross_entropy")}  # fmt: skip
+
+
+def mlp_shape(module: nn.Module, activation: str, task: Any) -> tuple[Shape, list[str]]:
+    """The fused kernel's shape for an `mlp` module (Flatten, then Linear and activation pairs, then a Linear),
+    and the names of its Linear layers in order; SpeedlabError when the module or task is not one it runs."""
+    layers = list(module.children())
+    linears = [m for m in layers if isinstance(m, nn.Linear)]
+    acts = {_activation(m) for m in layers if not isinstance(m, (nn.Linear, nn.Flatten))}
+    if not linears or any(m.bias is None for m in linears) or len(acts) > 1 or None in acts:
+        raise SpeedlabError(f"trainer.step=fused runs an mlp of Linear layers with biases and one activation of "
+                            f"{', '.join(ACTIVATIONS)}; this model is {type(module).__name__}")  # fmt: skip
+    if isinstance(task, tasks.Regression):
+        loss = "mse"
+    elif isinstance(task, tasks.Classification):
+        loss = "cross_entropy"
+    else:
+        raise SpeedlabError("trainer.step=fused computes the task's own loss (mean squared error or cross-entropy); "
+                            "a loss.target runs with trainer.step=module or functional")  # fmt: skip
+    widths = (linears[0].in_features, *(m.out_features for m in linears))
+    if len(linears) > MAX_LAYERS or max(widths) > MAX_WIDTH:
+        raise SpeedlabError(f"trainer.step=fused compiles MLPs of up to {MAX_LAYERS} layers and widths up to "
+                            f"{MAX_WIDTH}; this one has widths {list(widths)}")  # fmt: skip
+    names = [n for n, m in module.named_children() if isinstance(m, nn.Linear)]
+    return Shape(widths, activation, loss), names
+
+
+def _activation(layer: nn.Module) -> str | None:
+    """The fused kernel's name for an activation module, or None when it has no fused form."""
+    if isinstance(layer, nn.GELU):
+        return "gelu" if layer.approximate == "none" else None
+    kinds = {type(activations.create(name)): name for name in ACTIVATIONS if name != "gelu"}
+    return kinds.get(type(layer))
+
+
+@torch.library.custom_op("speedlab::fused_mlp_step", mutates_args=("params", "exp_avg", "exp_avg_sq", "step_count"))
+def fused_mlp_step(
+    handle: int, params: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor, decay: torch.Tensor,
+    step_count: torch.Tensor, x: torch.Tensor, y: torch.Tensor, lr: float, threads: int,
+) -> torch.Tensor:  # fmt: skip
+    """One fused step of the kernel registered as `handle`: the buffers updated in place, the mean loss returned."""
+    kernel, offsets = _KERNELS[handle]
+    x = x.contiguous()
+    y = y.contiguous()
+    loss = kernel(params.data_ptr(), exp_avg.data_ptr(), exp_avg_sq.data_ptr(), decay.data_ptr(),
+                  step_count.data_ptr(), offsets.data_ptr(), params.numel(), x.data_ptr(), y.data_ptr(), x.shape[0],
+                  lr, BETAS[0], BETAS[1], EPS, threads)  # fmt: skip
+    return torch.tensor(loss, dtype=torch.float32)
+
+
+@fused_mlp_step.register_fake
+def _(handle, params, exp_avg, exp_avg_sq, decay, step_count, x, y, lr, threads) -> torch.Tensor:  # noqa: ANN001
+    return torch.empty((), dtype=torch.float32)
+
+
+def load(shape: Shape, offsets: list[int]) -> tuple[int, bool]:
+    """(the custom-op handle of the kernel compiled for `shape`, whether the library came from the cache)."""
+    lib, _, cached = native.library("fused_mlp.cpp", shape.defines(), FALLBACK)
+    kernel = lib.sl_mlp_step
+    pointer = ctypes.c_void_p
+    kernel.restype = ctypes.c_double
+    kernel.argtypes = [pointer] * 6 + [ctypes.c_int64, pointer, pointer, ctypes.c_int64] + [ctypes.c_double] * 4 + [
+        ctypes.c_int]  # fmt: skip
+    handle = len(_KERNELS)
+    _KERNELS[handle] = (kernel, torch.tensor(offsets, dtype=torch.int64))
+    return handle, cached
+
+
+class FusedStep:
+    """Trainer's step for `trainer.step=fused`: one kernel call; `profile` times it as one phase."""
+
+    def __init__(self, handle: int, optimizer: FlatAdamW, threads: int) -> None:
+        self.handle, self.opt, self.threads = handle, optimizer, threads
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:
+        o = self.opt
+        o.lr.fill_(lr)
+        targets = y.float() if y.is_floating_point() else y.long()
+        inputs = x if x.dtype == torch.float32 else x.float()
+        return fused_mlp_step(self.handle, o.params, o.exp_avg, o.exp_avg_sq, o.decay, o.step_count,
+                              inputs.reshape(len(inputs), -1), targets, lr, self.threads)  # fmt: skip
+
+    def phases(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> list[Phase]:
+        return [("step", lambda _: self(x, y, lr))]
+
+
+@register("fused")
+class Fused:
+    label = "fused step"
+
+    def check(self, cfg: Any) -> None:
+        name = f"trainer.step={cfg.trainer.step}"
+        family = cfg.model.name
+        if family not in FAMILIES:
+            raise SpeedlabError(f"{name} runs the {', '.join(FAMILIES)} family, not model={family}; use "
+                                "trainer.step=module or functional for it")  # fmt: skip
+        activation = str(cfg.model.activation)
+        if activation not in ACTIVATIONS:
+            raise SpeedlabError(f"model.activation={activation} with {name}: the fused kernel computes "
+                                f"{', '.join(ACTIVATIONS)}")  # fmt: skip
+        for key, on in (("optim.fused", cfg.optim.fused), ("optim.foreach", cfg.optim.foreach),
+                        ("amp.enabled", cfg.amp.enabled)):  # fmt: skip
+            if on:
+                raise SpeedlabError(f"{key}=true with {name}: the fused kernel runs AdamW itself, in fp32; drop {key}")
+        if cfg.loss.target is not None:
+            raise SpeedlabError(f"loss.target with {name}: the fused kernel computes the task's own loss (mean "
+                                "squared error or cross-entropy); use trainer.step=module for another")  # fmt: skip
+
+    def check_device(self, cfg: Any, device: torch.device, distributed: bool) -> None:
+        if device.type != "cpu":
+            raise SpeedlabError(f"trainer.step=fused runs on the CPU (device={device.type}); on a GPU use "
+                                "trainer.step=functional or graphed")  # fmt: skip
+        if distributed:
+            raise SpeedlabError("trainer.step=fused splits the batch among threads in one process; under torchrun "
+                                "use trainer.step=module")  # fmt: skip
+        if native.compiler() is None:
+            raise native.CompilerMissing(f"trainer.step=fused compiles its kernel at first use and found no C++ "
+                                         f"compiler (set $CXX, or install g++); {FALLBACK}")  # fmt: skip
+
+    def optimizer(self, module: nn.Module, cfg: Any) -> FlatAdamW:
+        return FlatAdamW(module, cfg.optim)
+
+    def build(self, trainer: Any, cfg: Any) -> FusedStep:
+        shape, linears = mlp_shape(trainer.module, str(cfg.model.activation), trainer.task)
+        opt = trainer.optimizer
+        start = dict(zip(opt.names, [sum(opt.sizes[:i]) for i in range(len(opt.sizes))], strict=True))
+        offsets = [start[f"{name}.{part}"] for name in linears for part in ("weight", "bias")]
+        handle, _ = load(shape, offsets)
+        return FusedStep(handle, opt, torch.get_num_threads())
