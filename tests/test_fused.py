@@ -129,3 +129,16 @@ def test_torch_compile_sees_the_fused_step_as_one_op_of_tensors():
     for _ in range(2):
         assert float(step(x, y, 1e-2)) == float(plain.step(x, y, 1e-2))
     torch.testing.assert_close(compiled.optimizer.params, plain.optimizer.params, rtol=0, atol=0)
+
+
+def test_the_triton_twin_states_what_it_runs():
+    from speedlab.native import triton_mlp
+
+    if triton_mlp.triton is None:
+        assert "Triton is not installed" in triton_mlp.unsupported((4, 32, 16, 4), "tanh", "mse")
+        return
+    assert triton_mlp.unsupported((4, 32, 16, 4), "tanh", "mse") is None
+    assert triton_mlp.unsupported((4, 8, 8, 8, 4), "tanh", "mse") == (
+        "the Triton twin runs MLPs of 2 hidden layers with widths up to 128; this one has widths [4, 8, 8, 8, 4]"
+    )
+    assert [triton_mlp.padded(w) for w in (1, 4, 16, 17, 100)] == [16, 16, 16, 32, 128]

@@ -5,7 +5,8 @@
 
 Without a CUDA device every test here is skipped with that reason. What they cover:
 - train: fp16 autocast with its GradScaler, bf16, channels_last + cudnn.benchmark + TF32, torch.compile;
-- the functional step replayed as a CUDA graph, equivalent to the module step (parity);
+- the functional step replayed as a CUDA graph, and the fused step's Triton twin, equivalent to the module step
+  (parity);
 - the FastSwish Triton kernels on the GPU against the float64 reference, forward and gradient, per dtype;
 - bench: CUDA-event timing of eager, inductor and ONNX Runtime (CUDA provider with IOBinding), and TensorRT;
 - bench: an AOTInductor package compiled for CUDA, and the inference levers (half weights in fp16 and bf16,
@@ -64,6 +65,37 @@ def test_the_cuda_graph_step_matches_the_module_step(run_main, tmp_path):
                        "--b", "trainer.step=graphed compile.enabled=true")  # fmt: skip
     assert outcome.returncode == 0, outcome.stderr
     assert _result(tmp_path)["verdict"] in ("identical", "equivalent")
+
+
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
+def test_the_fused_steps_triton_twin_matches_the_module_step(run_main, tmp_path, loss):
+    """trainer.step=fused on a GPU: the whole MLP in one Triton kernel, AdamW in another, 100 steps through parity
+    (the CPU kernel's tolerances: tests/test_fused.py)."""
+    data = (
+        ["data=matrix_exp", "data.train_size=600"]
+        if loss == "mse"
+        else ["data=synthetic", "data.train_size=600", "data.num_classes=10", "data.image_size=8", "data.resolution=8"]
+    )
+    outcome = run_main(
+        "parity",
+        "model=mlp",
+        *data,
+        "data.val_size=64",
+        "trainer.batch_size=200",
+        "device=cuda",
+        "optim.schedule=constant",
+        "parity.steps=100",
+        "trainer.epochs=34",
+        "parity.tolerance=1e-3",
+        f"hydra.run.dir={tmp_path}",
+        "--a",
+        "trainer.step=module",
+        "--b",
+        "trainer.step=fused",
+    )
+    assert outcome.returncode == 0, outcome.stderr
+    result = _result(tmp_path)
+    assert result["verdict"] in ("identical", "equivalent") and result["final_weights"]["relative"] <= 5e-3
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)

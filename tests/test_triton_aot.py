@@ -52,3 +52,46 @@ def test_kernels_compile_to_cubin_with_128_bit_memory_access(kernel, dtype, arch
     stores = set(re.findall(r"st\.global[.\w]*", ptx))
     assert loads == {"ld.global.v4.b32"}, loads  # every load 128 bits wide, none scalar
     assert stores == {"st.global.v4.b32"}, stores
+
+
+MLP_SHAPES = {"4-32-16-4 tanh, mse": ((4, 32, 16, 4), "tanh", "mse"),
+              "12-24-16-10 gelu, cross-entropy": ((12, 24, 16, 10), "gelu", "cross_entropy")}  # fmt: skip
+
+
+@pytest.mark.parametrize("arch", list(ARCHITECTURES))
+@pytest.mark.parametrize("shape", list(MLP_SHAPES))
+def test_the_fused_mlp_step_compiles_to_cubin_in_ieee_fp32(shape, arch):
+    """The whole MLP's forward and backward in one kernel, and the AdamW kernel, for A100 and H100: its dots stay
+    IEEE fp32 (no TF32 conversion in the PTX), so the GPU step matches the CPU kernel and torch."""
+    from speedlab.native import triton_mlp
+
+    widths, activation, loss = MLP_SHAPES[shape]
+    fn = triton_mlp._mlp_step_kernel
+    names = list(fn.arg_names)
+    signature = {name: "*fp32" for name in names[:15]}
+    signature["y_ptr"] = "*fp32" if loss == "mse" else "*i64"
+    signature["batch"] = "i32"
+    constexprs = dict(zip(["F0", "H1", "H2", "F3"], widths, strict=True))
+    constexprs |= dict(zip(["P0", "P1", "P2", "P3"], map(triton_mlp.padded, widths), strict=True))
+    constexprs |= {"ACT": triton_mlp.ACTIVATIONS[activation], "LOSS": triton_mlp.LOSSES[loss],
+                   "BLOCK": triton_mlp.BLOCK}  # fmt: skip
+    signature |= dict.fromkeys(constexprs, "constexpr")
+    source = ASTSource(fn=fn, signature=signature, constexprs=constexprs)
+    compiled = triton.compile(source, target=GPUTarget("cuda", ARCHITECTURES[arch], 32))
+    ptx = compiled.asm["ptx"]
+    assert compiled.asm["cubin"][:4] == b"\x7fELF" and f".target sm_{ARCHITECTURES[arch]}" in ptx
+    assert "tf32" not in ptx and "atom.global" in ptx  # IEEE fp32 products; gradients added atomically
+    adam = triton_mlp._adamw_kernel
+    names = list(adam.arg_names)
+    signature = {name: "*fp32" for name in names[:6]} | {
+        "n": "i32",
+        "lr": "fp32",
+        "beta1": "fp32",
+        "beta2": "fp32",
+        "eps": "fp32",
+        "BLOCK": "constexpr",
+    }
+    adam_source = ASTSource(fn=adam, signature=signature, constexprs={"BLOCK": triton_mlp.ADAM_BLOCK})
+    assert triton.compile(adam_source, target=GPUTarget("cuda", ARCHITECTURES[arch], 32)).asm["cubin"][:4] == (
+        b"\x7fELF"
+    )

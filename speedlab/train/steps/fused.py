@@ -9,9 +9,11 @@ flat buffers of `FlatAdamW` (functional.py), so checkpoints hold torch's AdamW f
 `trainer.step=module` and `functional`.
 
 The kernel is a `torch.library` custom op (`speedlab::fused_mlp_step`), so torch.compile and the rest of the
-trainer see an ordinary function of tensors. Supported: the `mlp` family on the CPU, activations tanh, fasttanh
-(the same rational tanh), relu and gelu (erf), the task's own loss (mean squared error or cross-entropy), AdamW
-(Adam is AdamW with optim.weight_decay=0), fp32. The reference twin is `trainer.step=module`; `parity` checks them.
+trainer see an ordinary function of tensors. On a CUDA GPU the step runs its Triton twin instead
+(speedlab/native/triton_mlp.py: two hidden layers, widths up to 128). Supported: the `mlp` family, activations
+tanh, fasttanh (the same rational tanh), relu and gelu (erf), the task's own loss (mean squared error or
+cross-entropy), AdamW (Adam is AdamW with optim.weight_decay=0), fp32. The reference twin is `trainer.step=module`;
+`parity` checks them.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from torch import nn
 import activations
 from speedlab import native
 from speedlab.errors import SpeedlabError
+from speedlab.native import triton_mlp
 from speedlab.train import tasks
 from speedlab.train.steps import Phase, register
 from speedlab.train.steps.functional import BETAS, EPS, FlatAdamW
@@ -135,6 +138,25 @@ class FusedStep:
         return [("step", lambda _: self(x, y, lr))]
 
 
+class TritonFusedStep:
+    """`trainer.step=fused` on a CUDA GPU: the Triton twin (speedlab/native/triton_mlp.py), the whole network's
+    forward and backward in one kernel and AdamW in a second, on FlatAdamW's buffers."""
+
+    def __init__(self, shape: Shape, names: list[str], optimizer: FlatAdamW) -> None:
+        self.shape, self.opt = shape, optimizer
+        self.flat_grad = torch.zeros_like(optimizer.params)
+        params, grads = optimizer.views(optimizer.params), optimizer.views(self.flat_grad)
+        self.layers, self.grads = [params[n] for n in names], [grads[n] for n in names]
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:
+        self.opt.lr.fill_(lr)
+        return triton_mlp.step(self.layers, self.grads, self.flat_grad, self.opt, x, y, lr, self.shape.activation,
+                               self.shape.loss, (*BETAS, EPS))  # fmt: skip
+
+    def phases(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> list[Phase]:
+        return [("step", lambda _: self(x, y, lr))]
+
+
 @register("fused")
 class Fused:
     label = "fused step"
@@ -158,22 +180,30 @@ class Fused:
                                 "squared error or cross-entropy); use trainer.step=module for another")  # fmt: skip
 
     def check_device(self, cfg: Any, device: torch.device, distributed: bool) -> None:
-        if device.type != "cpu":
-            raise SpeedlabError(f"trainer.step=fused runs on the CPU (device={device.type}); on a GPU use "
+        if device.type == "cuda" and triton_mlp.triton is None:
+            raise SpeedlabError("trainer.step=fused on a GPU runs its Triton twin, and Triton is not installed; use "
                                 "trainer.step=functional or graphed")  # fmt: skip
+        if device.type not in ("cpu", "cuda"):
+            raise SpeedlabError(f"trainer.step=fused runs on the CPU (native kernel) or a CUDA GPU (its Triton twin), "
+                                f"not device={device.type}")  # fmt: skip
         if distributed:
             raise SpeedlabError("trainer.step=fused splits the batch among threads in one process; under torchrun "
                                 "use trainer.step=module")  # fmt: skip
-        if native.compiler() is None:
+        if device.type == "cpu" and native.compiler() is None:
             raise native.CompilerMissing(f"trainer.step=fused compiles its kernel at first use and found no C++ "
                                          f"compiler (set $CXX, or install g++); {FALLBACK}")  # fmt: skip
 
     def optimizer(self, module: nn.Module, cfg: Any) -> FlatAdamW:
         return FlatAdamW(module, cfg.optim)
 
-    def build(self, trainer: Any, cfg: Any) -> FusedStep:
+    def build(self, trainer: Any, cfg: Any) -> FusedStep | TritonFusedStep:
         shape, linears = mlp_shape(trainer.module, str(cfg.model.activation), trainer.task)
         opt = trainer.optimizer
+        if trainer.device.type == "cuda":
+            why = triton_mlp.unsupported(shape.widths, shape.activation, shape.loss)
+            if why:
+                raise SpeedlabError(f"trainer.step=fused on a GPU: {why}; use trainer.step=functional or graphed")
+            return TritonFusedStep(shape, [f"{n}.{part}" for n in linears for part in ("weight", "bias")], opt)
         start = dict(zip(opt.names, [sum(opt.sizes[:i]) for i in range(len(opt.sizes))], strict=True))
         offsets = [start[f"{name}.{part}"] for name in linears for part in ("weight", "bias")]
         handle, _ = load(shape, offsets)
