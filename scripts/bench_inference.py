@@ -13,6 +13,9 @@
 - concurrency: the quick ConvNeXt at batch 1 and 64 with 1, 2 and 4 requests in flight (`bench.concurrency`), for
   eager (its threads split among the requests), ONNX Runtime, and OpenVINO under its LATENCY and THROUGHPUT hints:
   images/s over the wall time and p99 per request; "vs eager" is against eager at the same batch and requests.
+- bf16: the quick ConvNeXt at batch 1 and 64 in fp32 and bf16 under `+exp=cpu_infer`: eager with autocast and
+  with bf16 weights (`half_weights`), Inductor with bf16 weights, OpenVINO pinned to bf16; each bf16 cell's share is
+  of the run's bf16 matmul yardstick.
 - cpu-infer: the quick ConvNeXt at batch 1 and 64 under `+exp=cpu_infer`, each backend in a process of its own
   (and eager, ONNX Runtime and OpenVINO also on one thread); "vs eager" is against the faster eager row, eager at
   its own best thread count. The issue's targets: batch 64 >= 70 % of the fp32 yardstick, batch 1 >= 3.8x eager.
@@ -42,6 +45,8 @@ CPU_INFER = "+exp=cpu_infer"
 NO_LEVERS = "bench.levers=[]"  # the experiment's levers are the torch backends'; alone, the others would refuse them
 ONE_THREAD = ("env", "OMP_NUM_THREADS=1")  # torch's threads are read from it at start-up
 CONCURRENT = "bench.concurrency=[1,2,4]"
+BF16 = "bench.precisions=[fp32,bf16]"
+HALF = "bench.levers=[channels_last,inference_mode,half_weights]"
 EFFICIENTNET = ("model=torchvision", "model.torchvision_name=efficientnet_b0", "data=synthetic",
                 "data.num_classes=1000", "data.resolution=224")  # fmt: skip
 STUDIES: dict[str, tuple[str, list[Row]]] = {
@@ -71,6 +76,12 @@ STUDIES: dict[str, tuple[str, list[Row]]] = {
         Row("openvino, THROUGHPUT hint", "bench", (QUICK, CPU_INFER, "bench.backends=[openvino]", NO_LEVERS,
                                                    CONCURRENT, "bench.openvino.hint=THROUGHPUT")),
     ]),
+    "bf16": ("bf16 against fp32, each backend at its +exp=cpu_infer settings, the quick ConvNeXt", [
+        Row("eager, bf16 autocast", "bench", (QUICK, CPU_INFER, "bench.backends=[eager]", BF16)),
+        Row("eager, bf16 weights", "bench", (QUICK, CPU_INFER, "bench.backends=[eager]", BF16, HALF)),
+        Row("inductor, bf16 weights", "bench", (QUICK, CPU_INFER, "bench.backends=[inductor]", BF16, HALF)),
+        Row("openvino", "bench", (QUICK, CPU_INFER, "bench.backends=[openvino]", NO_LEVERS, BF16)),
+    ]),
     "cpu-infer": ("Each CPU backend at its best settings (+exp=cpu_infer), one process each, the quick ConvNeXt", [
         Row("eager", "bench", (QUICK, CPU_INFER, "bench.backends=[eager]")),
         Row("eager, 1 thread", "bench", (QUICK, CPU_INFER, "bench.backends=[eager]"), ONE_THREAD),
@@ -88,7 +99,7 @@ STUDIES: dict[str, tuple[str, list[Row]]] = {
 }  # fmt: skip
 # Studies whose eager cells are in some rows only: "vs eager" is against the study's fastest eager cell at that batch
 # size and number of requests in flight (or one request at a time, where eager had no cell with that many).
-ISOLATED = {"cpu-infer", "concurrency", "efficientnet-b0"}
+ISOLATED = {"cpu-infer", "concurrency", "efficientnet-b0", "bf16"}
 # Studies that keep several requests in flight: their tables have an "In flight" column.
 CONCURRENCY = {"concurrency", "efficientnet-b0"}
 HEADER = ["Run", "Backend", "Precision", "Batch", "p50", "p90", "p99", "min", "Images/s", "vs eager",
@@ -128,9 +139,16 @@ def cells(label: str, result: dict, eager: dict[tuple[int, int], float] | None =
         base = eager.get(_key(r)) or eager.get((r["batch_size"], 1))  # else eager serving one request at a time
         lines.append([*head, *(f"{r[k]:.3f} ms" for k in ("p50_ms", "p90_ms", "p99_ms", "min_ms")),
                       f"{r['throughput_per_s']:,.0f}", f"{r['throughput_per_s'] / base:.2f}×" if base else "–",
-                      f"{r['efficiency']:.1%}" if r.get("efficiency") is not None else "–",
+                      _share(r),
                       f"{r['setup_s']:.1f} s"])  # fmt: skip
     return lines
+
+
+def _share(r: dict) -> str:
+    """The cell's share of the run's yardstick in its own dtype (a bf16 cell: the bf16 matmul's), so marked."""
+    if r.get("efficiency") is None:
+        return "–"
+    return f"{r['efficiency']:.1%}" + ("" if r["precision"] == "fp32" else f" (of {r['precision']}'s)")
 
 
 def run_study(name: str, extra: list[str], out_dir: Path, results_dir: Path) -> tuple[Path, bool]:
@@ -146,13 +164,15 @@ def run_study(name: str, extra: list[str], out_dir: Path, results_dir: Path) -> 
             lines.append([outcome.row.label, failed, *[""] * (len(header(flight)) - 2)])
             continue
         lines += cells(outcome.row.label, outcome.result, eager, flight)
-        yard = (outcome.result.get("yardstick_flops_per_s") or {}).get("fp32")
+        yards = outcome.result.get("yardstick_flops_per_s") or {}
+        yard = yards.get("fp32")
         mflops = outcome.result.get("flops_per_image", 0) / 1e6
         command = " ".join((*outcome.row.prefix, "python -m speedlab bench", *outcome.row.overrides))
         notes.append(f"- {outcome.row.label}: `{command}`; "
                      f"{outcome.result.get('params', 0):,} parameters, {mflops:.1f} MFLOPs per image; fp32 matmul "
                      "yardstick "
-                     + (f"{yard / 1e9:.0f} GFLOP/s" if yard else "not measured"))  # fmt: skip
+                     + (f"{yard / 1e9:.0f} GFLOP/s" if yard else "not measured")
+                     + "".join(f", {p} {y / 1e9:.0f}" for p, y in yards.items() if p != "fp32" and y))  # fmt: skip
     md, _ = study.write(f"inference-{name}", header(flight), lines, title=title, machine=study.machine(outcomes),
                         notes=["Each run, with its command:", *notes], results_dir=results_dir)  # fmt: skip
     print("\n" + md.read_text(), flush=True)

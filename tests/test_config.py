@@ -121,7 +121,10 @@ def test_a_value_out_of_range_is_refused_at_composition(command, override, messa
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("trainer.step=fused", "trainer.step: unknown fused; valid: compiled_optimizer, functional, graphed, module"),
+        (
+            "trainer.step=fusion",
+            "trainer.step: unknown fusion; valid: compiled_optimizer, functional, fused, graphed, module",
+        ),
         ("bench.backends=[eager,onnx]", "bench.backends: unknown onnx; valid: aotinductor, eager"),
         ("export.formats=[onnx,openvino]", "export.formats: unknown openvino; valid: aotinductor, aotinductor_cuda"),
     ],

@@ -155,7 +155,7 @@ def test_fasttanh_compiled_forward_and_gradient_match_torch_tanh():
         (["trainer.step=functional", "amp.enabled=true", "amp.dtype=fp16"], "use amp.dtype=bf16"),
         (["compile.optimizer=true"], "use trainer.step=compiled_optimizer"),
         (["trainer.step=compiled_optimizer", "optim.foreach=true"], "drop optim.foreach"),
-        (["trainer.step=eager"], "trainer.step: unknown eager; valid: compiled_optimizer, functional, graphed"),
+        (["trainer.step=eager"], "trainer.step: unknown eager; valid: compiled_optimizer, functional, fused, graphed"),
     ],
 )
 def test_a_lever_that_cannot_run_gives_one_clear_error(overrides, message, run_main):
