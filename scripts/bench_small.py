@@ -15,6 +15,8 @@ Every row runs in a fresh process, one after the other, on this machine:
   (`out=`) and compiled: where per-call overhead stops mattering.
 - widths: the MLP's per-step time against its hidden width (8 ... 1,024), by the book against the best levers.
 - split: the MLP step's forward / backward / optimizer / other split, wall time against the time inside ops.
+- onednn: which oneDNN implementation ran each LeNet5 convolution pass (forward, backward data, backward weights)
+  and its mean time, from ONEDNN_VERBOSE over 30 by-the-book steps at batch 32.
 - vanilla: speedlab's Vanilla against the by-the-book twin, interleaved fresh processes (`--repeats` each; LeNet5
   over 1 epoch): the lab's bookkeeping may cost at most 5 % over the loop it measures.
 Writes result.json and PNG plots into a run directory under artifacts/runs/, and the tables (with the plots beside
@@ -76,6 +78,12 @@ LENET_ROWS: dict[str, list[str]] = {
     "functional step": ["trainer.step=functional"],
     "best: functional + TC + reused memory": BEST_LENET,
     "best, batch 256 (changes the workload)": [*BEST_LENET, "trainer.batch_size=256"],
+    # oneDNN runs every 5x5 convolution; without it ATen's own kernels do: what oneDNN buys, measured.
+    "oneDNN off": ["trainer.onednn=false"],
+    # SimpleChains' default batch on 2 threads (about 8 x 9 x threads, read from its source).
+    "batch 144": ["trainer.batch_size=144"],
+    "oneDNN off, batch 144": ["trainer.onednn=false", "trainer.batch_size=144"],
+    "best, batch 144": [*BEST_LENET, "trainer.batch_size=144"],
 }
 
 
@@ -254,6 +262,8 @@ def lenet_rows(bench_dir: Path, epochs: int, root: str, only: list[str] | None =
         else:
             row.update(train_s=result["total_train_time_s"], final_val_acc=result["final_val_acc"],
                        final_train_loss=result["final_train_loss"], compile_s=result["compile_time_s"])  # fmt: skip
+            batch = result["config"]["trainer"]["batch_size"]
+            row["flops_per_image"] = result["step_flops"] / batch if result.get("step_flops") else None
         rows.append(row)
         _say(row)
     return rows
@@ -440,14 +450,25 @@ def mlp_table(rec: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 def lenet_table(rec: dict[str, Any]) -> study.Table:
     book = next((r for r in rec["lenet"] if "DataLoader (reference" in r["row"]), {}).get("train_s")
     epochs, images = rec["args"]["lenet_epochs"], rec["args"]["lenet_images"]
-    header = ["Row", "s / 10 epochs", "vs book (DataLoader)", "val top-1 %", "final train loss"]
+    # A training image's forward and backward FLOPs (torch's flop counter in a speedlab row's warm-up), every
+    # image of every epoch, over the row's training time, against the run's starting yardstick.
+    per_image = next((r["flops_per_image"] for r in rec["lenet"] if r.get("flops_per_image")), None)
+    peak = rec["yardstick_gflops"] * 1e9
+
+    def share(r: dict[str, Any]) -> str:
+        return f"{per_image * images * epochs / r['train_s'] / peak:.1%}" if per_image else "–"
+
+    header = ["Row", "s / 10 epochs", "vs book (DataLoader)", "of fp32 yardstick", "val top-1 %", "final train loss"]
     rows = _cells(rec["lenet"], len(header), lambda r: [
-        f"{r['train_s'] * 10 / epochs:.1f}", f"{book / r['train_s']:.2f}×" if book else "",
+        f"{r['train_s'] * 10 / epochs:.1f}", f"{book / r['train_s']:.2f}×" if book else "", share(r),
         f"{r['final_val_acc']:.2f}", f"{r['final_train_loss']:.4f}"])  # fmt: skip
-    note = (f"Seconds for 10 epochs = the {epochs} measured epochs' training time × {10 / epochs:g}"
-            + (" (projected)." if epochs != 10 else "."))  # fmt: skip
-    return study.Table("lenet", f"LeNet5, MNIST-shaped {images:,} images, batch 32, Adam 3e-4: {epochs} epochs per row",
-                       header, rows, [note])  # fmt: skip
+    note = (
+        f"Seconds for 10 epochs = the {epochs} measured epochs' training time × {10 / epochs:g}"
+        + (" (projected)." if epochs != 10 else ".")
+        + (f" A training image is {per_image / 1e6:.2f} MFLOP (forward and backward)." if per_image else "")
+    )
+    title = f"LeNet5, MNIST-shaped {images:,} images, batch 32 unless the row says, Adam 3e-4: {epochs} epochs per row"
+    return study.Table("lenet", title, header, rows, [note])
 
 
 def vanilla_table(rec: dict[str, Any]) -> study.Table:
@@ -472,6 +493,8 @@ def write_study(rec: dict[str, Any], name: str, results_dir: Path) -> Path:
     more = []
     if rec.get("lenet"):
         more.append(lenet_table(rec))
+    if rec.get("onednn"):
+        more.append(onednn_table(rec))
     if rec.get("vanilla"):
         more.append(vanilla_table(rec))
     if rec.get("mlp"):
@@ -534,6 +557,55 @@ def plots(rec: dict[str, Any], out: Path) -> list[str]:
     return written
 
 
+def onednn_dump(root: str, steps: int = 30) -> list[dict[str, Any]]:
+    """Which oneDNN implementation ran each of LeNet5's convolution passes: the by-the-book step (batch 32) for
+    `steps` steps under ONEDNN_VERBOSE=1 in a fresh process, its `exec` lines tallied per propagation kind,
+    implementation and shape (calls and mean ms; the first 5 steps left out as warm-up)."""
+    env = {**os.environ, "ONEDNN_VERBOSE": "1", "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run([sys.executable, __file__, "--twin", "onednn", root, str(steps)], capture_output=True,
+                          text=True, env=env)  # fmt: skip
+    if done.returncode != 0:
+        return [{"error": (done.stderr.strip().splitlines() or ["failed"])[-1]}]
+    lines = [line.split(",") for line in done.stdout.splitlines() if line.startswith("onednn_verbose")]
+    execs = [f for f in lines if "exec" in f[:4] and "convolution" in f]
+    per_step = len(execs) // max(1, steps)
+    tally: dict[tuple[str, str, str], list[float]] = {}
+    for f in execs[5 * per_step :]:
+        kind = f[f.index("convolution") + 2]  # forward_training, backward_data, backward_weights
+        impl = f[f.index("convolution") + 1]
+        tally.setdefault((kind, impl, f[-2]), []).append(float(f[-1]))
+    return [{"pass": k, "implementation": impl, "shape": shape, "calls": len(ms), "mean_ms": statistics.fmean(ms)}
+            for (k, impl, shape), ms in sorted(tally.items(), key=lambda item: -sum(item[1]))]  # fmt: skip
+
+
+def onednn_table(rec: dict[str, Any]) -> study.Table:
+    rows = [[r["pass"], r["implementation"], r["shape"], str(r["calls"]), f"{r['mean_ms']:.4f}"] if "error" not in r
+            else [f"error: {r['error']}", "", "", "", ""] for r in rec["onednn"]]  # fmt: skip
+    return study.Table("lenet-onednn", "LeNet5's convolutions inside oneDNN (ONEDNN_VERBOSE, by-the-book step, batch "
+                       "32)", ["Pass", "Implementation", "Shape", "Calls", "Mean ms"], rows)  # fmt: skip
+
+
+def book_lenet_steps(root: str, steps: int) -> None:
+    """The by-the-book LeNet5 step, `steps` times on resident batches of 32 (for oneDNN's verbose log)."""
+    from speedlab.data.sources.mnist import read_split
+
+    torch.manual_seed(0)
+    images, labels = read_split(root, "train")
+    x = (torch.from_numpy(images[: 32 * steps]).float() / 255 - 0.1307) / 0.3081
+    y = torch.from_numpy(labels[: 32 * steps])
+    batches = len(y) // 32  # a small data set's batches again, in turn
+    model = nn.Sequential(
+        nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(256, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10),
+    )  # fmt: skip
+    opt = torch.optim.Adam(model.parameters(), lr=3e-4)
+    for i in range(steps):
+        at = 32 * (i % batches)
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x[at : at + 32]), y[at : at + 32]).backward()
+        opt.step()
+
+
 def twin_main(argv: list[str]) -> None:
     kind = argv[0]
     if kind == "mlp":
@@ -542,6 +614,8 @@ def twin_main(argv: list[str]) -> None:
         print(json.dumps(book_mlp(int(argv[1]), None, compiled_whole=True)))
     elif kind == "lenet":
         print(json.dumps(book_lenet(argv[2], int(argv[1]), resident=argv[3] == "1")))
+    elif kind == "onednn":
+        book_lenet_steps(argv[1], int(argv[2]))
 
 
 def main() -> None:
@@ -549,7 +623,7 @@ def main() -> None:
         twin_main(sys.argv[2:])
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", default="mlp,lenet,ops,widths,split,vanilla")
+    parser.add_argument("--parts", default="mlp,lenet,ops,widths,split,vanilla,onednn")
     parser.add_argument("--rows", default="", help="only rows whose label contains one of these (comma-separated)")
     parser.add_argument("--mlp-epochs", type=int, default=2000)
     parser.add_argument("--lenet-epochs", type=int, default=10)
@@ -562,9 +636,9 @@ def main() -> None:
     parser.add_argument("--results-dir", type=Path, default=study.RESULTS_DIR, help="where the study's tables go")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
-    unknown = parts - {"mlp", "lenet", "ops", "widths", "split", "vanilla"}
+    unknown = parts - {"mlp", "lenet", "ops", "widths", "split", "vanilla", "onednn"}
     if unknown:
-        parser.error(f"--parts: unknown {sorted(unknown)}; valid: mlp, lenet, ops, widths, split, vanilla")
+        parser.error(f"--parts: unknown {sorted(unknown)}; valid: mlp, lenet, ops, widths, split, vanilla, onednn")
     cfg = {**vars(args), "results_dir": str(args.results_dir), "sizes": [int(s) for s in args.sizes.split(",")],
            "widths": [int(w) for w in args.widths.split(",")]}  # fmt: skip
     only = [r.strip() for r in args.rows.split(",") if r.strip()] or None
@@ -582,6 +656,9 @@ def main() -> None:
         if "lenet" in parts:
             root = ensure_mnist(mnist_dir, args.lenet_images, args.lenet_images // 6)
             rec["lenet"] = lenet_rows(bench_dir, args.lenet_epochs, root, only)
+            rec.save()
+        if "onednn" in parts:
+            rec["onednn"] = onednn_dump(ensure_mnist(mnist_dir, args.lenet_images, args.lenet_images // 6))
             rec.save()
         if "vanilla" in parts:
             root = ensure_mnist(mnist_dir, args.lenet_images, args.lenet_images // 6)

@@ -168,6 +168,9 @@ class TrainerCfg:
     # Keep freed host memory in the process (glibc mallopt), so a step's MB-sized temporaries reuse warm pages
     # instead of mapping, faulting in and zeroing fresh ones every step. Process-wide, and stays on once set.
     reuse_memory: bool = False
+    # torch.backends.mkldnn.enabled: oneDNN runs the CPU convolutions (and more); false falls back to ATen's own
+    # kernels. A lever measured even when it loses: for LeNet5's tiny convolutions it tells what oneDNN's buys.
+    onednn: bool = True
 
     def __post_init__(self) -> None:
         for key in ("epochs", "batch_size", "eval_every", "timing_warmup"):

@@ -32,8 +32,9 @@ BENCH_HARNESS = ("bench.backends", "bench.batch_sizes", "bench.precisions", "ben
                  "bench.cell_timeout_s", "bench.host_to_device", "bench.input_shape")  # fmt: skip
 # The training levers (`train/levers.changes_label` names them): a speed-up compares runs that differ only here.
 LEVERS = ("compile", "amp", "trainer.channels_last", "trainer.cudnn_benchmark", "trainer.tf32", "trainer.step",
-          "trainer.threads", "trainer.reuse_memory", "optim.fused", "optim.foreach", "model.depthwise",
-          "model.activation", "data.feed", "data.workers", "data.pin_memory", "data.prefetch_factor")  # fmt: skip
+          "trainer.threads", "trainer.reuse_memory", "trainer.onednn", "optim.fused", "optim.foreach",
+          "model.depthwise", "model.activation", "data.feed", "data.workers", "data.pin_memory",
+          "data.prefetch_factor")  # fmt: skip
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

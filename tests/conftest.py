@@ -24,6 +24,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # One Inductor (and Triton) cache for the whole test session, subprocesses included (they inherit the environment):
 # a graph one test compiles is warm for the next; it persists under artifacts/ between sessions of one checkout.
 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(REPO_ROOT / "artifacts" / "cache" / "inductor-tests"))
+os.environ.setdefault("SPEEDLAB_NATIVE_CACHE", str(REPO_ROOT / "artifacts" / "cache" / "native-tests"))
 os.environ.setdefault("TRITON_CACHE_DIR", str(REPO_ROOT / "artifacts" / "cache" / "triton-tests"))
 
 REPO = Path(__file__).resolve().parent.parent
@@ -88,6 +89,16 @@ def invoke(command: str, argv: Sequence[str]) -> int:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@pytest.fixture(autouse=True)
+def _process_flags():
+    """Process-wide switches a run may set (trainer.onednn) as they were before the test."""
+    import torch
+
+    onednn = torch.backends.mkldnn.enabled
+    yield
+    torch.backends.mkldnn.enabled = onednn
 
 
 @pytest.fixture(autouse=True)

@@ -38,6 +38,8 @@ FP32_LEVERS = {
     "functional compiled": ["trainer.step=functional", "compile.enabled=true"],
     "compiled optimizer": ["compile.enabled=true", "trainer.step=compiled_optimizer"],
     "fasttanh compiled": ["model.activation=fasttanh", "compile.enabled=true"],
+    "oneDNN off": ["trainer.onednn=false"],
+    "fused step": ["trainer.step=fused"],
 }
 
 

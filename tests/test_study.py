@@ -196,6 +196,8 @@ def test_bench_small_runs_each_part_and_writes_its_tables_and_plots(tmp_path):
     assert [r[0] for r in mlp[1:]] == ["by the book (reference twin)", "Vanilla"] and mlp[1][3] == "1.00×"
     assert [r[0] for r in csv.reader((tmp_path / "smoke-lenet.csv").open())][1:] == ["Vanilla"]
     assert len(list(csv.reader((tmp_path / "smoke-vanilla.csv").open()))) == 3
+    passes = {r[0] for r in csv.reader((tmp_path / "smoke-lenet-onednn.csv").open())}  # oneDNN's verbose log
+    assert {"forward_training", "backward_data", "backward_weights"} <= passes
     text = (tmp_path / "smoke.md").read_text()
     assert "Where a by-the-book MLP step goes" in text
     for png in ("smoke-ops_vs_size.png", "smoke-mlp_width.png"):

@@ -45,7 +45,9 @@ def compiler() -> str | None:
 
 
 def cache_dir() -> Path:
-    return record.artifacts_root() / "cache" / "native"
+    """$SPEEDLAB_NATIVE_CACHE, else artifacts/cache/native (the tests share one, as they share Inductor's)."""
+    shared = os.environ.get("SPEEDLAB_NATIVE_CACHE")
+    return Path(shared) if shared else record.artifacts_root() / "cache" / "native"
 
 
 @cache
@@ -66,7 +68,8 @@ def _compiler_version(cxx: str) -> str:
 def library_path(source: str, defines: dict[str, str | int]) -> Path:
     """Where the build of `source` for these macros is cached (it may not exist yet)."""
     cxx = compiler() or "none"
-    text = (SOURCES / source).read_text()
+    # The source and every header beside it (the kernels include them).
+    text = "\0".join(f.read_text() for f in [SOURCES / source, *sorted(SOURCES.glob("*.h"))])
     macros = sorted(f"-D{k}={v}" for k, v in defines.items())
     version = _compiler_version(cxx) if cxx != "none" else ""
     key = hashlib.sha256("\0".join([text, *macros, *FLAGS, version, _cpu_flags()]).encode())

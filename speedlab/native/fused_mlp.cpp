@@ -13,6 +13,8 @@
 // (0 tanh, 1 relu, 2 gelu with erf), SL_LOSS (0 mean squared error over every output, 1 cross-entropy mean).
 #include <omp.h>
 
+#include "activations.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -39,52 +41,10 @@ constexpr int64_t act_floats() {  // activations of every layer for one tile
   return n;
 }
 
-// tanh as the rational function Eigen (and so ATen's vectorised tanh) uses: |error| < 4e-7 against float64.
-inline float tanh_rational(float x) {
-  const float c = 7.90531110763549805f;
-  const float xc = std::min(std::max(x, -c), c);
-  const float z = xc * xc;
-  float p = -2.76076847742355e-16f;
-  p = p * z + 2.00018790482477e-13f;
-  p = p * z + -8.60467152213735e-11f;
-  p = p * z + 5.12229709037114e-08f;
-  p = p * z + 1.48572235717979e-05f;
-  p = p * z + 6.37261928875436e-04f;
-  p = p * z + 4.89352455891786e-03f;
-  float q = 1.19825839466702e-06f;
-  q = q * z + 1.18534705686654e-04f;
-  q = q * z + 2.26843463243900e-03f;
-  q = q * z + 4.89352518554385e-03f;
-  const float r = xc * p / q;
-  return std::fabs(x) < c ? r : (x > 0.f ? 1.f : -1.f);
-}
-
 // The activation of a row of TILE pre-activations, in place, and its derivative beside it.
 inline void activate(float* __restrict z, float* __restrict d) {
-#if SL_ACT == 0
 #pragma omp simd
-  for (int b = 0; b < TILE; ++b) {
-    const float t = tanh_rational(z[b]);
-    z[b] = t;
-    d[b] = 1.f - t * t;
-  }
-#elif SL_ACT == 1
-#pragma omp simd
-  for (int b = 0; b < TILE; ++b) {
-    const bool on = z[b] > 0.f;
-    d[b] = on ? 1.f : 0.f;
-    z[b] = on ? z[b] : 0.f;
-  }
-#else
-  const float inv_sqrt2 = 0.70710678118654752f, inv_sqrt2pi = 0.39894228040143268f;
-#pragma omp simd
-  for (int b = 0; b < TILE; ++b) {
-    const float x = z[b];
-    const float cdf = 0.5f * (1.f + std::erf(x * inv_sqrt2));
-    d[b] = cdf + x * inv_sqrt2pi * std::exp(-0.5f * x * x);
-    z[b] = x * cdf;
-  }
-#endif
+  for (int b = 0; b < TILE; ++b) z[b] = sl_activate(z[b], d[b]);
 }
 
 // out[j][:] = bias[j] + sum_i w[j][i] * in[i][:]  (w row-major out x in, as torch's Linear keeps it)

@@ -79,6 +79,7 @@ def apply_backend_flags(cfg: TrainerCfg, device: torch.device) -> None:
     torch.backends.cudnn.allow_tf32 = cuda and cfg.tf32
     torch.set_float32_matmul_precision("high" if cuda and cfg.tf32 else "highest")
     torch.set_num_threads(cfg.threads or DEFAULT_THREADS)
+    torch.backends.mkldnn.enabled = cfg.onednn
     if cfg.reuse_memory:
         keep_freed_memory()
 
@@ -186,6 +187,8 @@ def _overhead_labels(cfg: TrainingJobCfg) -> list[str]:
         parts.append(f"{cfg.trainer.threads} thread{'s' if cfg.trainer.threads > 1 else ''}")
     if cfg.trainer.reuse_memory:
         parts.append("reused memory")
+    if not cfg.trainer.onednn:
+        parts.append("oneDNN off")
     if str(cfg.data.feed) == "loader":
         parts.append("DataLoader")
     return parts

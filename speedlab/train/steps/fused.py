@@ -8,7 +8,7 @@ derivative, threads splitting the batch (each thread its own tiles and gradients
 flat buffers of `FlatAdamW` (functional.py), so checkpoints hold torch's AdamW format and move to and from
 `trainer.step=module` and `functional`.
 
-The kernel is a `torch.library` custom op (`speedlab::fused_mlp_step`), so torch.compile and the rest of the
+The kernel is a `torch.library` custom op (`speedlab::fused_step`), so torch.compile and the rest of the
 trainer see an ordinary function of tensors. On a CUDA GPU the step runs its Triton twin instead
 (speedlab/native/triton_mlp.py: two hidden layers, widths up to 128). Supported: the `mlp` family, activations
 tanh, fasttanh (the same rational tanh), relu and gelu (erf), the task's own loss (mean squared error or
@@ -19,6 +19,7 @@ cross-entropy), AdamW (Adam is AdamW with optim.weight_decay=0), fp32. The refer
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,13 +34,14 @@ from speedlab.train import tasks
 from speedlab.train.steps import Phase, register
 from speedlab.train.steps.functional import BETAS, EPS, FlatAdamW
 
-FAMILIES = ("mlp",)
+FAMILIES = ("mlp", "lenet5")
 # Activation name -> the kernel's SL_ACT code (fasttanh is tanh's rational form, which the kernel computes anyway).
 ACTIVATIONS = {"tanh": 0, "fasttanh": 0, "relu": 1, "gelu": 2}
 MAX_WIDTH = 4096  # per layer: a tile's activations (64 samples x every width) stay within a core's L2
 MAX_LAYERS = 16
 FALLBACK = "without one, train with trainer.step=functional compile.enabled=true (the fastest stock step)"
-_KERNELS: dict[int, tuple[Any, torch.Tensor]] = {}  # custom-op handle -> (kernel function, layer offsets)
+_KERNELS: dict[int, tuple[Any, torch.Tensor]] = {}  # custom-op handle -> (kernel function, parameter offsets)
+LENET_LAYERS = ("features.0", "features.3", "classifier.1", "classifier.3", "classifier.5")
 
 
 @dataclass(frozen=True)
@@ -87,14 +89,26 @@ def _activation(layer: nn.Module) -> str | None:
     return kinds.get(type(layer))
 
 
-@torch.library.custom_op("speedlab::fused_mlp_step", mutates_args=("params", "exp_avg", "exp_avg_sq", "step_count"))
-def fused_mlp_step(
+def lenet_defines(module: nn.Module, activation: str, image: tuple[int, ...]) -> dict[str, str | int]:
+    """The fused LeNet5 kernel's macros for this module and image shape (C, H, W); SpeedlabError when it cannot."""
+    conv1, conv2 = module.features[0], module.features[3]
+    fc1, fc2, fc3 = module.classifier[1], module.classifier[3], module.classifier[5]
+    if len(image) != 3 or image[0] != conv1.in_channels:
+        raise SpeedlabError(f"trainer.step=fused: lenet5 takes C x H x W images of {conv1.in_channels} channels, "
+                            f"not inputs of shape {list(image)}")  # fmt: skip
+    return {"SL_IC": image[0], "SL_IH": image[1], "SL_IW": image[2], "SL_PAD": conv1.padding[0],
+            "SL_C1": conv1.out_channels, "SL_C2": conv2.out_channels, "SL_F1": fc1.out_features,
+            "SL_F2": fc2.out_features, "SL_K": fc3.out_features, "SL_ACT": ACTIVATIONS[activation]}  # fmt: skip
+
+
+@torch.library.custom_op("speedlab::fused_step", mutates_args=("params", "exp_avg", "exp_avg_sq", "step_count"))
+def fused_step(
     handle: int, params: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor, decay: torch.Tensor,
     step_count: torch.Tensor, x: torch.Tensor, y: torch.Tensor, lr: float, threads: int,
 ) -> torch.Tensor:  # fmt: skip
     """One fused step of the kernel registered as `handle`: the buffers updated in place, the mean loss returned."""
     kernel, offsets = _KERNELS[handle]
-    x = x.contiguous()
+    x = x.contiguous()  # samples one after the other: (batch, features) or (batch, C, H, W)
     y = y.contiguous()
     loss = kernel(params.data_ptr(), exp_avg.data_ptr(), exp_avg_sq.data_ptr(), decay.data_ptr(),
                   step_count.data_ptr(), offsets.data_ptr(), params.numel(), x.data_ptr(), y.data_ptr(), x.shape[0],
@@ -102,15 +116,15 @@ def fused_mlp_step(
     return torch.tensor(loss, dtype=torch.float32)
 
 
-@fused_mlp_step.register_fake
+@fused_step.register_fake
 def _(handle, params, exp_avg, exp_avg_sq, decay, step_count, x, y, lr, threads) -> torch.Tensor:  # noqa: ANN001
     return torch.empty((), dtype=torch.float32)
 
 
-def load(shape: Shape, offsets: list[int]) -> tuple[int, bool]:
-    """(the custom-op handle of the kernel compiled for `shape`, whether the library came from the cache)."""
-    lib, _, cached = native.library("fused_mlp.cpp", shape.defines(), FALLBACK)
-    kernel = lib.sl_mlp_step
+def load(source: str, symbol: str, defines: dict[str, str | int], offsets: list[int]) -> tuple[int, bool]:
+    """(the custom-op handle of `symbol` in `source` compiled for `defines`, whether the library was cached)."""
+    lib, _, cached = native.library(source, defines, FALLBACK)
+    kernel = getattr(lib, symbol)
     pointer = ctypes.c_void_p
     kernel.restype = ctypes.c_double
     kernel.argtypes = [pointer] * 6 + [ctypes.c_int64, pointer, pointer, ctypes.c_int64] + [ctypes.c_double] * 4 + [
@@ -121,18 +135,23 @@ def load(shape: Shape, offsets: list[int]) -> tuple[int, bool]:
 
 
 class FusedStep:
-    """Trainer's step for `trainer.step=fused`: one kernel call; `profile` times it as one phase."""
+    """Trainer's step for `trainer.step=fused`: one kernel call; `profile` times it as one phase. The kernel is
+    compiled for the first batch's sample shape (`kernel_for(shape)` gives its custom-op handle)."""
 
-    def __init__(self, handle: int, optimizer: FlatAdamW, threads: int) -> None:
-        self.handle, self.opt, self.threads = handle, optimizer, threads
+    def __init__(self, kernel_for: Callable[[tuple[int, ...]], int], optimizer: FlatAdamW, threads: int) -> None:
+        self.kernel_for, self.opt, self.threads = kernel_for, optimizer, threads
+        self.handles: dict[tuple[int, ...], int] = {}
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:
         o = self.opt
         o.lr.fill_(lr)
+        sample = tuple(x.shape[1:])
+        if sample not in self.handles:
+            self.handles[sample] = self.kernel_for(sample)
         targets = y.float() if y.is_floating_point() else y.long()
         inputs = x if x.dtype == torch.float32 else x.float()
-        return fused_mlp_step(self.handle, o.params, o.exp_avg, o.exp_avg_sq, o.decay, o.step_count,
-                              inputs.reshape(len(inputs), -1), targets, lr, self.threads)  # fmt: skip
+        return fused_step(self.handles[sample], o.params, o.exp_avg, o.exp_avg_sq, o.decay, o.step_count, inputs,
+                          targets, lr, self.threads)  # fmt: skip
 
     def phases(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> list[Phase]:
         return [("step", lambda _: self(x, y, lr))]
@@ -197,14 +216,28 @@ class Fused:
         return FlatAdamW(module, cfg.optim)
 
     def build(self, trainer: Any, cfg: Any) -> FusedStep | TritonFusedStep:
-        shape, linears = mlp_shape(trainer.module, str(cfg.model.activation), trainer.task)
         opt = trainer.optimizer
+        start = dict(zip(opt.names, [sum(opt.sizes[:i]) for i in range(len(opt.sizes))], strict=True))
+        activation = str(cfg.model.activation)
+        if cfg.model.name == "lenet5":
+            if trainer.device.type != "cpu":
+                raise SpeedlabError("trainer.step=fused runs lenet5 on the CPU; its Triton twin runs the mlp family")
+            if not isinstance(trainer.task, tasks.Classification):
+                raise SpeedlabError("trainer.step=fused trains lenet5 with cross-entropy (classification data); use "
+                                    "trainer.step=module for another task")  # fmt: skip
+            offsets = [start[f"{name}.{part}"] for name in LENET_LAYERS for part in ("weight", "bias")]
+            module = trainer.module
+
+            def lenet_kernel(image: tuple[int, ...]) -> int:
+                return load("fused_lenet.cpp", "sl_lenet_step", lenet_defines(module, activation, image), offsets)[0]
+
+            return FusedStep(lenet_kernel, opt, torch.get_num_threads())
+        shape, linears = mlp_shape(trainer.module, activation, trainer.task)
         if trainer.device.type == "cuda":
             why = triton_mlp.unsupported(shape.widths, shape.activation, shape.loss)
             if why:
                 raise SpeedlabError(f"trainer.step=fused on a GPU: {why}; use trainer.step=functional or graphed")
             return TritonFusedStep(shape, [f"{n}.{part}" for n in linears for part in ("weight", "bias")], opt)
-        start = dict(zip(opt.names, [sum(opt.sizes[:i]) for i in range(len(opt.sizes))], strict=True))
         offsets = [start[f"{name}.{part}"] for name in linears for part in ("weight", "bias")]
-        handle, _ = load(shape, offsets)
-        return FusedStep(handle, opt, torch.get_num_threads())
+        handle, _ = load("fused_mlp.cpp", "sl_mlp_step", shape.defines(), offsets)
+        return FusedStep(lambda sample: handle, opt, torch.get_num_threads())
