@@ -84,6 +84,8 @@ LENET_ROWS: dict[str, list[str]] = {
     "batch 144": ["trainer.batch_size=144"],
     "oneDNN off, batch 144": ["trainer.onednn=false", "trainer.batch_size=144"],
     "best, batch 144": [*BEST_LENET, "trainer.batch_size=144"],
+    "fused step (native, SimpleChains-style)": ["trainer.step=fused"],
+    "fused step, batch 144": ["trainer.step=fused", "trainer.batch_size=144"],
 }
 
 

@@ -153,6 +153,7 @@ def test_raw_samples_are_read_back_and_a_missing_series_is_named(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timing  # three processes a side: another job on the machine can make one of them an outlier
 def test_ci_recipe_flags_an_injected_slowdown_and_passes_the_same_code(tmp_path):
     """docs/comparing.md's CI recipe as a CI job would run it: bench on "main" and on the "branch" three times each,
     interleaved, then `speedlab compare main branch`: the same code passes, a branch 20 ms slower per call fails."""

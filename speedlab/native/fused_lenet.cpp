@@ -91,7 +91,9 @@ inline void pool_backward(const float* __restrict dout, const uint8_t* __restric
       }
 }
 
-// Weight and bias gradients of a conv from its output gradient dz: direct reductions over the output pixels.
+// Weight and bias gradients of a conv from its output gradient dz: direct reductions over the output pixels. For
+// each (c, ci, ky) the five kx taps keep a row of partial sums each, over every output row, and are summed across
+// the row once at the end (one horizontal sum per weight, not one per weight and row).
 template <int CI, int CO, int HI, int WI>
 inline void conv_grads(const float* __restrict dz, const float* __restrict in, float* __restrict gw,
                        float* __restrict gb) {
@@ -103,17 +105,24 @@ inline void conv_grads(const float* __restrict dz, const float* __restrict in, f
     for (int i = 0; i < HO * WO; ++i) bias += dc[i];
     gb[c] += bias;
     for (int ci = 0; ci < CI; ++ci)
-      for (int ky = 0; ky < K5; ++ky)
+      for (int ky = 0; ky < K5; ++ky) {
+        float acc[K5][WO] = {};
+        for (int y = 0; y < HO; ++y) {
+          const float* row = in + (ci * HI + y + ky) * WI;
+          const float* dr = dc + y * WO;
+          for (int kx = 0; kx < K5; ++kx) {
+#pragma omp simd
+            for (int x = 0; x < WO; ++x) acc[kx][x] += dr[x] * row[x + kx];
+          }
+        }
+        float* g = gw + ((c * CI + ci) * K5 + ky) * K5;
         for (int kx = 0; kx < K5; ++kx) {
           float sum = 0.f;
-          for (int y = 0; y < HO; ++y) {
-            const float* row = in + (ci * HI + y + ky) * WI + kx;
-            const float* dr = dc + y * WO;
 #pragma omp simd reduction(+ : sum)
-            for (int x = 0; x < WO; ++x) sum += dr[x] * row[x];
-          }
-          gw[((c * CI + ci) * K5 + ky) * K5 + kx] += sum;
+          for (int x = 0; x < WO; ++x) sum += acc[kx][x];
+          g[kx] += sum;
         }
+      }
   }
 }
 
