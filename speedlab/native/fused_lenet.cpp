@@ -31,31 +31,44 @@ constexpr int F0 = C2 * H4 * W4;                           // flattened, channel
 // Offsets of each parameter in the flat buffer: conv1 w, b, conv2 w, b, fc1 w, b, fc2 w, b, fc3 w, b.
 enum { CW1, CB1, CW2, CB2, LW1, LB1, LW2, LB2, LW3, LB3 };
 
-// conv (valid, stride 1): out[c][y][x] = act(b[c] + sum_ci,ky,kx w[c][ci][ky][kx] in[ci][y+ky][x+kx]), with d.
+// conv (valid, stride 1) without bias: out[c][y][x] = sum_ci,ky,kx w[c][ci][ky][kx] in[ci][y+ky][x+kx]. R output
+// rows at a time: R independent rows of accumulators per weight, so the multiply-adds do not wait on each other
+// (one row of 8 outputs alone is a chain of 150 dependent multiply-adds for LeNet5's second conv).
 template <int CI, int CO, int HI, int WI>
-inline void conv_forward(const float* __restrict w, const float* __restrict b, const float* __restrict in,
-                         float* __restrict out, float* __restrict d) {
+inline void conv_raw(const float* __restrict w, const float* __restrict in, float* __restrict out) {
   constexpr int HO = HI - K5 + 1, WO = WI - K5 + 1;
+  constexpr int R = HO % 4 == 0 ? 4 : HO % 2 == 0 ? 2 : 1;
   for (int c = 0; c < CO; ++c)
-    for (int y = 0; y < HO; ++y) {
-      float acc[WO];
-#pragma omp simd
-      for (int x = 0; x < WO; ++x) acc[x] = b[c];
+    for (int y0 = 0; y0 < HO; y0 += R) {
+      float acc[R][WO] = {};
       for (int ci = 0; ci < CI; ++ci)
         for (int ky = 0; ky < K5; ++ky) {
-          const float* row = in + (ci * HI + y + ky) * WI;
           const float* wk = w + ((c * CI + ci) * K5 + ky) * K5;
           for (int kx = 0; kx < K5; ++kx) {
             const float wv = wk[kx];
+            for (int r = 0; r < R; ++r) {
+              const float* row = in + (ci * HI + y0 + r + ky) * WI + kx;
 #pragma omp simd
-            for (int x = 0; x < WO; ++x) acc[x] += wv * row[x + kx];
+              for (int x = 0; x < WO; ++x) acc[r][x] += wv * row[x];
+            }
           }
         }
-      float* o = out + (c * HO + y) * WO;
-      float* dd = d + (c * HO + y) * WO;
-#pragma omp simd
-      for (int x = 0; x < WO; ++x) o[x] = sl_activate(acc[x], dd[x]);
+      std::memcpy(out + (c * HO + y0) * WO, acc, sizeof acc);
     }
+}
+
+// conv, then bias and activation in place, the derivative kept in d.
+template <int CI, int CO, int HI, int WI>
+inline void conv_forward(const float* __restrict w, const float* __restrict b, const float* __restrict in,
+                         float* __restrict out, float* __restrict d) {
+  constexpr int PLANE = (HI - K5 + 1) * (WI - K5 + 1);
+  conv_raw<CI, CO, HI, WI>(w, in, out);
+  for (int c = 0; c < CO; ++c) {
+    float* o = out + c * PLANE;
+    float* dd = d + c * PLANE;
+#pragma omp simd
+    for (int i = 0; i < PLANE; ++i) o[i] = sl_activate(o[i] + b[c], dd[i]);
+  }
 }
 
 // 2x2 max pool, stride 2; `arg` keeps which of the four won (the first maximum in row-major order, as ATen's).
@@ -126,23 +139,27 @@ inline void conv_grads(const float* __restrict dz, const float* __restrict in, f
   }
 }
 
-// A conv's input gradient: din[ci][y+ky][x+kx] += w[c][ci][ky][kx] dz[c][y][x].
+// A conv's input gradient, din[ci][y+ky][x+kx] += w[c][ci][ky][kx] dz[c][y][x], computed as a forward conv (the
+// same register-friendly loop) of dz zero-padded by 4 with the weights flipped and their channels swapped (`wt`,
+// made once per step); `dzp` is the padded buffer, its border zero.
 template <int CI, int CO, int HI, int WI>
-inline void conv_input_grad(const float* __restrict w, const float* __restrict dz, float* __restrict din) {
-  constexpr int HO = HI - K5 + 1, WO = WI - K5 + 1;
-  std::memset(din, 0, sizeof(float) * CI * HI * WI);
+inline void conv_input_grad(const float* __restrict wt, const float* __restrict dz, float* __restrict dzp,
+                            float* __restrict din) {
+  constexpr int HO = HI - K5 + 1, WO = WI - K5 + 1, HP = HO + 2 * (K5 - 1), WP = WO + 2 * (K5 - 1);
+  for (int c = 0; c < CO; ++c)
+    for (int y = 0; y < HO; ++y)
+      std::memcpy(dzp + (c * HP + y + K5 - 1) * WP + K5 - 1, dz + (c * HO + y) * WO, sizeof(float) * WO);
+  conv_raw<CO, CI, HP, WP>(wt, dzp, din);
+}
+
+// The weights of a CO x CI conv flipped in both axes, channels swapped: the input gradient's conv weights.
+template <int CI, int CO>
+inline void flip_weights(const float* __restrict w, float* __restrict wt) {
   for (int c = 0; c < CO; ++c)
     for (int ci = 0; ci < CI; ++ci)
       for (int ky = 0; ky < K5; ++ky)
-        for (int kx = 0; kx < K5; ++kx) {
-          const float wv = w[((c * CI + ci) * K5 + ky) * K5 + kx];
-          for (int y = 0; y < HO; ++y) {
-            float* row = din + (ci * HI + y + ky) * WI + kx;
-            const float* dr = dz + (c * HO + y) * WO;
-#pragma omp simd
-            for (int x = 0; x < WO; ++x) row[x] += wv * dr[x];
-          }
-        }
+        for (int kx = 0; kx < K5; ++kx)
+          wt[((ci * CO + c) * K5 + K5 - 1 - ky) * K5 + K5 - 1 - kx] = w[((c * CI + ci) * K5 + ky) * K5 + kx];
 }
 
 // Linear: out[j] = b[j] + w[j] . in (then the activation, with its derivative, unless `d` is null).
@@ -187,12 +204,13 @@ inline void dense_backward(const float* __restrict w, const float* __restrict dz
 
 // One sample's buffers, and the thread's own gradients.
 struct Scratch {
-  std::vector<float> in, a1, d1, p1, a2, d2, p2, h1, e1, h2, e2, out, dz1, dp1, dz2, dp2, g1, g2, g3, grad;
+  std::vector<float> in, a1, d1, p1, a2, d2, p2, h1, e1, h2, e2, out, dz1, dp1, dz2, dp2, g1, g2, g3, grad, wt2, dzp;
   std::vector<uint8_t> arg1, arg2;
   explicit Scratch(int64_t params)
       : in(IC * H0 * W0, 0.f), a1(C1 * H1 * W1), d1(C1 * H1 * W1), p1(C1 * H2 * W2), a2(C2 * H3 * W3),
         d2(C2 * H3 * W3), p2(F0), h1(F1), e1(F1), h2(F2), e2(F2), out(K), dz1(C1 * H1 * W1), dp1(C1 * H2 * W2),
-        dz2(C2 * H3 * W3), dp2(F0), g1(F1), g2(F2), g3(K), grad(params), arg1(C1 * H2 * W2), arg2(F0) {}
+        dz2(C2 * H3 * W3), dp2(F0), g1(F1), g2(F2), g3(K), grad(params), wt2(C2 * C1 * K5 * K5),
+        dzp(C2 * (H3 + 2 * (K5 - 1)) * (W3 + 2 * (K5 - 1)), 0.f), arg1(C1 * H2 * W2), arg2(F0) {}
 };
 
 std::vector<Scratch>& scratch(int threads, int64_t params) {
@@ -230,7 +248,7 @@ double sample(const float* p, const int64_t* at, const float* x, int64_t label, 
   dense_backward<F0, F1>(p + at[LW1], s.g1.data(), s.p2.data(), g + at[LW1], g + at[LB1], s.dp2.data(), nullptr);
   pool_backward<C2, H3, W3>(s.dp2.data(), s.arg2.data(), s.d2.data(), s.dz2.data());
   conv_grads<C1, C2, H2, W2>(s.dz2.data(), s.p1.data(), g + at[CW2], g + at[CB2]);
-  conv_input_grad<C1, C2, H2, W2>(p + at[CW2], s.dz2.data(), s.dp1.data());
+  conv_input_grad<C1, C2, H2, W2>(s.wt2.data(), s.dz2.data(), s.dzp.data(), s.dp1.data());
   pool_backward<C1, H1, W1>(s.dp1.data(), s.arg1.data(), s.d1.data(), s.dz1.data());
   conv_grads<IC, C1, H0, W0>(s.dz1.data(), s.in.data(), g + at[CW1], g + at[CB1]);
   return loss;
@@ -256,6 +274,7 @@ extern "C" double sl_lenet_step(float* params, float* exp_avg, float* exp_avg_sq
     const int t = omp_get_thread_num();
     Scratch& s = work[t];
     std::fill(s.grad.begin(), s.grad.end(), 0.f);
+    flip_weights<C1, C2>(params + offsets[CW2], s.wt2.data());
     double loss = 0.0;
     for (int64_t i = batch * t / threads; i < batch * (t + 1) / threads; ++i)
       loss += sample(params, offsets, x + i * image, labels[i], scale, s);

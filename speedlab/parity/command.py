@@ -204,7 +204,7 @@ def _step(side: Side, x: torch.Tensor, y: torch.Tensor, step: int, rng: dict[str
 
 def _process_flags(side: Side) -> tuple[Any, ...]:
     t = side.cfg.trainer
-    return (t.threads, t.tf32, t.cudnn_benchmark, side.device.type)
+    return (t.threads, t.tf32, t.cudnn_benchmark, t.onednn, side.device.type)
 
 
 def _print_summary(a: Side, b: Side, result: dict[str, Any], path: Path) -> None:
