@@ -41,17 +41,17 @@ def _trainer(base: list[str], *overrides: str, batch: int = 200):
     return build_trainer(cfg, data.spec, torch.device("cpu"), data=data), data
 
 
-@pytest.mark.parametrize("loss", LOSSES)
-@pytest.mark.parametrize("activation", fused.ACTIVATIONS)
-def test_one_fused_step_matches_the_module_step_and_its_adamw_state(loss, activation):
-    reference, data = _trainer(LOSSES[loss], f"model.activation={activation}")
-    mine, _ = _trainer(LOSSES[loss], f"model.activation={activation}", "trainer.step=fused")
+def _steps_match(base: list[str], activation: str, batch: int, lr: float, atol: float) -> None:
+    """Three steps of the module step and of the fused one from the same weights on the same batch: the same losses
+    (STEP_RTOL), weights and AdamW state, in the same format."""
+    reference, data = _trainer(base, f"model.activation={activation}", batch=batch)
+    mine, _ = _trainer(base, f"model.activation={activation}", "trainer.step=fused", batch=batch)
     x, y = next(iter(data.train.epoch(1)))
     for _ in range(3):
-        a, b = reference.step(x, y, 1e-2), mine.step(x, y, 1e-2)
+        a, b = reference.step(x, y, lr), mine.step(x, y, lr)
         assert float(b) == pytest.approx(float(a), rel=STEP_RTOL)
     for p, q in zip(reference.module.parameters(), mine.module.parameters(), strict=True):
-        torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(q, p, rtol=1e-4, atol=atol)
     state, expected = mine.optimizer.state_dict(), reference.optimizer.state_dict()
     assert [g["params"] for g in state["param_groups"]] == [g["params"] for g in expected["param_groups"]]
     for i, s in expected["state"].items():
@@ -59,19 +59,15 @@ def test_one_fused_step_matches_the_module_step_and_its_adamw_state(loss, activa
         torch.testing.assert_close(state["state"][i]["exp_avg"], s["exp_avg"], rtol=1e-3, atol=1e-7)
 
 
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("activation", fused.ACTIVATIONS)
+def test_one_fused_step_matches_the_module_step_and_its_adamw_state(loss, activation):
+    _steps_match(LOSSES[loss], activation, batch=200, lr=1e-2, atol=1e-5)
+
+
 @pytest.mark.parametrize("activation", ["relu", "tanh", "gelu"])
 def test_one_fused_lenet5_step_matches_the_module_step(activation):
-    reference, data = _trainer(LENET, f"model.activation={activation}", batch=48)
-    mine, _ = _trainer(LENET, f"model.activation={activation}", "trainer.step=fused", batch=48)
-    x, y = next(iter(data.train.epoch(1)))
-    for _ in range(3):
-        a, b = reference.step(x, y, 1e-3), mine.step(x, y, 1e-3)
-        assert float(b) == pytest.approx(float(a), rel=STEP_RTOL)
-    for p, q in zip(reference.module.parameters(), mine.module.parameters(), strict=True):
-        torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-4)
-    expected = reference.optimizer.state_dict()["state"]
-    for i, s in mine.optimizer.state_dict()["state"].items():
-        torch.testing.assert_close(s["exp_avg"], expected[i]["exp_avg"], rtol=1e-3, atol=1e-7)
+    _steps_match(LENET, activation, batch=48, lr=1e-3, atol=1e-4)
 
 
 def test_parity_of_100_fused_lenet5_steps_against_the_module_step(run_main, tmp_path):

@@ -10,6 +10,7 @@
 #include <omp.h>
 
 #include "activations.h"
+#include "adamw.h"
 
 #include <algorithm>
 #include <cmath>
@@ -280,21 +281,14 @@ extern "C" double sl_lenet_step(float* params, float* exp_avg, float* exp_avg_sq
       loss += sample(params, offsets, x + i * image, labels[i], scale, s);
     losses[t] = loss;
   }
-  const float t = *step_count + 1.f;
-  *step_count = t;
-  const double bias1 = 1.0 - std::pow(beta1, double(t)), bias2 = 1.0 - std::pow(beta2, double(t));
-  const float step_size = float(lr / bias1), root_bias2 = float(std::sqrt(bias2));
-  const float b1 = float(beta1), b2 = float(beta2), e = float(eps), rate = float(lr);
+  const AdamW adam = AdamW::next(step_count, lr, beta1, beta2, eps);
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t q = 0; q < n_params; ++q) {
     float g = 0.f;
     for (int th = 0; th < threads; ++th) g += work[th].grad[q];
-    params[q] *= 1.f - rate * decay[q];
-    exp_avg[q] += (1.f - b1) * (g - exp_avg[q]);
-    exp_avg_sq[q] = b2 * exp_avg_sq[q] + (1.f - b2) * g * g;
-    params[q] -= step_size * exp_avg[q] / (std::sqrt(exp_avg_sq[q]) / root_bias2 + e);
+    adam.update(params[q], exp_avg[q], exp_avg_sq[q], g, decay[q]);
   }
   double loss = 0.0;
-  for (double l : losses) loss /* mean over the batch */ += l;
+  for (double l : losses) loss += l;
   return loss / double(batch);
 }

@@ -14,6 +14,7 @@
 #include <omp.h>
 
 #include "activations.h"
+#include "adamw.h"
 
 #include <algorithm>
 #include <cmath>
@@ -241,11 +242,7 @@ extern "C" double sl_mlp_step(float* params, float* exp_avg, float* exp_avg_sq, 
   }
 
   // Sum each parameter's lanes over every thread, then one AdamW update per parameter number.
-  const float t = *step_count + 1.f;
-  *step_count = t;
-  const double bias1 = 1.0 - std::pow(beta1, double(t)), bias2 = 1.0 - std::pow(beta2, double(t));
-  const float step_size = float(lr / bias1), root_bias2 = float(std::sqrt(bias2));
-  const float b1 = float(beta1), b2 = float(beta2), e = float(eps), rate = float(lr);
+  const AdamW adam = AdamW::next(step_count, lr, beta1, beta2, eps);
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t p = 0; p < n_params; ++p) {
     float g = 0.f;
@@ -256,11 +253,7 @@ extern "C" double sl_mlp_step(float* params, float* exp_avg, float* exp_avg_sq, 
       for (int k = 0; k < LANES; ++k) sum += lanes[k];
       g += sum;
     }
-    params[p] *= 1.f - rate * decay[p];
-    exp_avg[p] += (1.f - b1) * (g - exp_avg[p]);
-    exp_avg_sq[p] = b2 * exp_avg_sq[p] + (1.f - b2) * g * g;
-    const float denom = std::sqrt(exp_avg_sq[p]) / root_bias2 + e;
-    params[p] -= step_size * exp_avg[p] / denom;
+    adam.update(params[p], exp_avg[p], exp_avg_sq[p], g, decay[p]);
   }
   double loss = 0.0;
   for (double l : losses) loss += l;

@@ -34,7 +34,6 @@ from speedlab.train import tasks
 from speedlab.train.steps import Phase, register
 from speedlab.train.steps.functional import BETAS, EPS, FlatAdamW
 
-FAMILIES = ("mlp", "lenet5")
 # Activation name -> the kernel's SL_ACT code (fasttanh is tanh's rational form, which the kernel computes anyway).
 ACTIVATIONS = {"tanh": 0, "fasttanh": 0, "relu": 1, "gelu": 2}
 MAX_WIDTH = 4096  # per layer: a tile's activations (64 samples x every width) stay within a core's L2
@@ -183,8 +182,8 @@ class Fused:
     def check(self, cfg: Any) -> None:
         name = f"trainer.step={cfg.trainer.step}"
         family = cfg.model.name
-        if family not in FAMILIES:
-            raise SpeedlabError(f"{name} runs the {', '.join(FAMILIES)} family, not model={family}; use "
+        if family not in KERNELS:
+            raise SpeedlabError(f"{name} runs the {', '.join(KERNELS)} family, not model={family}; use "
                                 "trainer.step=module or functional for it")  # fmt: skip
         activation = str(cfg.model.activation)
         if activation not in ACTIVATIONS:
@@ -216,28 +215,40 @@ class Fused:
         return FlatAdamW(module, cfg.optim)
 
     def build(self, trainer: Any, cfg: Any) -> FusedStep | TritonFusedStep:
-        opt = trainer.optimizer
-        start = dict(zip(opt.names, [sum(opt.sizes[:i]) for i in range(len(opt.sizes))], strict=True))
-        activation = str(cfg.model.activation)
-        if cfg.model.name == "lenet5":
-            if trainer.device.type != "cpu":
-                raise SpeedlabError("trainer.step=fused runs lenet5 on the CPU; its Triton twin runs the mlp family")
-            if not isinstance(trainer.task, tasks.Classification):
-                raise SpeedlabError("trainer.step=fused trains lenet5 with cross-entropy (classification data); use "
-                                    "trainer.step=module for another task")  # fmt: skip
-            offsets = [start[f"{name}.{part}"] for name in LENET_LAYERS for part in ("weight", "bias")]
-            module = trainer.module
+        return KERNELS[cfg.model.name](trainer, str(cfg.model.activation))
 
-            def lenet_kernel(image: tuple[int, ...]) -> int:
-                return load("fused_lenet.cpp", "sl_lenet_step", lenet_defines(module, activation, image), offsets)[0]
 
-            return FusedStep(lenet_kernel, opt, torch.get_num_threads())
-        shape, linears = mlp_shape(trainer.module, activation, trainer.task)
-        if trainer.device.type == "cuda":
-            why = triton_mlp.unsupported(shape.widths, shape.activation, shape.loss)
-            if why:
-                raise SpeedlabError(f"trainer.step=fused on a GPU: {why}; use trainer.step=functional or graphed")
-            return TritonFusedStep(shape, [f"{n}.{part}" for n in linears for part in ("weight", "bias")], opt)
-        offsets = [start[f"{name}.{part}"] for name in linears for part in ("weight", "bias")]
-        handle, _ = load("fused_mlp.cpp", "sl_mlp_step", shape.defines(), offsets)
-        return FusedStep(lambda sample: handle, opt, torch.get_num_threads())
+def _offsets(opt: FlatAdamW, layers: list[str]) -> list[int]:
+    """Each layer's weight and bias offsets in the flat buffer, in order."""
+    start = dict(zip(opt.names, [sum(opt.sizes[:i]) for i in range(len(opt.sizes))], strict=True))
+    return [start[f"{name}.{part}"] for name in layers for part in ("weight", "bias")]
+
+
+def _mlp_step(trainer: Any, activation: str) -> FusedStep | TritonFusedStep:
+    shape, linears = mlp_shape(trainer.module, activation, trainer.task)
+    opt = trainer.optimizer
+    if trainer.device.type == "cuda":
+        why = triton_mlp.unsupported(shape.widths, shape.activation, shape.loss)
+        if why:
+            raise SpeedlabError(f"trainer.step=fused on a GPU: {why}; use trainer.step=functional or graphed")
+        return TritonFusedStep(shape, [f"{n}.{part}" for n in linears for part in ("weight", "bias")], opt)
+    handle, _ = load("fused_mlp.cpp", "sl_mlp_step", shape.defines(), _offsets(opt, linears))
+    return FusedStep(lambda sample: handle, opt, torch.get_num_threads())
+
+
+def _lenet_step(trainer: Any, activation: str) -> FusedStep:
+    if trainer.device.type != "cpu":
+        raise SpeedlabError("trainer.step=fused runs lenet5 on the CPU; its Triton twin runs the mlp family")
+    if not isinstance(trainer.task, tasks.Classification):
+        raise SpeedlabError("trainer.step=fused trains lenet5 with cross-entropy (classification data); use "
+                            "trainer.step=module for another task")  # fmt: skip
+    offsets, module = _offsets(trainer.optimizer, list(LENET_LAYERS)), trainer.module
+
+    def kernel(image: tuple[int, ...]) -> int:
+        return load("fused_lenet.cpp", "sl_lenet_step", lenet_defines(module, activation, image), offsets)[0]
+
+    return FusedStep(kernel, trainer.optimizer, torch.get_num_threads())
+
+
+# The families a fused kernel exists for, each with the function that builds its step.
+KERNELS: dict[str, Callable[[Any, str], FusedStep | TritonFusedStep]] = {"mlp": _mlp_step, "lenet5": _lenet_step}
