@@ -1,4 +1,5 @@
-"""Latency measurement of one callable: warm-up, then timed calls until both a minimum count and a minimum time.
+"""Latency measurement of one callable: warm-up, then timed calls until both a minimum count and a minimum time;
+and of several requests kept in flight at once (`measure_concurrent`: answers per second over the wall time).
 
 On CUDA each call is bracketed by CUDA events (the GPU's own clock, no host round trip inside the region); on the
 CPU by `time.perf_counter_ns` around a call that returns only when its work is done. The first call is timed on its

@@ -3,8 +3,10 @@
 The model is the configured family on the configured data's input shape and outputs (freshly initialised), or the
 one `weights=` holds, whose family, config and data shape then come from the checkpoint.
 
-Each cell (backend, precision, batch size) is prepared (compiled, exported, session or engine built: `setup_s`),
-warmed up and timed until both a minimum count and a minimum time (see `timing.py`), `bench.repeats` times afresh.
+Each cell (backend, precision, batch size, and requests in flight: `bench.concurrency`) is prepared (compiled,
+exported, session or engine built: `setup_s`), warmed up and timed until both a minimum count and a minimum time
+(see `timing.py`), `bench.repeats` times afresh; a cell with several requests in flight counts images per second
+over the wall time instead of a batch per p50.
 Alongside latency percentiles: throughput, FLOPs (`torch.utils.flop_counter`, FLOPs not MACs) and achieved FLOP/s,
 and its fraction of the machine's own yardstick, a large matmul in the cell's dtype measured in the same run. A cell
 that runs out of memory or fails is recorded (`oom`, `error`) and the sweep goes on. Writes result.json

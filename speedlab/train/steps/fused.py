@@ -12,7 +12,9 @@ The kernel is a `torch.library` custom op (`speedlab::fused_step`), so torch.com
 trainer see an ordinary function of tensors. On a CUDA GPU the step runs its Triton twin instead
 (speedlab/native/triton_mlp.py: two hidden layers, widths up to 128). Supported: the `mlp` family, activations
 tanh, fasttanh (the same rational tanh), relu and gelu (erf), the task's own loss (mean squared error or
-cross-entropy), AdamW (Adam is AdamW with optim.weight_decay=0), fp32. The reference twin is `trainer.step=module`;
+cross-entropy), AdamW (Adam is AdamW with optim.weight_decay=0), fp32. And the `lenet5` family on the CPU
+(speedlab/native/fused_lenet.cpp, compiled for the first batch's image shape: direct 5x5 convolutions, pooling,
+cross-entropy). `KERNELS` names the families a kernel exists for. The reference twin is `trainer.step=module`;
 `parity` checks them.
 """
 
