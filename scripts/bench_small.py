@@ -86,7 +86,13 @@ LENET_ROWS: dict[str, list[str]] = {
     "best, batch 144": [*BEST_LENET, "trainer.batch_size=144"],
     "fused step (native, SimpleChains-style)": ["trainer.step=fused"],
     "fused step, batch 144": ["trainer.step=fused", "trainer.batch_size=144"],
+    # SimpleChains' scheme with stock ops: each of two single-thread processes (DDP over gloo) takes half the batch.
+    "two single-thread ranks (DDP), 16 each": ["trainer.threads=1", "trainer.batch_size=16"],
+    "two single-thread ranks (DDP), 72 each": ["trainer.threads=1", "trainer.batch_size=72"],
 }
+# Rows launched under torchrun: the run's batch is trainer.batch_size per rank.
+TWO_RANKS = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "--no-python")
+LAUNCHERS = {label: TWO_RANKS for label in LENET_ROWS if label.startswith("two single-thread ranks")}
 
 
 # ---------------------------------------------------------------- the reference twins (the by-the-book loops)
@@ -178,9 +184,10 @@ def book_lenet(root: str, epochs: int, resident: bool) -> dict[str, Any]:
 # ---------------------------------------------------------------- rows in fresh processes
 
 
-def run_speedlab(overrides: list[str], run_dir: Path) -> dict[str, Any]:
-    """One training run through the study runner: its result.json, or the error its stderr ended with."""
-    outcome = study.run_one(Row("train", "train", tuple(overrides)), run_dir)
+def run_speedlab(overrides: list[str], run_dir: Path, prefix: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One training run through the study runner (under `prefix`, a launcher such as torchrun): its result.json,
+    or the error its stderr ended with."""
+    outcome = study.run_one(Row("train", "train", tuple(overrides), prefix), run_dir)
     if outcome.returncode != 0 or outcome.result is None:
         return {"error": (outcome.stderr_tail or ["failed"])[-1]}
     return outcome.result
@@ -257,14 +264,14 @@ def lenet_rows(bench_dir: Path, epochs: int, root: str, only: list[str] | None =
         run_dir = record.job_dir(bench_dir, "lenet-" + study.slug(label))
         result = run_speedlab(["+exp=lenet5_mnist", f"data.root={root}", f"trainer.epochs={epochs}",
                                f"trainer.eval_every={epochs}", "trainer.save_checkpoints=false", *overrides],
-                              run_dir)  # fmt: skip
+                              run_dir, LAUNCHERS.get(label, ()))  # fmt: skip
         row = {"row": label, "overrides": " ".join(overrides)}
         if "error" in result:
             row["error"] = result["error"]
         else:
             row.update(train_s=result["total_train_time_s"], final_val_acc=result["final_val_acc"],
                        final_train_loss=result["final_train_loss"], compile_s=result["compile_time_s"])  # fmt: skip
-            batch = result["config"]["trainer"]["batch_size"]
+            batch = result["config"]["trainer"]["batch_size"]  # per process, as step_flops counts it
             row["flops_per_image"] = result["step_flops"] / batch if result.get("step_flops") else None
         rows.append(row)
         _say(row)
