@@ -86,6 +86,9 @@ LENET_ROWS: dict[str, list[str]] = {
     "best, batch 144": [*BEST_LENET, "trainer.batch_size=144"],
     "fused step (native, SimpleChains-style)": ["trainer.step=fused"],
     "fused step, batch 144": ["trainer.step=fused", "trainer.batch_size=144"],
+    # Convolution as unfold + one matmul, inside the compiled functional step (what Inductor can fuse).
+    "unfold convs + best": ["model.conv=unfold", *BEST_LENET],
+    "unfold convs + best, batch 144": ["model.conv=unfold", *BEST_LENET, "trainer.batch_size=144"],
     # SimpleChains' scheme with stock ops: each of two single-thread processes (DDP over gloo) takes half the batch.
     "two single-thread ranks (DDP), 16 each": ["trainer.threads=1", "trainer.batch_size=16"],
     "two single-thread ranks (DDP), 72 each": ["trainer.threads=1", "trainer.batch_size=72"],

@@ -33,7 +33,7 @@ BENCH_HARNESS = ("bench.backends", "bench.batch_sizes", "bench.precisions", "ben
 # The training levers (`train/levers.changes_label` names them): a speed-up compares runs that differ only here.
 LEVERS = ("compile", "amp", "trainer.channels_last", "trainer.cudnn_benchmark", "trainer.tf32", "trainer.step",
           "trainer.threads", "trainer.reuse_memory", "trainer.onednn", "optim.fused", "optim.foreach",
-          "model.depthwise", "model.activation", "data.feed", "data.workers", "data.pin_memory",
+          "model.depthwise", "model.activation", "model.conv", "data.feed", "data.workers", "data.pin_memory",
           "data.prefetch_factor")  # fmt: skip
 
 

@@ -139,6 +139,25 @@ def test_lenet5_is_the_classic_on_mnist():
     assert model(torch.randn(3, 1, 28, 28)).shape == (3, 10)
 
 
+@pytest.mark.parametrize("padding", [0, 2])
+def test_lenet5_unfold_convolutions_match_torchs_forward_and_gradients(padding):
+    """model.conv=unfold (im2col + one matmul): the same parameters and state-dict keys as nn.Conv2d, and in fp32
+    the same outputs (1e-5) and gradients (1e-4 relative: the weight gradient sums in another order)."""
+    spec = DataSpec("classification", (1, 28, 28), 10)
+    torch.manual_seed(0)
+    native = models.build(LeNet5Cfg(padding=padding), spec)
+    unfold = models.build(LeNet5Cfg(padding=padding, conv="unfold"), spec)
+    unfold.load_state_dict(native.state_dict())  # same keys, same shapes
+    x = torch.randn(5, 1, 28, 28)
+    a, b = native(x), unfold(x)
+    torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+    a.square().sum().backward()
+    b.square().sum().backward()
+    for p, q in zip(native.parameters(), unfold.parameters(), strict=True):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-4 * p.grad.abs().max().item())
+    assert models.label(LeNet5Cfg(conv="unfold")) == "unfold convs" and models.label(LeNet5Cfg()) is None
+
+
 @pytest.mark.parametrize(
     ("cfg", "spec", "message"),
     [
