@@ -70,12 +70,14 @@ def test_one_fused_lenet5_step_matches_the_module_step(activation):
     _steps_match(LENET, activation, batch=48, lr=1e-3, atol=1e-4)
 
 
-def test_parity_of_100_fused_lenet5_steps_against_the_module_step(run_main, tmp_path):
+@pytest.mark.parametrize("activation", ["relu", "tanh", "gelu"])
+def test_parity_of_100_fused_lenet5_steps_against_the_module_step(run_main, tmp_path, activation):
     run_dir = tmp_path / "parity"
     # 480 images at the reference's Adam 3e-4: 100 steps of learning, not of memorising 96 random labels at 1e-3,
     # where any two rounding orders drift apart (the fused step's update from the same state matches the module
     # step's to 1e-8, as the functional step's does, yet 100 such steps differed by 40 % in loss).
     outcome = run_main("parity", f"hydra.run.dir={run_dir}", *LENET, "data.train_size=480", "optim.lr=3e-4",
+                       f"model.activation={activation}",
                        "trainer.batch_size=48", "parity.steps=100", "trainer.epochs=10",
                        f"parity.tolerance={PARITY_TOLERANCE}", "--a", "trainer.step=module", "--b",
                        "trainer.step=fused")  # fmt: skip
