@@ -154,7 +154,7 @@ def expand(requested: list[str], setup: BenchSetup, precisions: list[str]) -> li
 
 def refuse(requested: list[str], setup: BenchSetup, precisions: list[str]) -> None:
     """Refuse a precision a backend named in `bench.backends` cannot run on this machine (SpeedlabError naming
-    both, and the precisions it can run), before any cell."""
+    both, why, and what to drop), before any cell."""
     for name in dict.fromkeys(n for n in requested if n not in SETS):
         backend = create(name)
         check = getattr(backend, "refuse", None)
