@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch.profiler import ProfilerActivity, profile, schedule
 
-from speedlab import device, models, record, stats, tables
+from speedlab import device, models, record, tables
 from speedlab.config import RunContext
 from speedlab.data.build import describe
 from speedlab.data.spec import DataSpec
@@ -159,21 +159,31 @@ def _is_compute(op: str) -> bool:
 
 
 def _timed_phases(trainer, inputs, targets, steps: int, where) -> dict[str, float]:
-    """Median wall time per phase of unprofiled steps (synchronised between phases), in microseconds; the whole
-    step's under the key `total`."""
-    times: dict[str, list[float]] = {"total": []}
+    """Wall time per phase of the median unprofiled step (synchronised between phases), in microseconds; the whole
+    step's under the key `total`.
+
+    The phases come from the one step whose total is the median, not from a median per phase: medians do not add up,
+    and a phase sum above the step's wall would leave `other` negative."""
+    steps_us: list[dict[str, float]] = []
     lr = trainer.lr_at(0)
     for _ in range(steps):
         carry, begin = None, time.perf_counter()
-        start = begin
+        start, step_us = begin, {}
         for phase, run_phase in trainer.stepper.phases(trainer._input(inputs), targets, lr):
             carry = run_phase(carry)
             synchronize(where)
             end = time.perf_counter()
-            times.setdefault(phase, []).append(end - begin)
+            step_us[phase] = (end - begin) * 1e6
             begin = end
-        times["total"].append(begin - start)
-    return {p: stats.median(v) * 1e6 for p, v in times.items()}
+        step_us["total"] = (begin - start) * 1e6
+        steps_us.append(step_us)
+    return median_step(steps_us)
+
+
+def median_step(steps_us: Sequence[dict[str, float]]) -> dict[str, float]:
+    """The step (phase -> µs, with its `total`) whose total is the median (the lower one of an even count)."""
+    ranked = sorted(steps_us, key=lambda step: step["total"])
+    return ranked[(len(ranked) - 1) // 2]
 
 
 def step_split(tables: dict[str, list], profiled_us: dict[str, float], timed_us: dict[str, float],

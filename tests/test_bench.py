@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from speedlab import cli, samples, stats, timing
+from speedlab import cli, profiling, samples, stats, timing
 from speedlab.bench import backends, levers
 from speedlab.bench import command as bench_command
 from speedlab.errors import SpeedlabError
@@ -238,6 +238,18 @@ def test_profile_writes_phase_tables_and_a_chrome_trace(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| Op | Calls/step | × Avg per call | = Total/step | % of step |" in out
     assert "| other: Python, dispatch, autograd engine, allocation |" in out
+
+
+def test_the_split_takes_one_median_step_so_its_parts_never_exceed_its_wall():
+    # Per-phase medians of these steps add up to 9 µs against a median total of 7: the CI run on 2026-12-03 met this
+    # (phases 17.9 ms against a 17.3 ms step). One whole step keeps the parts inside its wall.
+    steps = [{"forward": 5, "backward": 1, "total": 6}, {"forward": 1, "backward": 6, "total": 7},
+             {"forward": 5, "backward": 5, "total": 10}]  # fmt: skip
+    step = profiling.median_step(steps)
+    assert step == steps[1]
+    rows = {"forward": [{"self_ms": 1e-3, "compute": True}], "backward": [{"self_ms": 6e-3, "compute": True}]}
+    split = profiling.step_split(rows, {"forward": 1.0, "backward": 6.0}, step, ["forward", "backward"])
+    assert sum(split["parts_us"].values()) == pytest.approx(split["step_us"]) and split["parts_us"]["other"] == 0
 
 
 def test_report_renders_training_inference_html_and_csv(tmp_path, sweep, capsys, trained_tiny):
