@@ -20,7 +20,7 @@ demo: setup
 	$(PY) scripts/demo.py
 
 # The fast suite runs on TEST_WORKERS processes (pytest-xdist), a test file per worker at a time so a module's
-# shared fixture is built once: on 2 cores about 5 min instead of 6.5 from a clean clone.
+# shared fixture is built once; tests/conftest.py pins each worker to cores of its own (docs/development.md).
 TEST_WORKERS ?= 2
 test: setup
 	$(PY) -m pytest -m "not slow" -q -n $(TEST_WORKERS) --dist loadfile --durations=10
@@ -30,10 +30,12 @@ test: setup
 browser:
 	@scripts/install_browser.sh
 
-# The slow tests on TEST_WORKERS processes too, except those marked `timing`, whose verdicts rest on measured speed:
-# they run after, alone on the machine. pytest exits 5 when nothing is selected: that is not a failure here.
+# The slow tests on TEST_WORKERS processes too, a test at a time to whichever worker is free (worksteal): their
+# lengths run from seconds to minutes, and tests/test_study.py alone holds about 6 of them, so a file per worker
+# left one worker idle for minutes. Those marked `timing`, whose verdicts rest on measured speed, run after, alone
+# on the machine. pytest exits 5 when nothing is selected: that is not a failure here.
 test-slow: setup browser
-	SPEEDLAB_REQUIRE_BROWSER=1 $(PY) -m pytest -m "slow and not timing" -q -n $(TEST_WORKERS) --dist loadfile \
+	SPEEDLAB_REQUIRE_BROWSER=1 $(PY) -m pytest -m "slow and not timing" -q -n $(TEST_WORKERS) --dist worksteal \
 		--durations=10; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
 	$(PY) -m pytest -m "slow and timing" -q --durations=5; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
 
