@@ -15,6 +15,13 @@ from pathlib import Path
 
 import pytest
 
+# The cores the test session was started on, before any pinning: tests of a thread split widen to them again
+# (`all_cores`). Kept in the environment, since the tests import this file again as `tests.conftest` after the
+# pinning, and xdist's workers start from the controller's environment.
+if hasattr(os, "sched_getaffinity"):
+    os.environ.setdefault("SPEEDLAB_TEST_MACHINE_CORES", ",".join(map(str, sorted(os.sched_getaffinity(0)))))
+MACHINE_CORES = [int(c) for c in os.environ.get("SPEEDLAB_TEST_MACHINE_CORES", "").split(",") if c]
+
 
 def _pin_xdist_worker() -> None:
     """Under `pytest -n N`, each worker on cores of its own (gw0 the first share, gw1 the next, ...), before torch
@@ -24,7 +31,7 @@ def _pin_xdist_worker() -> None:
     worker, workers = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get("PYTEST_XDIST_WORKER_COUNT")
     if not (worker and workers and hasattr(os, "sched_setaffinity")) or os.environ.get("SPEEDLAB_TEST_PIN") == "0":
         return
-    cores = sorted(os.sched_getaffinity(0))
+    cores = MACHINE_CORES
     index, count = int(worker.removeprefix("gw")), int(workers)
     share = max(1, len(cores) // count)
     mine = cores[(index * share) % len(cores) :][:share]
@@ -211,6 +218,23 @@ def fake_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("fake_mnist")
     write_fake_mnist(root, train=200, val=50)
     return root
+
+
+@pytest.fixture
+def all_cores():
+    """The test runs on every core the session started with (undoing the worker's pinning) and torch on a thread
+    each, so a thread split it tests really splits; the pinning and the thread count are restored after."""
+    import torch
+
+    if not MACHINE_CORES:
+        yield
+        return
+    kept, kept_threads = os.sched_getaffinity(0), torch.get_num_threads()
+    os.sched_setaffinity(0, MACHINE_CORES)
+    torch.set_num_threads(len(MACHINE_CORES))
+    yield
+    os.sched_setaffinity(0, kept)
+    torch.set_num_threads(kept_threads)
 
 
 @dataclass

@@ -165,7 +165,7 @@ def test_concurrent_requests_overlap_and_every_answer_counts():
         timing.measure_concurrent([wait, fails], cfg)
 
 
-def test_concurrency_cells_count_images_per_second_over_the_wall_time(tmp_path):
+def test_concurrency_cells_count_images_per_second_over_the_wall_time(tmp_path, all_cores):
     """bench.concurrency=[1,2]: a cell per count for the backends that serve requests at once; torch's threads are
     split among eager's requests and restored after; a backend that serves one at a time is skipped, saying so."""
     threads = torch.get_num_threads()
