@@ -31,8 +31,8 @@ browser:
 	@scripts/install_browser.sh
 
 # The slow tests on TEST_WORKERS processes too, a test at a time to whichever worker is free (worksteal): their
-# lengths run from seconds to minutes, and tests/test_study.py alone holds about 6 of them, so a file per worker
-# left one worker idle for minutes. Those marked `timing`, whose verdicts rest on measured speed, run after, alone
+# lengths run from seconds to minutes, and no one file's total (tests/test_study.py holds about 6 minutes of them)
+# should set the suite's length. Those marked `timing`, whose verdicts rest on measured speed, run after, alone
 # on the machine. pytest exits 5 when nothing is selected: that is not a failure here.
 test-slow: setup browser
 	SPEEDLAB_REQUIRE_BROWSER=1 $(PY) -m pytest -m "slow and not timing" -q -n $(TEST_WORKERS) --dist worksteal \

@@ -31,16 +31,16 @@ def _pin_xdist_worker() -> None:
     worker, workers = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get("PYTEST_XDIST_WORKER_COUNT")
     if not (worker and workers and hasattr(os, "sched_setaffinity")) or os.environ.get("SPEEDLAB_TEST_PIN") == "0":
         return
-    cores = MACHINE_CORES
     index, count = int(worker.removeprefix("gw")), int(workers)
-    share = max(1, len(cores) // count)
-    mine = cores[(index * share) % len(cores) :][:share]
-    os.sched_setaffinity(0, mine)
+    share = max(1, len(MACHINE_CORES) // count)
+    os.sched_setaffinity(0, MACHINE_CORES[(index * share) % len(MACHINE_CORES) :][:share])
 
 
 _pin_xdist_worker()
 
-from speedlab import cli  # noqa: E402  (after the pinning: torch sizes its thread pool at import)
+import torch  # noqa: E402  (after the pinning: torch sizes its thread pool at import)
+
+from speedlab import cli  # noqa: E402
 from speedlab.data.fake import write_fake_mnist, write_fake_tinyimagenet  # noqa: E402
 
 cli.load_plugins()  # what the entry point does before composing: every registry's schemas in the ConfigStore
@@ -224,8 +224,6 @@ def fake_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def all_cores():
     """The test runs on every core the session started with (undoing the worker's pinning) and torch on a thread
     each, so a thread split it tests really splits; the pinning and the thread count are restored after."""
-    import torch
-
     if not MACHINE_CORES:
         yield
         return
